@@ -1,0 +1,65 @@
+# routeplane: the only entry point. `make demo` and `make test` install what a fresh
+# Debian machine lacks (as root), then run; both are idempotent.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Debian packages the project runs: etcd for the multi-host store and its tests.
+DEB_PACKAGES := etcd-server python3-venv
+PYTEST_ARGS ?=
+
+.PHONY: demo test check lint fmt typecheck imports unit contract bench system-deps venv clean
+
+demo: system-deps venv
+	$(BIN)/routeplane demo
+
+test: system-deps venv check
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+# --- installation -------------------------------------------------------------------
+system-deps:
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:" $$missing; \
+		if [ "$$(id -u)" != 0 ]; then echo "run as root to install: $$missing" >&2; exit 1; fi; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends $$missing >/dev/null; \
+	fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check pip==26.3
+	$(BIN)/python -m pip install -q --disable-pip-version-check --group dev -e .
+	touch $@
+
+# --- checks -------------------------------------------------------------------------
+check: lint typecheck imports
+
+lint: venv
+	$(BIN)/ruff check --output-format concise src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+fmt: venv
+	$(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff format src tests bench
+
+typecheck: venv
+	$(BIN)/mypy
+
+imports: venv
+	$(BIN)/lint-imports
+
+unit: venv
+	$(BIN)/pytest -m unit $(PYTEST_ARGS)
+
+contract: system-deps venv
+	$(BIN)/pytest -m contract $(PYTEST_ARGS)
+
+bench: system-deps venv
+	$(BIN)/python bench/store.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

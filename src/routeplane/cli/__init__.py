@@ -1,0 +1,1 @@
+"""Composition roots: the ``routeplane`` command and its subcommands."""

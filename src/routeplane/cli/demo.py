@@ -1,0 +1,132 @@
+"""``routeplane demo``: show a newcomer what routeplane does, step by step.
+
+The ``store`` scenario (the default until the service-IP walkthrough lands) runs on the
+embedded sqlite store in a temporary directory: a watcher in another process follows
+every change, as each host's agent will, while this process writes the walkthrough's
+network and port, claims the service IP 10.28.0.23 exactly once, and lets a host's
+leased record expire.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import IO, Any
+
+from routeplane.model.jsontypes import JSONObject
+from routeplane.store import Get, KeyValue, Put, Store, absent, open_store
+
+ROOT = "/routeplane/v1/"
+
+
+def _step(text: str) -> None:
+    print(f"\n== {text}", flush=True)
+
+
+def _relay(stream: IO[str]) -> None:
+    for line in stream:
+        print(f"   [watcher] {line.rstrip()}", flush=True)
+
+
+def _start_watcher(url: str) -> subprocess.Popen[str]:
+    watcher = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "routeplane.cli.main",
+            "--store",
+            url,
+            "store",
+            "watch",
+            ROOT,
+            "--timeout",
+            "20",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert watcher.stdout is not None
+    threading.Thread(target=_relay, args=(watcher.stdout,), daemon=True).start()
+    return watcher
+
+
+def _claim(store: Store, ip: str, port: str) -> None:
+    key = f"{ROOT}ipam/subnet-v4/{ip}"
+    result = store.txn([absent(key)], [Put(key, {"port_id": port})], [Get(key)])
+    if result.succeeded:
+        print(f"   {ip} claimed for {port} at revision {result.revision}")
+    else:
+        holder = result.results[0]
+        owner = holder.value if isinstance(holder, KeyValue) else None
+        print(f"   {ip} refused for {port}: already held by {owner}")
+
+
+def _store_scenario(url: str) -> int:
+    store = open_store(url)
+    _step(f"embedded store at {url} (revision {store.revision()})")
+    watcher = _start_watcher(url)
+    time.sleep(1.0)  # let the watcher start before the first write
+
+    _step("create demo-net and testvm1's port with 10.28.0.13, claim and port in one transaction")
+    port: JSONObject = {
+        "id": "port-testvm1",
+        "network_id": "demo-net",
+        "fixed_ips": [{"subnet_id": "subnet-v4", "ip_address": "10.28.0.13"}],
+    }
+    store.put(f"{ROOT}networks/demo-net", {"name": "demo-net"})
+    store.txn(
+        [absent(f"{ROOT}ipam/subnet-v4/10.28.0.13")],
+        [
+            Put(f"{ROOT}ipam/subnet-v4/10.28.0.13", {"port_id": "port-testvm1"}),
+            Put(f"{ROOT}ports/port-testvm1", port),
+        ],
+    )
+    time.sleep(0.2)
+
+    _step("claim the service IP 10.28.0.23 for testvm1, then try to claim it for testvm2")
+    _claim(store, "10.28.0.23", "port-testvm1")
+    _claim(store, "10.28.0.23", "port-testvm2")
+    time.sleep(0.2)
+
+    _step("node1 registers with a 2-second lease and then stops renewing it")
+    lease = store.grant_lease(2)
+    store.put(f"{ROOT}hosts/node1", {"bgp_address": "192.168.8.3"}, lease=lease)
+    started = time.monotonic()
+    while store.get(f"{ROOT}hosts/node1") is not None and time.monotonic() - started < 10:
+        time.sleep(0.1)
+    print(f"   node1's record expired after {time.monotonic() - started:.1f}s")
+    time.sleep(0.3)
+
+    _step(f"what the store holds now (revision {store.revision()})")
+    for kv in store.range(ROOT).items:
+        print(f"   {kv.key}  rev {kv.mod_revision}")
+    watcher.terminate()
+    watcher.wait(timeout=5)
+    store.close()
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.store_given:
+        return _store_scenario(args.store)
+    with tempfile.TemporaryDirectory(prefix="routeplane-demo-") as tmp:
+        return _store_scenario(f"sqlite://{Path(tmp) / 'store.db'}")
+
+
+def add_parser(commands: Any) -> None:
+    parser: argparse.ArgumentParser = commands.add_parser(
+        "demo", help="play a short demonstration and explain each step"
+    )
+    parser.add_argument("scenario", nargs="?", choices=["store"], default="store")
+    parser.add_argument(
+        "--use-store",
+        dest="store_given",
+        action="store_true",
+        help="run against --store instead of a temporary embedded store",
+    )
+    parser.set_defaults(run=_run)

@@ -1,0 +1,1 @@
+"""Pure domain types shared by every layer; imports nothing of routeplane's own."""

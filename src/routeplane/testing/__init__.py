@@ -1,0 +1,1 @@
+"""Helpers for tests and benchmarks: real external services started on loopback."""
