@@ -144,6 +144,30 @@ class TxnResult:
     results: tuple[OpResult, ...]
 
 
+class WriteShortcuts:
+    """``put`` and ``delete`` as one-operation transactions, shared by the backends.
+
+    Every write then takes one code path (validation, lease checks, revision handling),
+    so the shortcuts cannot drift from ``txn``.
+    """
+
+    def txn(
+        self,
+        compares: Sequence[Compare],
+        on_success: Sequence[Op] = (),
+        on_failure: Sequence[Op] = (),
+    ) -> TxnResult:
+        raise NotImplementedError
+
+    def put(self, key: str, value: JSONValue, *, lease: int | None = None) -> int:
+        """Write unconditionally; returns the new revision."""
+        return self.txn((), (Put(key, value, lease),)).revision
+
+    def delete(self, key: str) -> bool:
+        """Delete one key; True when it existed."""
+        return self.txn((), (Delete(key),)).results[0] == 1
+
+
 class Watch(Protocol):
     """A stream of events under a prefix, from a start revision, in revision order."""
 
@@ -233,6 +257,7 @@ __all__ = [
     "Store",
     "TxnResult",
     "Watch",
+    "WriteShortcuts",
     "absent",
     "exists",
     "mod_revision_is",

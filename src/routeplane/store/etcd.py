@@ -39,16 +39,14 @@ from routeplane.model.errors import (
     StoreError,
     Unavailable,
 )
-from routeplane.model.jsontypes import JSONValue
 from routeplane.store import etcd_wire as wire
 from routeplane.store.base import (
     Compare,
-    Delete,
     KeyValue,
     Op,
-    Put,
     RangeResult,
     TxnResult,
+    WriteShortcuts,
 )
 from routeplane.store.codec import check_key, prefix_end, prepare_txn
 from routeplane.store.watchqueue import QueueWatch
@@ -63,7 +61,7 @@ _STREAM_ERRORS = (requests.RequestException, urllib3.exceptions.HTTPError, OSErr
 _MAX_IDLE_CLIENTS = 8
 
 
-class EtcdStore:
+class EtcdStore(WriteShortcuts):
     """The :class:`~routeplane.store.base.Store` on an etcd v3 cluster."""
 
     def __init__(
@@ -113,12 +111,6 @@ class EtcdStore:
         return wire.header_revision(self._read("kv/range", body))
 
     # writes --------------------------------------------------------------------------
-    def put(self, key: str, value: JSONValue, *, lease: int | None = None) -> int:
-        return self.txn((), (Put(key, value, lease),)).revision
-
-    def delete(self, key: str) -> bool:
-        return self.txn((), (Delete(key),)).results[0] == 1
-
     def txn(
         self,
         compares: Sequence[Compare],

@@ -38,7 +38,6 @@ from routeplane.model.errors import (
     StoreError,
     Unavailable,
 )
-from routeplane.model.jsontypes import JSONValue
 from routeplane.store.base import (
     Compare,
     Delete,
@@ -51,6 +50,7 @@ from routeplane.store.base import (
     Put,
     RangeResult,
     TxnResult,
+    WriteShortcuts,
 )
 from routeplane.store.codec import (
     EncodedCompare,
@@ -129,7 +129,7 @@ class _WatchState:
     next_revision: int
 
 
-class SqliteStore:
+class SqliteStore(WriteShortcuts):
     """The :class:`~routeplane.store.base.Store` on one sqlite file."""
 
     def __init__(
@@ -258,12 +258,6 @@ class SqliteStore:
             return self._meta(conn, "revision")
 
     # writes --------------------------------------------------------------------------
-    def put(self, key: str, value: JSONValue, *, lease: int | None = None) -> int:
-        return self.txn((), (Put(key, value, lease),)).revision
-
-    def delete(self, key: str) -> bool:
-        return self.txn((), (Delete(key),)).results[0] == 1
-
     def txn(
         self,
         compares: Sequence[Compare],
