@@ -60,6 +60,7 @@ contract: system-deps venv
 
 bench: system-deps venv
 	$(BIN)/python bench/store.py
+	$(BIN)/python bench/api.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -112,7 +112,7 @@ def _store_scenario(url: str) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    if args.store_given:
+    if args.use_store:
         return _store_scenario(args.store)
     with tempfile.TemporaryDirectory(prefix="routeplane-demo-") as tmp:
         return _store_scenario(f"sqlite://{Path(tmp) / 'store.db'}")
@@ -125,7 +125,7 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("scenario", nargs="?", choices=["store"], default="store")
     parser.add_argument(
         "--use-store",
-        dest="store_given",
+        dest="use_store",
         action="store_true",
         help="run against --store instead of a temporary embedded store",
     )

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from routeplane import __version__
-from routeplane.cli import demo, store
+from routeplane.cli import api, demo, store
 from routeplane.model.errors import RouteplaneError
 from routeplane.store import DEFAULT_STORE_URL
 
@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: $ROUTEPLANE_STORE or %(default)s)",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    api.add_parser(commands)
     store.add_parser(commands)
     demo.add_parser(commands)
     return parser
@@ -39,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.store_given = any(
+        a == "--store" or a.startswith("--store=") for a in (argv or sys.argv[1:])
+    )
     try:
         code: int = args.run(args)
     except RouteplaneError as exc:

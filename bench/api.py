@@ -1,0 +1,150 @@
+"""API benchmark: the service-IP move latency and port throughput, per store backend.
+
+Run with ``make bench``. One ``routeplane api`` process per backend (embedded sqlite, and
+a real etcd on loopback), driven over HTTP with keep-alive from this process:
+
+- fixed-IP update latency: ``PUT /v2.0/ports/{id}`` that adds a service IP, then one
+  that removes it again (the walkthrough's move), one request at a time;
+- port create, update and delete throughput with 4 client threads.
+
+Bounded in count; everything it starts is stopped by PID.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from routeplane.testing.api import ApiServer
+from routeplane.testing.etcd import EtcdServer
+
+MOVES = 300
+PORTS = 1200
+THREADS = 4
+
+
+@contextmanager
+def api_on(backend: str) -> Iterator[ApiServer]:
+    with tempfile.TemporaryDirectory(prefix="routeplane-bench-api-") as tmp:
+        work = Path(tmp)
+        if backend == "sqlite":
+            with ApiServer(f"sqlite://{work / 'store.db'}", workdir=work) as server:
+                yield server
+        else:
+            with (
+                EtcdServer(data_dir=work / "etcd") as etcd,
+                ApiServer(etcd.url, workdir=work) as server,
+            ):
+                yield server
+
+
+def client(server: ApiServer) -> httpx.Client:
+    return httpx.Client(
+        base_url=server.url, headers={"X-Auth-Token": server.admin_token}, timeout=30
+    )
+
+
+def ok(response: httpx.Response) -> dict[str, Any]:
+    if response.status_code >= 300:
+        raise RuntimeError(f"{response.request.method} {response.request.url}: {response.text}")
+    return response.json() if response.content else {}
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+def setup(http: httpx.Client) -> tuple[str, str]:
+    net = ok(http.post("/v2.0/networks", json={"network": {"name": "bench"}}))["network"]["id"]
+    body = {"subnet": {"network_id": net, "ip_version": 4, "cidr": "10.60.0.0/16"}}
+    subnet = ok(http.post("/v2.0/subnets", json=body))["subnet"]["id"]
+    return net, subnet
+
+
+def move_latency(http: httpx.Client, net: str, subnet: str) -> list[float]:
+    port = ok(
+        http.post("/v2.0/ports", json={"port": {"network_id": net, "binding:host_id": "node1"}})
+    )["port"]
+    base = port["fixed_ips"]
+    with_service = [*base, {"subnet_id": subnet, "ip_address": "10.60.200.23"}]
+    latencies = []
+    for i in range(MOVES):
+        wanted = with_service if i % 2 == 0 else base
+        started = time.perf_counter()
+        ok(http.put(f"/v2.0/ports/{port['id']}", json={"port": {"fixed_ips": wanted}}))
+        latencies.append((time.perf_counter() - started) * 1000)
+    return latencies
+
+
+def throughput(server: ApiServer, work: Callable[[httpx.Client, int], Any], count: int) -> float:
+    clients = [client(server) for _ in range(THREADS)]
+    per_thread = count // THREADS
+
+    def run(index: int) -> None:
+        for i in range(per_thread):
+            work(clients[index], index * per_thread + i)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(THREADS) as pool:
+        list(pool.map(run, range(THREADS)))
+    elapsed = time.perf_counter() - started
+    for c in clients:
+        c.close()
+    return per_thread * THREADS / elapsed
+
+
+def measure(backend: str) -> dict[str, float]:
+    with api_on(backend) as server, client(server) as http:
+        net, _subnet = setup(http)
+        latencies = move_latency(http, net, _subnet)
+        created: dict[int, str] = {}
+
+        def create(c: httpx.Client, i: int) -> None:
+            body = {"port": {"network_id": net, "name": f"p{i}", "binding:host_id": f"node{i % 8}"}}
+            created[i] = ok(c.post("/v2.0/ports", json=body))["port"]["id"]
+
+        def update(c: httpx.Client, i: int) -> None:
+            ok(c.put(f"/v2.0/ports/{created[i]}", json={"port": {"name": f"renamed{i}"}}))
+
+        def delete(c: httpx.Client, i: int) -> None:
+            response = c.delete(f"/v2.0/ports/{created[i]}")
+            if response.status_code != 204:
+                raise RuntimeError(response.text)
+
+        return {
+            "p50": statistics.median(latencies),
+            "p99": percentile(latencies, 99),
+            "create": throughput(server, create, PORTS),
+            "update": throughput(server, update, PORTS),
+            "delete": throughput(server, delete, PORTS),
+        }
+
+
+def main() -> int:
+    rows = [(backend, measure(backend)) for backend in ("sqlite", "etcd")]
+    print(f"api benchmark: {MOVES} sequential PUT fixed_ips (add/remove a service IP);")
+    print(
+        f"{PORTS} ports created, renamed and deleted by {THREADS} client threads, one api process\n"
+    )
+    header = ("backend", "PUT p50 ms", "p99 ms", "create/s", "update/s", "delete/s")
+    print("{:<8} {:>11} {:>8} {:>9} {:>9} {:>9}".format(*header))
+    for backend, r in rows:
+        print(
+            f"{backend:<8} {r['p50']:>11.2f} {r['p99']:>8.2f} "
+            f"{r['create']:>9.0f} {r['update']:>9.0f} {r['delete']:>9.0f}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

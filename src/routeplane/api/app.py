@@ -1,0 +1,111 @@
+"""The ASGI application: Neutron v2.0 routes over the services, plus identity.
+
+HTTP only: bodies are parsed here and handed to the services as dicts, answers are
+wrapped (``{"port": {...}}``, ``{"ports": [...], "ports_links": [...]}``), and every
+error becomes a Neutron fault in ``faults``. The store is synchronous, so service calls
+run in the thread pool and slow store round trips (etcd) overlap between requests.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from routeplane.api import faults, identity_routes, router_actions, versions
+from routeplane.api.resources import ResourceRoutes, Wiring
+from routeplane.model.errors import StoreError
+from routeplane.services.context import Context
+from routeplane.services.errors import ApiFault, http_not_found
+from routeplane.services.identity import Identity
+from routeplane.services.registry import Services
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def base_url(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
+
+
+async def read_json(request: Request) -> Any:
+    raw = await request.body()
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise ApiFault("HTTPBadRequest", 400, "Malformed request body") from None
+
+
+def create_app(services: Services, identity: Identity, *, noauth: bool = False) -> FastAPI:
+    app = FastAPI(
+        title="routeplane",
+        version="2.0",
+        description="Neutron v2.0 compatible networking API of routeplane",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.add_exception_handler(ApiFault, faults.on_api_fault)
+    app.add_exception_handler(StarletteHTTPException, faults.on_http_error)
+    app.add_exception_handler(StoreError, faults.on_store_error)
+    app.add_exception_handler(Exception, faults.on_unexpected)
+
+    @app.middleware("http")
+    async def strip_json_suffix(request: Request, call_next: Handler) -> Response:
+        """Neutron accepts an optional ``.json`` on every URL."""
+        path = request.scope["path"]
+        if path.startswith("/v2.0/") and path.endswith(".json"):
+            request.scope["path"] = path[: -len(".json")]
+        return await call_next(request)
+
+    def context(request: Request) -> Context:
+        token = request.headers.get("x-auth-token")
+        if noauth:
+            return identity.context(identity.config.admin_token) or Context(
+                "admin", frozenset({"admin", "member", "reader"}), "admin"
+            )
+        ctx = identity.context(token)
+        if ctx is None:
+            raise ApiFault("HTTPUnauthorized", 401, "Authentication required")
+        return ctx
+
+    @app.get("/", include_in_schema=False)
+    async def root(request: Request) -> JSONResponse:
+        return JSONResponse(versions.versions(base_url(request)))
+
+    @app.get("/v2.0", include_in_schema=False)
+    async def v2_no_slash(request: Request) -> JSONResponse:
+        """Neutron serves the resource list only at ``/v2.0/``; without the slash it is 404."""
+        raise http_not_found()
+
+    @app.get("/v2.0/")
+    async def v2(request: Request) -> JSONResponse:
+        context(request)
+        pairs = [(s.name, s.collection) for s in services.by_path.values()]
+        return JSONResponse(versions.resources(base_url(request), pairs))
+
+    @app.get("/v2.0/extensions")
+    async def extension_list(request: Request) -> JSONResponse:
+        context(request)
+        return JSONResponse({"extensions": versions.extensions()})
+
+    @app.get("/v2.0/extensions/{alias}")
+    async def extension_show(request: Request, alias: str) -> JSONResponse:
+        context(request)
+        for ext in versions.extensions():
+            if ext["alias"] == alias:
+                return JSONResponse({"extension": ext})
+        return JSONResponse(versions.extension_missing(alias), status_code=404)
+
+    wiring = Wiring(context, read_json, run_in_threadpool)
+    for path, service in services.by_path.items():
+        ResourceRoutes(path, service, wiring).register(app)
+    router_actions.add_router_actions(app, services, wiring)
+    identity_routes.add_routes(app, identity, read_json)
+    return app
+
+
+__all__ = ["create_app"]

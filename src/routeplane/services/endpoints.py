@@ -1,0 +1,57 @@
+"""Endpoint records: what one host's agent must realise for one bound port.
+
+Derived from the port (and its floating IPs) and written in the same transaction as the
+port, so an agent never sees a port change without its dataplane consequence, nor the
+other way round. The record carries everything the agent needs and nothing it must look
+up: interface name, MAC, the addresses to route to the tap (fixed IPs, allowed address
+pairs, floating IPs' external addresses), NAT pairs and security groups.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from routeplane.services.repo import key
+
+
+def interface_name(port_id: str) -> str:
+    """The host side of the VM's tap: ``tap`` + the port id's first 11 characters."""
+    return "tap" + port_id[:11]
+
+
+def endpoint_key(host: str, port_id: str) -> str:
+    return key("endpoints", host, port_id)
+
+
+def endpoint_record(port: dict[str, Any], floating: list[dict[str, Any]]) -> dict[str, Any]:
+    fixed = [ip["ip_address"] for ip in port.get("fixed_ips", [])]
+    pairs = [p["ip_address"] for p in port.get("allowed_address_pairs", [])]
+    nat = sorted(
+        (
+            {
+                "floating_ip_address": f["floating_ip_address"],
+                "fixed_ip_address": f["fixed_ip_address"],
+            }
+            for f in floating
+            if f.get("fixed_ip_address")
+        ),
+        key=lambda n: n["floating_ip_address"],
+    )
+    return {
+        "port_id": port["id"],
+        "network_id": port["network_id"],
+        "project_id": port["project_id"],
+        "host": port.get("binding:host_id", ""),
+        "interface": interface_name(port["id"]),
+        "mac_address": port["mac_address"],
+        "admin_state_up": bool(port.get("admin_state_up", True)),
+        "fixed_ips": fixed,
+        "allowed_addresses": pairs,
+        "floating_ips": nat,
+        "port_security_enabled": bool(port.get("port_security_enabled", True)),
+        "security_groups": list(port.get("security_groups", [])),
+        "port_revision": port.get("revision_number", 0),
+    }
+
+
+__all__ = ["endpoint_key", "endpoint_record", "interface_name"]

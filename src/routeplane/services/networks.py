@@ -1,0 +1,181 @@
+"""Networks: the container of subnets and ports.
+
+In a routed network a "network" is not a layer-2 segment; it groups subnets (address
+ranges) for IPAM and policy. ``router:external`` marks the network floating IPs come
+from; ``shared`` lets every project attach ports. Both are admin-only settings, as are
+the ``provider:*`` attributes (kept for clients that send them; only ``local`` and
+``flat`` are accepted, the types of the reference deployment). Creating a network
+creates its project's default security group if there is none yet, as Neutron does.
+Deleting a network deletes its subnets, and is refused while user ports remain (the
+409 names them, oldest first).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from routeplane.services.attributes import (
+    Attr,
+    policy_denied,
+    string,
+    string_or_none,
+    to_boolean,
+    to_int,
+)
+from routeplane.services.common import (
+    bump,
+    check_if_match,
+    new_doc,
+    require_write,
+    standard_attrs,
+    unchanged,
+)
+from routeplane.services.context import Context
+from routeplane.services.docs import DocService
+from routeplane.services.errors import ApiFault, invalid_input
+from routeplane.services.repo import Change, Outcome, Repo, key, prefix
+from routeplane.services.security_groups import SecurityGroupService
+
+NETWORK_TYPES = ("local", "flat")
+
+ATTRS: dict[str, Attr] = {
+    **standard_attrs(),
+    "admin_state_up": Attr(default=True, convert=to_boolean, sort=True),
+    "status": Attr(post=False, put=False, default="ACTIVE", sort=True),
+    "subnets": Attr(post=False, put=False, default=list),
+    "shared": Attr(default=False, convert=to_boolean, sort=True),
+    "router:external": Attr(default=False, convert=to_boolean),
+    "mtu": Attr(default=1500, convert=to_int, sort=True),
+    "port_security_enabled": Attr(default=True, convert=to_boolean),
+    "availability_zone_hints": Attr(default=list, put=False, filter=False),
+    "availability_zones": Attr(post=False, put=False, default=list, filter=False),
+    "ipv4_address_scope": Attr(post=False, put=False, default=None),
+    "ipv6_address_scope": Attr(post=False, put=False, default=None),
+    "is_default": Attr(default=False, convert=to_boolean),
+    "provider:network_type": Attr(
+        put=False, default="local", validate=string(255), admin_only=True
+    ),
+    "provider:physical_network": Attr(
+        put=False, default=None, validate=string_or_none(64), admin_only=True
+    ),
+    "provider:segmentation_id": Attr(
+        put=False, default=None, convert=lambda v: None if v is None else to_int(v), admin_only=True
+    ),
+    "vlan_transparent": Attr(put=False, default=False, convert=to_boolean),
+    "qinq": Attr(put=False, default=False, convert=to_boolean),
+    # ours, from extensions the reference deployment does not load: dns-integration
+    # and l2_adjacency
+    "dns_domain": Attr(default="", validate=string(255)),
+    "l2_adjacency": Attr(post=False, put=False, default=True),
+}
+ADMIN_ONLY_SETTINGS = ("shared", "router:external", "is_default")
+# Ports that belong to the network itself, deleted along with it.
+SERVICE_OWNERS = ("network:dhcp", "network:router_interface_distributed")
+
+
+class NetworkService(DocService):
+    name = "network"
+    collection = "networks"
+    kind = "networks"
+    attrs = ATTRS
+    not_found_type = "NetworkNotFound"
+    not_found_message = "Network {id} could not be found."
+
+    def __init__(self, repo: Repo) -> None:
+        super().__init__(repo)
+        self.groups = SecurityGroupService(repo)
+
+    def shared_with(self, ctx: Context, doc: dict[str, Any]) -> bool:
+        return bool(doc.get("shared") or doc.get("router:external"))
+
+    def _check_admin_settings(
+        self, ctx: Context, data: dict[str, Any], action: str, *, create: bool
+    ) -> None:
+        """Neutron's policy looks at these on create when not default, on update when sent."""
+        for name in ADMIN_ONLY_SETTINGS:
+            if ctx.is_admin or name not in data:
+                continue
+            if not create or data[name] != ATTRS[name].default:
+                raise policy_denied(action, name)
+
+    def create(self, ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
+        require_write(ctx, "create_network")
+        self._check_admin_settings(ctx, data, "create_network", create=True)
+        network_type = data.get("provider:network_type", "local")
+        if network_type not in NETWORK_TYPES:
+            raise invalid_input(f"network_type value '{network_type}' not supported")
+        # Neutron writes a new network twice (its extensions), so it starts at revision 1.
+        doc = new_doc(ctx, data, revision=1)
+        doc["subnets"] = []
+        doc["status"] = "ACTIVE"
+
+        def use_case() -> Outcome[None]:
+            change = Change()
+            change.claim(key(self.kind, doc["id"]), doc)
+            self.groups.default_group(doc["project_id"], change)
+            return Outcome(change, None)
+
+        self.repo.run(use_case)
+        return self.render(ctx, doc)
+
+    def update(
+        self, ctx: Context, resource_id: str, data: dict[str, Any], if_match: int | None
+    ) -> dict[str, Any]:
+        def use_case() -> Outcome[dict[str, Any]]:
+            doc = self.load_for_write(ctx, resource_id, "update_network")
+            self._check_admin_settings(ctx, data, "update_network", create=False)
+            check_if_match(doc.value, if_match)
+            updated = bump({**doc.value, **data})
+            change = Change()
+            if unchanged(doc.value, updated):
+                return Outcome(change, doc.value)
+            change.depends_on(doc)
+            change.put(doc.key, updated)
+            if bool(updated.get("router:external")) != bool(doc.value.get("router:external")):
+                # subnets show their network's router:external (subnet-external-network)
+                for subnet_id in doc.value.get("subnets", []):
+                    subnet = self.repo.get("subnets", subnet_id)
+                    if subnet is not None:
+                        change.depends_on(subnet)
+                        external = bool(updated["router:external"])
+                        change.put(subnet.key, {**subnet.value, "router:external": external})
+            return Outcome(change, updated)
+
+        return self.render(ctx, self.repo.run(use_case))
+
+    def delete(self, ctx: Context, resource_id: str, if_match: int | None) -> None:
+        def use_case() -> Outcome[None]:
+            doc = self.load_for_write(ctx, resource_id, "delete_network")
+            check_if_match(doc.value, if_match)
+            change = Change()
+            change.depends_on(doc)
+            in_use = [
+                kv.value
+                for kv in sorted(
+                    self.repo.store.range(prefix("ports")).items,
+                    key=lambda kv: kv.create_revision,  # oldest first, as Neutron lists them
+                )
+                if isinstance(kv.value, dict)
+                and kv.value.get("network_id") == resource_id
+                and kv.value.get("device_owner") not in SERVICE_OWNERS
+            ]
+            if in_use:
+                raise ApiFault(
+                    "NetworkInUse",
+                    409,
+                    f"Unable to complete operation on network {resource_id}. "
+                    "There are one or more ports still in use on the network, id for these "
+                    f"ports is: {','.join(str(p['id']) for p in in_use)}.",
+                )
+            for subnet_id in doc.value.get("subnets", []):
+                subnet = self.repo.get("subnets", subnet_id)
+                change.depends_on(subnet, key("subnets", subnet_id))
+                if subnet is not None:
+                    change.delete(subnet.key)
+            change.delete(doc.key)
+            return Outcome(change, None)
+
+        self.repo.run(use_case)
+
+
+__all__ = ["ATTRS", "NetworkService"]

@@ -1,0 +1,509 @@
+"""Ports: a VM's attachment, its addresses, and the endpoint record its host realises.
+
+Every change to a port is one store transaction that writes, together: the port
+document, the address claims it takes (``ipam/<subnet>/<ip>``, create-if-absent) and
+releases, its MAC claim, and — when it is bound to a host — the endpoint record
+``endpoints/<host>/<port>`` that host's agent programs (ARCHITECTURE "Store"). A move of
+``binding:host_id`` deletes the old host's record in the same transaction. The port's
+``status`` is ``DOWN`` until the agent on its host reports the endpoint programmed.
+
+Request checks follow Neutron's: ``fixed_ips`` entries keep only ``subnet_id`` and
+``ip_address`` (other keys are ignored); ``allowed_address_pairs`` get the port's MAC
+where none is given; a MAC may change while the port is not bound to a host (``null``
+makes a new one); port security off excludes security groups and address pairs.
+A PUT that changes nothing keeps the revision.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from routeplane.ipam.pools import IPAddress
+from routeplane.services.attributes import Attr, is_uuid, string, to_boolean, uuid_list
+from routeplane.services.common import (
+    bump,
+    check_if_match,
+    new_doc,
+    require_write,
+    standard_attrs,
+    unchanged,
+)
+from routeplane.services.context import Context
+from routeplane.services.docs import DocService
+from routeplane.services.endpoints import endpoint_key, endpoint_record
+from routeplane.services.errors import ApiFault, bad_request
+from routeplane.services.fixed_ips import FixedIP, Resolver, check_format, clean, parse_held
+from routeplane.services.listing import Matcher
+from routeplane.services.networks import NetworkService
+from routeplane.services.repo import Change, Doc, Outcome, Repo, key, new_mac
+from routeplane.services.security_groups import SecurityGroupService
+
+VIF_DETAILS = {"port_filter": True, "mac_address": "00:61:fe:ed:ca:fe"}
+MAC_CHARS = set("0123456789abcdef:")
+INVALID_MACS = ("00:00:00:00:00:00", "ff:ff:ff:ff:ff:ff")
+UNBOUND_VIF_TYPES = ("unbound", "binding_failed")
+ROUTER_OWNED = (
+    "network:router_interface",
+    "network:router_interface_distributed",
+    "network:ha_router_replicated_interface",
+    "network:router_gateway",
+    "network:floatingip",
+)
+MAX_ADDRESS_PAIRS = 10
+
+
+def _mac(value: Any) -> str | None:
+    if (
+        not isinstance(value, str)
+        or len(value) != 17
+        or not set(value.lower()) <= MAC_CHARS
+        or value.lower() in INVALID_MACS
+    ):
+        return f"'{value}' is not a valid MAC address"
+    return None
+
+
+def _pairs(value: Any) -> list[dict[str, Any]]:
+    """neutron-lib's allowed-address-pairs validator; it raises its own faults."""
+    if not isinstance(value, list):
+        raise bad_request("Allowed address pairs must be a list.")
+    if len(value) > MAX_ADDRESS_PAIRS:
+        raise ApiFault(
+            "AllowedAddressPairExhausted",
+            400,
+            f"The number of allowed address pair exceeds the maximum {MAX_ADDRESS_PAIRS}.",
+        )
+    seen: set[tuple[Any, Any]] = set()
+    for pair in value:
+        if not isinstance(pair, dict):
+            raise bad_request(
+                f"Invalid input for allowed_address_pairs. Reason: '{pair}' is not a dictionary."
+            )
+        if "mac_address" in pair:
+            reason = _mac(pair["mac_address"])
+            if reason:
+                raise bad_request(reason)
+        if "ip_address" not in pair:
+            raise ApiFault(
+                "AllowedAddressPairsMissingIP", 400, "AllowedAddressPair must contain ip_address"
+            )
+        mac, address = pair.get("mac_address"), pair["ip_address"]
+        if (mac, address) in seen:
+            raise ApiFault(
+                "DuplicateAddressPairInRequest",
+                400,
+                f"Request contains duplicate address pair: mac_address {mac} ip_address {address}.",
+            )
+        seen.add((mac, address))
+        extra = set(pair) - {"mac_address", "ip_address"}
+        if extra:
+            raise bad_request(f"Unrecognized attribute(s) '{', '.join(sorted(extra))}'")
+        try:
+            if not isinstance(address, str):
+                raise ValueError
+            if "/" in address:
+                ipaddress.ip_network(address, strict=False)
+            else:
+                ipaddress.ip_address(address)
+        except ValueError:
+            kind = "IP subnet" if isinstance(address, str) and "/" in address else "IP address"
+            raise bad_request(f"'{address}' is not a valid {kind}") from None
+    return value
+
+
+def _with_macs(pairs: list[dict[str, Any]], mac: str) -> list[dict[str, Any]]:
+    """Pairs as stored and shown: a pair without a MAC takes the port's."""
+    return [
+        {"ip_address": p["ip_address"], "mac_address": p.get("mac_address") or mac} for p in pairs
+    ]
+
+
+ATTRS: dict[str, Attr] = {
+    **standard_attrs(),
+    "network_id": Attr(put=False, validate=is_uuid, sort=True),
+    "mac_address": Attr(default=None, validate=lambda v: None if v is None else _mac(v), sort=True),
+    "admin_state_up": Attr(default=True, convert=to_boolean, sort=True),
+    "status": Attr(post=False, put=False, default="DOWN", sort=True),
+    "device_id": Attr(default="", validate=string(255), sort=True),
+    "device_owner": Attr(default="", validate=string(255), sort=True),
+    "fixed_ips": Attr(default=None, validate=check_format),
+    "allowed_address_pairs": Attr(default=list, convert=_pairs, filter=False),
+    "security_groups": Attr(
+        default=None, convert=lambda v: [] if v is None else v, validate=uuid_list
+    ),
+    "port_security_enabled": Attr(
+        default=None, convert=lambda v: None if v is None else to_boolean(v)
+    ),
+    "binding:host_id": Attr(default="", validate=string(255), admin_only=True),
+    "binding:vif_type": Attr(post=False, put=False, default="unbound", admin_only=True),
+    "binding:vif_details": Attr(post=False, put=False, default=dict, admin_only=True, filter=False),
+    "binding:vnic_type": Attr(default="normal", validate=string(64)),
+    "binding:profile": Attr(default=dict, admin_only=True, filter=False),
+    "extra_dhcp_opts": Attr(default=list, filter=False),
+    # ours, from extensions the reference deployment does not load: ip_allocation,
+    # dns-integration and dns-domain-ports
+    "ip_allocation": Attr(post=False, put=False, default="immediate", sort=True),
+    "dns_name": Attr(default="", validate=string(255)),
+    "dns_assignment": Attr(post=False, put=False, default=list, filter=False),
+    "dns_domain": Attr(default="", validate=string(255)),
+}
+
+
+def _fixed_ips_match(item: Mapping[str, Any], wanted: list[str]) -> bool:
+    """``fixed_ips=ip_address=X`` / ``subnet_id=S`` / ``ip_address_substr=Y``: any of each kind.
+
+    Other keys (``fixed_ips=bogus=1``) are ignored, as Neutron ignores them.
+    """
+    asked: dict[str, list[str]] = {}
+    for spec in wanted:
+        name, _, value = spec.partition("=")
+        if name in ("ip_address", "subnet_id", "ip_address_substr"):
+            asked.setdefault(name, []).append(value)
+    held = item.get("fixed_ips") or []
+    for name, values in asked.items():
+        if name == "ip_address_substr":
+            ok = any(v in ip["ip_address"] for ip in held for v in values)
+        else:
+            ok = any(str(ip.get(name)) in values for ip in held)
+        if not ok:
+            return False
+    return True
+
+
+class PortService(DocService):
+    name = "port"
+    collection = "ports"
+    kind = "ports"
+    attrs = ATTRS
+    matchers: ClassVar[Mapping[str, Matcher]] = {"fixed_ips": _fixed_ips_match}
+    not_found_type = "PortNotFound"
+    not_found_message = "Port {id} could not be found."
+
+    def __init__(self, repo: Repo, networks: NetworkService, groups: SecurityGroupService) -> None:
+        super().__init__(repo)
+        self.networks = networks
+        self.groups = groups
+        self._hints: dict[str, IPAddress] = {}
+
+    # showing -------------------------------------------------------------------------
+    def _status(self, doc: dict[str, Any], programmed: set[str] | None = None) -> str:
+        host = doc.get("binding:host_id")
+        if not host or not doc.get("admin_state_up", True):
+            return "DOWN"
+        if programmed is not None:
+            return "ACTIVE" if f"{host}/{doc['id']}" in programmed else "DOWN"
+        return "ACTIVE" if self.repo.get_key(key("status", host, doc["id"])) else "DOWN"
+
+    def render(
+        self, ctx: Context, doc: dict[str, Any], programmed: set[str] | None = None
+    ) -> dict[str, Any]:
+        shown = dict(doc)
+        shown["status"] = self._status(doc, programmed)
+        return super().render(ctx, shown)
+
+    def list_visible(self, ctx: Context) -> list[dict[str, Any]]:
+        programmed = set(self.repo.keys("status"))
+        return [
+            self.render(ctx, d.value, programmed)
+            for d in self.repo.list(self.kind)
+            if self.visible_to(ctx, d.value)
+        ]
+
+    def visible_to(self, ctx: Context, doc: dict[str, Any]) -> bool:
+        return ctx.sees(str(doc.get("project_id")))
+
+    # the address side ----------------------------------------------------------------
+    def _resolver(self, net: Doc, port_id: str, change: Change) -> Resolver:
+        subnets: dict[str, dict[str, Any]] = {}
+        for subnet_id in net.value.get("subnets", []):
+            subnet = self.repo.get("subnets", subnet_id)
+            if subnet is not None:
+                change.depends_on(subnet)
+                subnets[subnet_id] = subnet.value
+
+        def holder(subnet_id: str, ip: str) -> str | None:
+            claim = self.repo.get_key(key("ipam", subnet_id, ip))
+            return None if claim is None else str(claim.value.get("port_id"))
+
+        return Resolver(
+            network_id=net.value["id"],
+            subnets=subnets,
+            subnet_exists=lambda sid: self.repo.get("subnets", sid) is not None,
+            hints=self._hints,
+            holder=holder,
+            port_id=port_id,
+            attempt=self.repo.attempt(),
+        )
+
+    @staticmethod
+    def _claim_addresses(
+        change: Change, port_id: str, old: list[FixedIP], new: list[FixedIP]
+    ) -> None:
+        old_set, new_set = set(old), set(new)
+        for ip in old_set - new_set:
+            change.delete(key("ipam", ip.subnet_id, ip.ip_address))
+        for ip in new_set - old_set:
+            change.claim(key("ipam", ip.subnet_id, ip.ip_address), {"port_id": port_id})
+
+    def _write_endpoint(
+        self, change: Change, old: dict[str, Any] | None, new: dict[str, Any] | None
+    ) -> None:
+        """The endpoint records follow the port: on its host, gone from a host it left."""
+        old_host = (old or {}).get("binding:host_id") or ""
+        new_host = (new or {}).get("binding:host_id") or ""
+        if old is not None and old_host and old_host != new_host:
+            change.delete(endpoint_key(old_host, old["id"]))
+        if new is not None and new_host:
+            floating = [d.value for d in self.repo.list("fip_by_port", new["id"])]
+            change.put(endpoint_key(new_host, new["id"]), endpoint_record(new, floating))
+
+    def after_update(self, change: Change, old: dict[str, Any], new: dict[str, Any]) -> None:
+        self._write_endpoint(change, old, new)
+
+    @staticmethod
+    def _binding(doc: dict[str, Any]) -> None:
+        bound = bool(doc.get("binding:host_id"))
+        doc["binding:vif_type"] = "tap" if bound else "unbound"
+        doc["binding:vif_details"] = dict(VIF_DETAILS) if bound else {}
+
+    # create --------------------------------------------------------------------------
+    def create(self, ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
+        require_write(ctx, "create_port")
+        if "network_id" not in data:
+            raise bad_request(
+                "Failed to parse request. Required attribute 'network_id' not specified"
+            )
+        # Neutron writes a new port twice (binding, port security), so it starts at 1.
+        base = new_doc(ctx, dict(data), revision=1)
+
+        def use_case() -> Outcome[dict[str, Any]]:
+            doc = dict(base)
+            net = self.networks.load(ctx, str(doc["network_id"]))
+            change = Change()
+            change.depends_on(net)
+            mac = (doc.get("mac_address") or new_mac()).lower()
+            self._claim_mac(change, net.value["id"], mac, doc["id"])
+            doc["mac_address"] = mac
+            resolver = self._resolver(net, doc["id"], change)
+            requested = doc.get("fixed_ips")
+            fixed = (
+                resolver.automatic() if requested is None else resolver.requested(clean(requested))
+            )
+            doc["fixed_ips"] = [ip.as_json() for ip in fixed]
+            self._claim_addresses(change, doc["id"], [], fixed)
+            if doc.get("port_security_enabled") is None:
+                doc["port_security_enabled"] = bool(net.value.get("port_security_enabled", True))
+            if not doc["port_security_enabled"] and doc.get("security_groups"):
+                raise ApiFault(
+                    "PortSecurityAndIPRequiredForSecurityGroups",
+                    400,
+                    "Port security must be enabled and port must have an IP address in order "
+                    "to use security groups.",
+                )
+            doc["security_groups"] = self._groups(ctx, doc, change)
+            doc["allowed_address_pairs"] = _with_macs(doc.get("allowed_address_pairs", []), mac)
+            self._check_port_security(doc)
+            self._binding(doc)
+            change.claim(key(self.kind, doc["id"]), doc)
+            self._write_endpoint(change, None, doc)
+            return Outcome(change, doc)
+
+        return self.render(ctx, self.repo.run(use_case))
+
+    def _claim_mac(self, change: Change, network_id: str, mac: str, port_id: str) -> None:
+        mac_key = key("macs", network_id, mac)
+        if self.repo.get_key(mac_key) is not None:
+            raise ApiFault(
+                "MacAddressInUse",
+                409,
+                f"Unable to complete operation for network {network_id}. The mac address {mac} is in use.",
+            )
+        change.claim(mac_key, {"port_id": port_id})
+
+    @staticmethod
+    def _check_port_security(doc: dict[str, Any]) -> None:
+        """With port security off a port has neither security groups nor address pairs."""
+        if doc["port_security_enabled"]:
+            return
+        if doc.get("security_groups"):
+            raise ApiFault(
+                "PortSecurityPortHasSecurityGroup",
+                409,
+                "Port has security group associated. Cannot disable port security or IP "
+                "address until security group is removed.",
+            )
+        if doc.get("allowed_address_pairs"):
+            raise ApiFault(
+                "AddressPairAndPortSecurityRequired",
+                409,
+                "Port Security must be enabled in order to have allowed address pairs on a port.",
+            )
+
+    def _groups(self, ctx: Context, doc: dict[str, Any], change: Change) -> list[str]:
+        requested = doc.get("security_groups")
+        if requested is None:
+            if (
+                str(doc.get("device_owner", "")).startswith("network:")
+                or not doc["port_security_enabled"]
+            ):
+                return []
+            return [self.groups.default_group(doc["project_id"], change)]
+        for group_id in requested:
+            group = self.groups.load(ctx, str(group_id))
+            change.depends_on(group)
+        return sorted(set(map(str, requested)), key=requested.index)
+
+    # update --------------------------------------------------------------------------
+    def update(
+        self, ctx: Context, resource_id: str, data: dict[str, Any], if_match: int | None
+    ) -> dict[str, Any]:
+        def use_case() -> Outcome[dict[str, Any]]:
+            doc = self.load_for_write(ctx, resource_id, "update_port")
+            check_if_match(doc.value, if_match)
+            change = Change()
+            updated = bump({**doc.value, **data})
+            if updated.get("port_security_enabled") is None:  # null: keep what it was
+                updated["port_security_enabled"] = doc.value.get("port_security_enabled", True)
+            if "mac_address" in data:
+                updated["mac_address"] = self._new_mac(change, doc.value, data["mac_address"])
+            if "fixed_ips" in data:
+                net = self.networks.load(ctx, str(doc.value["network_id"]))
+                old = parse_held(doc.value.get("fixed_ips"))
+                new = self._resolver(net, resource_id, change).requested(
+                    clean(data["fixed_ips"]), old
+                )
+                self._guard_floating(resource_id, old, new)
+                updated["fixed_ips"] = [ip.as_json() for ip in new]
+                self._claim_addresses(change, resource_id, old, new)
+            if "security_groups" in data:
+                if data["security_groups"] and not updated["port_security_enabled"]:
+                    raise ApiFault(
+                        "PortSecurityAndIPRequiredForSecurityGroups",
+                        400,
+                        "Port security must be enabled and port must have an IP address in "
+                        "order to use security groups.",
+                    )
+                updated["security_groups"] = self._groups(ctx, updated, change)
+            if "allowed_address_pairs" in data or "mac_address" in data:
+                pairs = data.get("allowed_address_pairs", doc.value.get("allowed_address_pairs"))
+                if "allowed_address_pairs" not in data:  # stored pairs took the old MAC
+                    old_mac = doc.value["mac_address"]
+                    pairs = [
+                        {**p, "mac_address": None} if p.get("mac_address") == old_mac else p
+                        for p in pairs or []
+                    ]
+                updated["allowed_address_pairs"] = _with_macs(pairs or [], updated["mac_address"])
+            self._check_port_security(updated)
+            self._binding(updated)
+            if unchanged(doc.value, updated):
+                return Outcome(Change(), doc.value)
+            change.depends_on(doc)
+            change.put(doc.key, updated)
+            self._write_endpoint(change, doc.value, updated)
+            return Outcome(change, updated)
+
+        return self.render(ctx, self.repo.run(use_case))
+
+    def _new_mac(self, change: Change, port: dict[str, Any], asked: str | None) -> str:
+        """A MAC change (``null``: a fresh one), refused while the port is bound."""
+        old = str(port["mac_address"])
+        mac = (asked or new_mac()).lower()
+        if mac == old:
+            return old
+        vif_type = port.get("binding:vif_type", "unbound")
+        if vif_type not in UNBOUND_VIF_TYPES:
+            raise ApiFault(
+                "PortBound",
+                409,
+                f"Unable to complete operation on port {port['id']}, port is already bound, "
+                f"port type: {vif_type}, old_mac {old}, new_mac {mac}.",
+            )
+        self._claim_mac(change, str(port["network_id"]), mac, str(port["id"]))
+        change.delete(key("macs", str(port["network_id"]), old))
+        return mac
+
+    def _guard_floating(self, port_id: str, old: list[FixedIP], new: list[FixedIP]) -> None:
+        removed = {ip.ip_address for ip in set(old) - set(new)}
+        for fip in self.repo.list("fip_by_port", port_id):
+            if fip.value.get("fixed_ip_address") in removed:
+                raise ApiFault(
+                    "BadRequest",
+                    400,
+                    f"Bad port request: Cannot update the fixed_ips of the port {port_id}, "
+                    "because its original fixed_ip has been associated to a floating ip.",
+                )
+
+    # delete --------------------------------------------------------------------------
+    def _guard_service_port(self, port: dict[str, Any]) -> None:
+        """l3_db.prevent_l3_port_deletion: a live router's or floating IP's port stays."""
+        owner = str(port.get("device_owner", ""))
+        kind = "floatingips" if owner == "network:floatingip" else "routers"
+        if owner not in ROUTER_OWNED or self.repo.get(kind, str(port.get("device_id"))) is None:
+            return
+        raise ApiFault(
+            "ServicePortInUse",
+            409,
+            f"Port {port['id']} cannot be deleted directly via the port API: "
+            f"has device owner {owner}.",
+        )
+
+    def delete(self, ctx: Context, resource_id: str, if_match: int | None) -> None:
+        def use_case() -> Outcome[None]:
+            doc = self.load_for_write(ctx, resource_id, "delete_port")
+            check_if_match(doc.value, if_match)
+            self._guard_service_port(doc.value)
+            change = Change()
+            change.depends_on(doc)
+            self._claim_addresses(change, resource_id, parse_held(doc.value.get("fixed_ips")), [])
+            change.delete(key("macs", doc.value["network_id"], doc.value["mac_address"]))
+            change.delete(doc.key)
+            self._write_endpoint(change, doc.value, None)
+            for index in self.repo.list("fip_by_port", resource_id):
+                change.delete(index.key)  # the floating IP survives, disassociated
+                fip = self.repo.get("floatingips", str(index.value.get("id")))
+                if fip is not None:
+                    change.depends_on(fip)
+                    loose = {
+                        "port_id": None,
+                        "fixed_ip_address": None,
+                        "router_id": None,
+                        "status": "DOWN",
+                    }
+                    change.put(fip.key, bump({**fip.value, **loose}))
+            return Outcome(change, None)
+
+        self.repo.run(use_case)
+
+    # service ports (routers, floating IPs) -------------------------------------------
+    def create_service_port(
+        self, change: Change, net: Doc, fields: dict[str, Any]
+    ) -> dict[str, Any]:
+        """A port another resource owns, created inside that resource's transaction.
+
+        Router gateways and interfaces and floating IPs hold their addresses through a
+        port, as in Neutron; writing it into the caller's ``change`` makes the address
+        claims commit or fail with the router or floating IP. ``fields`` names the owner
+        (``project_id``, ``device_id``, ``device_owner``) and may ask for ``fixed_ips``;
+        the rest takes the port defaults. Such ports are unbound, with no security
+        groups and port security off (Neutron's trusted ``network:*`` ports).
+        """
+        data = {n: a.default_value() for n, a in ATTRS.items() if not a.required}
+        data.update(network_id=net.value["id"], port_security_enabled=False)
+        data.update(security_groups=[], **fields)
+        owner = Context(str(data["project_id"]), frozenset({"admin"}))  # elevated
+        doc = new_doc(owner, data, revision=1)  # as a port created through the API
+        doc["mac_address"] = new_mac()
+        change.claim(key("macs", net.value["id"], doc["mac_address"]), {"port_id": doc["id"]})
+        resolver = self._resolver(net, doc["id"], change)
+        requested = doc.get("fixed_ips")
+        fixed = resolver.automatic() if requested is None else resolver.requested(requested)
+        doc["fixed_ips"] = [ip.as_json() for ip in fixed]
+        self._claim_addresses(change, doc["id"], [], fixed)
+        self._binding(doc)
+        change.claim(key(self.kind, doc["id"]), doc)
+        return doc
+
+
+__all__ = ["ATTRS", "PortService"]

@@ -1,0 +1,41 @@
+"""All resource services over one store, by their URL collection name."""
+
+from __future__ import annotations
+
+from routeplane.services.floatingips import FloatingIPService
+from routeplane.services.networks import NetworkService
+from routeplane.services.ports import PortService
+from routeplane.services.repo import Repo
+from routeplane.services.resource import ResourceService
+from routeplane.services.routers import RouterService
+from routeplane.services.security_groups import SecurityGroupRuleService, SecurityGroupService
+from routeplane.services.subnets import SubnetService
+from routeplane.store import Store
+
+
+class Services:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.repo = Repo(store)
+        self.networks = NetworkService(self.repo)
+        self.subnets = SubnetService(self.repo, self.networks)
+        self.security_groups = SecurityGroupService(self.repo)
+        self.security_group_rules = SecurityGroupRuleService(self.repo, self.security_groups)
+        self.ports = PortService(self.repo, self.networks, self.security_groups)
+        self.routers = RouterService(self.repo, self.networks, self.subnets, self.ports)
+        self.floatingips = FloatingIPService(
+            self.repo, self.networks, self.ports, self.routers.topology
+        )
+        # URL path segment -> service; the order is the order of GET /v2.0/
+        self.by_path: dict[str, ResourceService] = {
+            "networks": self.networks,
+            "subnets": self.subnets,
+            "ports": self.ports,
+            "security-groups": self.security_groups,
+            "security-group-rules": self.security_group_rules,
+            "routers": self.routers,
+            "floatingips": self.floatingips,
+        }
+
+
+__all__ = ["Services"]

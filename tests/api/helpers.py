@@ -1,0 +1,37 @@
+"""Small helpers for raw-HTTP api tests: Neutron fault assertions and store look-ups."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from routeplane.store import Store
+from routeplane.testing.api import ApiServer
+
+ROOT = "/routeplane/v1/"
+
+
+def client(api: ApiServer, token: str) -> httpx.Client:
+    """Plain HTTP on ``/v2.0`` with a token, for exact status codes and bodies."""
+    return httpx.Client(base_url=f"{api.url}/v2.0", headers={"X-Auth-Token": token}, timeout=30)
+
+
+def assert_fault(response: httpx.Response, code: int, type_name: str, message: str) -> None:
+    """Neutron's error body, exactly: type, code and message (``detail`` is always empty)."""
+    assert response.status_code == code, response.text
+    assert response.json() == {
+        "NeutronError": {"type": type_name, "message": message, "detail": ""}
+    }
+
+
+def stored(store: Store, path: str) -> dict[str, Any] | None:
+    """The document at ``/routeplane/v1/<path>``, as the api wrote it."""
+    kv = store.get(ROOT + path)
+    if kv is None:
+        return None
+    assert isinstance(kv.value, dict)
+    return kv.value
+
+
+__all__ = ["assert_fault", "client", "stored"]
