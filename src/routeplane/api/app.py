@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from routeplane.api import faults, identity_routes, router_actions, versions
 from routeplane.api.resources import ResourceRoutes, Wiring
@@ -26,6 +27,7 @@ from routeplane.services.identity import Identity
 from routeplane.services.registry import Services
 
 Handler = Callable[[Request], Awaitable[Response]]
+T = TypeVar("T")
 
 
 def base_url(request: Request) -> str:
@@ -40,7 +42,34 @@ async def read_json(request: Request) -> Any:
         raise ApiFault("HTTPBadRequest", 400, "Malformed request body") from None
 
 
-def create_app(services: Services, identity: Identity, *, noauth: bool = False) -> FastAPI:
+class StripJsonSuffix:
+    """Neutron accepts an optional ``.json`` on every ``/v2.0`` URL.
+
+    A plain ASGI middleware: Starlette's ``BaseHTTPMiddleware`` would wrap every response
+    in a stream and cost a noticeable share of each request.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] == "http" and path.startswith("/v2.0/") and path.endswith(".json"):
+            scope = dict(scope, path=path[: -len(".json")])
+        await self.app(scope, receive, send)
+
+
+async def inline(func: Callable[..., T], *args: Any) -> T:
+    """Run a service call on the event loop itself: for a store that answers in
+    microseconds (embedded sqlite), a thread hand-off costs more than the call."""
+    return func(*args)
+
+
+def create_app(
+    services: Services, identity: Identity, *, noauth: bool = False, threaded: bool = True
+) -> FastAPI:
+    """The application. ``threaded``: run service calls in the thread pool, so that slow
+    store round trips (etcd) of concurrent requests overlap."""
     app = FastAPI(
         title="routeplane",
         version="2.0",
@@ -53,13 +82,7 @@ def create_app(services: Services, identity: Identity, *, noauth: bool = False) 
     app.add_exception_handler(StoreError, faults.on_store_error)
     app.add_exception_handler(Exception, faults.on_unexpected)
 
-    @app.middleware("http")
-    async def strip_json_suffix(request: Request, call_next: Handler) -> Response:
-        """Neutron accepts an optional ``.json`` on every URL."""
-        path = request.scope["path"]
-        if path.startswith("/v2.0/") and path.endswith(".json"):
-            request.scope["path"] = path[: -len(".json")]
-        return await call_next(request)
+    app.add_middleware(StripJsonSuffix)
 
     def context(request: Request) -> Context:
         token = request.headers.get("x-auth-token")
@@ -100,7 +123,7 @@ def create_app(services: Services, identity: Identity, *, noauth: bool = False) 
                 return JSONResponse({"extension": ext})
         return JSONResponse(versions.extension_missing(alias), status_code=404)
 
-    wiring = Wiring(context, read_json, run_in_threadpool)
+    wiring = Wiring(context, read_json, run_in_threadpool if threaded else inline)
     for path, service in services.by_path.items():
         ResourceRoutes(path, service, wiring).register(app)
     router_actions.add_router_actions(app, services, wiring)

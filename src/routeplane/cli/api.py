@@ -50,7 +50,9 @@ def _run(args: argparse.Namespace) -> int:
     store = open_store(store_url)
     try:
         identity = Identity(config, shared_secret(store))
-        app = create_app(Services(store), identity, noauth=args.noauth)
+        # the embedded store answers in microseconds: run it inline, not in threads
+        threaded = not store_url.startswith("sqlite:")
+        app = create_app(Services(store), identity, noauth=args.noauth, threaded=threaded)
         host, port = args.listen
         logging.basicConfig(
             level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s"

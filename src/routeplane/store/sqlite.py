@@ -153,6 +153,7 @@ class SqliteStore(WriteShortcuts):
         self._local = threading.local()
         self._conns: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
         self._watches: dict[int, _WatchState] = {}
         self._kick = threading.Event()
         self._stop = threading.Event()
@@ -200,8 +201,13 @@ class SqliteStore(WriteShortcuts):
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[_Tx]:
-        """One writer across all processes; leases due are expired first, in the same txn."""
-        with _mapped_errors(self.path):
+        """One writer across all processes; leases due are expired first, in the same txn.
+
+        Threads of this process queue on a lock first: sqlite's own busy handler waits by
+        sleeping in steps of milliseconds, which would cost every contended write far more
+        than the write itself. Other processes still meet at the file lock.
+        """
+        with _mapped_errors(self.path), self._write_lock:
             conn = self._conn()
             conn.execute("BEGIN IMMEDIATE")
             try:
