@@ -97,7 +97,7 @@ def connect(api: ApiServer) -> Callable[..., openstack.connection.Connection]:
     """openstacksdk connections: admin by token, or a user by password through /identity."""
 
     def _connect(
-        user: str | None = None, project: str | None = None
+        user: str | None = None, project: str | None = None, password: str = "secret"
     ) -> openstack.connection.Connection:
         if user is None:
             return openstack.connect(
@@ -105,7 +105,7 @@ def connect(api: ApiServer) -> Callable[..., openstack.connection.Connection]:
             )
         return openstack.connect(
             auth_type="password",
-            auth={"auth_url": f"{api.url}/identity/v3", "username": user, "password": "secret",
+            auth={"auth_url": f"{api.url}/identity/v3", "username": user, "password": password,
                   "project_name": project or user, "user_domain_name": "Default",
                   "project_domain_name": "Default"},
         )  # fmt: skip

@@ -16,6 +16,7 @@ import json
 import secrets
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -127,8 +128,11 @@ def shared_secret(store: Store) -> bytes:
 
 
 class Identity:
-    def __init__(self, config: IdentityConfig, secret: bytes) -> None:
+    def __init__(
+        self, config: IdentityConfig, secret: bytes, *, clock: Callable[[], float] = time.time
+    ) -> None:
         self.config = config
+        self._clock = clock
         self._secret = config.token_secret.encode() if config.token_secret else secret
         self._projects = {p.name: p for p in config.projects}
 
@@ -145,7 +149,7 @@ class Identity:
         return None
 
     def _issue(self, user: User, project: Project) -> Token:
-        now = time.time()
+        now = self._clock()
         expires = now + self.config.token_ttl
         payload = _b64(
             json.dumps(
@@ -171,7 +175,7 @@ class Identity:
             claims = json.loads(_unb64(payload))
         except ValueError:
             return None
-        if float(claims["e"]) < time.time():
+        if float(claims["e"]) < self._clock():
             return None
         roles = set(claims["r"])
         if "admin" in roles:
