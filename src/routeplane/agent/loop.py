@@ -1,0 +1,203 @@
+"""The agent's reconcile loop: endpoint records in, kernel state and status out.
+
+Shape (STYLE G2-G5, Felix's dataplane doctrine):
+
+- the store is followed with snapshot-then-watch (``store.watcher.Follower``); events only
+  update the local cache and mark the changed endpoints dirty;
+- ``apply()`` runs at most every ``apply_interval`` seconds, so bursts coalesce; it
+  computes the desired state of the dirty endpoints (``desired``), diffs it against the
+  agent's mirror of what it programmed (``dataplane.diff``) and hands the plan to the
+  kernel port in one batch — the work per change is proportional to the change, not to
+  the number of endpoints on the host;
+- the mirror is refreshed from the kernel itself after every (re)snapshot and every
+  ``resync_interval``: after a restart, everything still wanted is found in place and
+  left alone, and what became stale is swept — only after in-sync, and only what carries
+  routeplane's marks (our route protocol, permanent neighbours on taps);
+- for each endpoint whose routes are in place on an up tap, the agent writes
+  ``status/<host>/<port>``; the api then shows the port ACTIVE;
+- store unreachable: the kernel is left exactly as it is, and the loop retries with
+  backoff; a failed kernel operation is retried later without holding up the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from routeplane.agent.desired import endpoint_state, host_state
+from routeplane.agent.mirror import Mirror
+from routeplane.agent.registration import Registration
+from routeplane.agent.status import StatusWriter
+from routeplane.dataplane.diff import diff
+from routeplane.dataplane.ports import Kernel
+from routeplane.model.errors import StoreError
+from routeplane.store import Event, EventType, Store
+from routeplane.store.watcher import Follower, Snapshot
+
+LOG = logging.getLogger("routeplane.agent")
+ROOT = "/routeplane/v1/"
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    host: str
+    bgp_address: str = ""
+    as_number: int = 64512
+    apply_interval: float = 0.005  # coalesce bursts of events for at most this long
+    resync_interval: float = 30.0  # full read-back of the kernel, to repair drift
+    pending_interval: float = 0.5  # how often endpoints waiting for their tap are retried
+    lease_ttl: int = 10
+    error_delays: tuple[float, ...] = (0.5, 1, 2, 4, 8, 15)
+
+
+@dataclass
+class _Cache:
+    endpoints: dict[str, dict[str, Any]] = field(default_factory=dict)
+    taps: dict[str, str] = field(default_factory=dict)  # port id -> tap, also after deletion
+
+
+class Agent:
+    def __init__(
+        self, store: Store, kernel: Kernel, settings: AgentSettings,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:  # fmt: skip
+        self.store = store
+        self.kernel = kernel
+        self.settings = settings
+        self.clock = clock
+        self.prefix = f"{ROOT}endpoints/{settings.host}/"
+        self.follower = Follower(store, self.prefix)
+        self.cache = _Cache()
+        self.mirror = Mirror()
+        self.status = StatusWriter(store, settings.host)
+        self.registration = Registration(store, settings)
+        self.dirty: set[str] = set()
+        self.pending: set[str] = set()  # endpoints whose tap is missing or down
+        self.in_sync = False
+        self.full_due = True
+        self._next_apply = 0.0
+        self._next_resync = 0.0
+        self._next_pending = 0.0
+        self._errors = 0
+
+    # the loop ------------------------------------------------------------------------
+    def run(self, stop: Callable[[], bool]) -> None:
+        self.kernel_prepare()
+        while not stop():
+            self.step()
+
+    def kernel_prepare(self) -> None:
+        prepare = getattr(self.kernel, "prepare_host", None)
+        if callable(prepare):
+            prepare()
+
+    def step(self, timeout: float = 0.2) -> None:
+        """One round: take in changes, then apply if something is due."""
+        try:
+            self.registration.keep(self.clock())
+            wait = timeout if not self.dirty else max(0.0, self._next_apply - self.clock())
+            self._take(self.follower.poll(wait))
+            self._errors = 0
+        except StoreError as exc:
+            delay = self.settings.error_delays[
+                min(self._errors, len(self.settings.error_delays) - 1)
+            ]
+            self._errors += 1
+            LOG.warning("store: %s; keeping the dataplane as it is, retrying in %.1fs", exc, delay)
+            time.sleep(delay)
+            return
+        now = self.clock()
+        if self.pending and now >= self._next_pending:
+            self._next_pending = now + self.settings.pending_interval
+            self.dirty |= self.pending
+        if now >= self._next_resync and self.in_sync:
+            self.full_due = True
+        if (self.dirty or self.full_due) and now >= self._next_apply:
+            self.apply()
+            self._next_apply = self.clock() + self.settings.apply_interval
+
+    def _take(self, news: Snapshot | list[Event]) -> None:
+        if isinstance(news, Snapshot):
+            fresh = {kv.key[len(self.prefix) :]: kv.value for kv in news.items.values()}
+            self.dirty |= set(self.cache.endpoints) | set(fresh)
+            self.cache.endpoints = {k: v for k, v in fresh.items() if isinstance(v, dict)}
+            self.in_sync = True
+            self.full_due = True
+            return
+        for event in news:
+            port_id = event.key[len(self.prefix) :]
+            if event.type is EventType.PUT and isinstance(event.value, dict):
+                self.cache.endpoints[port_id] = event.value
+            else:
+                self.cache.endpoints.pop(port_id, None)
+            self.dirty.add(port_id)
+
+    # applying ------------------------------------------------------------------------
+    def apply(self) -> None:
+        full = self.full_due
+        if full:
+            self.mirror.refresh(self.kernel)
+            self._next_resync = self.clock() + self.settings.resync_interval
+            self.full_due = False
+            self.dirty |= set(self.cache.endpoints) | self.status.reported()
+        elif self.pending:
+            self.mirror.refresh_links(self.kernel)
+        ids, self.dirty = self.dirty, set()
+        for port_id, endpoint in self.cache.endpoints.items():
+            self.cache.taps[port_id] = str(endpoint.get("interface", ""))
+        live = [self.cache.endpoints[i] for i in ids if i in self.cache.endpoints]
+        desired = host_state(live)
+        taps = {self.cache.taps[i] for i in ids if i in self.cache.taps}
+        routes, neighbours = self.mirror.subset(None if full else taps, desired)
+        plan = diff(
+            desired,
+            self.mirror.links,
+            routes,
+            neighbours,
+            self.mirror.configured,
+            sweep=self.in_sync,
+        )
+        if not plan.empty:
+            moved = self.mirror.owner_changes(plan)
+            outcome = self.kernel.apply(plan)
+            self.mirror.record(plan, outcome)
+            if moved:
+                self.kernel.flush_conntrack(moved)
+            if not outcome.ok:
+                LOG.warning(
+                    "kernel: %d operation(s) failed: %s", len(outcome.failed), outcome.errors[:3]
+                )
+                self.dirty |= ids  # retried on a later round
+        self._report(ids)
+
+    def _report(self, ids: Iterable[str]) -> None:
+        programmed: dict[str, int] = {}
+        gone: set[str] = set()
+        self.pending -= set(ids)
+        for port_id in ids:
+            endpoint = self.cache.endpoints.get(port_id)
+            if endpoint is None:
+                gone.add(port_id)
+                continue
+            state = endpoint_state(endpoint)
+            if state.routes and self.mirror.holds(state):
+                programmed[port_id] = int(endpoint.get("port_revision", 0))
+            else:
+                gone.add(port_id)
+                if endpoint.get("admin_state_up", True):
+                    self.pending.add(port_id)
+        try:
+            self.status.report(programmed, gone)
+        except StoreError as exc:
+            LOG.warning("status: %s; will report again", exc)
+            self.dirty |= set(programmed) | gone
+
+    def close(self) -> None:
+        self.follower.close()
+        self.registration.close()
+
+
+__all__ = ["Agent", "AgentSettings"]

@@ -1,0 +1,52 @@
+"""``plan = diff(desired, actual)``: the decision table of the dataplane, as a pure function.
+
+| desired | actual | action |
+|---|---|---|
+| route, tap up | absent | add (replace) |
+| route | present | nothing |
+| absent | present (ours) | delete — only when ``sweep`` (after in-sync) |
+| route, tap down or missing | — | not added: routes exist only while the tap is up |
+
+Neighbours follow the same rule (a MAC change is a replace). Interfaces to configure are
+the desired taps that exist and are not yet configured. Without ``sweep`` the plan never
+deletes: after a restart nothing still wanted is removed and re-added, and stale state is
+swept only once the agent has read all of its endpoints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from routeplane.dataplane.model import HostState, Link, Neighbour, Plan, Route
+
+
+def diff(
+    desired: HostState,
+    links: Mapping[str, Link],
+    routes: set[Route],
+    neighbours: set[Neighbour],
+    configured: set[str],
+    *,
+    sweep: bool,
+) -> Plan:
+    up = {name for name, link in links.items() if link.up}
+    wanted_routes = {r for r in desired.routes if r.interface in up}
+    wanted_neigh = {n for n in desired.neighbours if n.interface in links}
+    # a neighbour whose MAC changed is replaced, not deleted
+    replaced = {(n.address, n.interface) for n in wanted_neigh}
+    stale_neigh = {n for n in neighbours - wanted_neigh if (n.address, n.interface) not in replaced}
+    # a route is keyed by its address: moving it to another tap is a replace
+    moved = {r.address for r in wanted_routes}
+    stale_routes = {r for r in routes - wanted_routes if r.address not in moved}
+    return Plan(
+        configure=tuple(
+            sorted(n for n in desired.interfaces if n in links and n not in configured)
+        ),
+        neighbours_set=tuple(sorted(wanted_neigh - neighbours)),
+        routes_set=tuple(sorted(wanted_routes - routes)),
+        routes_del=tuple(sorted(stale_routes)) if sweep else (),
+        neighbours_del=tuple(sorted(stale_neigh)) if sweep else (),
+    )
+
+
+__all__ = ["diff"]
