@@ -5,11 +5,13 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# Debian packages the project runs: etcd for the multi-host store and its tests.
-DEB_PACKAGES := etcd-server python3-venv
+# Debian packages the project runs: etcd for the multi-host store and its tests; the
+# host dataplane and its namespace lab: ip (iproute2), nft, conntrack, ping, sysctl
+# (procps) and nsenter (util-linux).
+DEB_PACKAGES := etcd-server python3-venv iproute2 nftables conntrack iputils-ping procps util-linux
 PYTEST_ARGS ?=
 
-.PHONY: demo test check lint fmt typecheck imports unit contract bench system-deps venv clean
+.PHONY: demo test check lint fmt typecheck imports unit contract kernel bench system-deps venv clean
 
 demo: system-deps venv
 	$(BIN)/routeplane demo
@@ -58,9 +60,14 @@ unit: venv
 contract: system-deps venv
 	$(BIN)/pytest -m contract $(PYTEST_ARGS)
 
+# real network namespaces (rp-…); the Linux cases skip unless run as root
+kernel: system-deps venv
+	$(BIN)/pytest -m kernel $(PYTEST_ARGS)
+
 bench: system-deps venv
 	$(BIN)/python bench/store.py
 	$(BIN)/python bench/api.py
+	$(BIN)/python bench/dataplane.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -10,7 +10,18 @@ pytestmark = pytest.mark.unit
 
 
 @pytest.mark.parametrize(
-    "module", ["routeplane", "routeplane.store", "routeplane.model.errors", "routeplane.store.base"]
+    "module",
+    [
+        "routeplane",
+        "routeplane.store",
+        "routeplane.model.errors",
+        "routeplane.store.base",
+        "routeplane.dataplane.model",
+        "routeplane.dataplane.fake",
+        "routeplane.dataplane.linux",
+        "routeplane.dataplane.linux.rtnl",
+        "routeplane.lab.netns",
+    ],
 )
 def test_all_names_exist(module: str) -> None:
     mod = importlib.import_module(module)

@@ -23,6 +23,27 @@ IPAddress: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
 ROUTE_PROTO = 77
 TAP_PREFIX = "tap"
 
+# Sysctls set on every tap (``{}`` is the interface name) and once per host, as paths
+# under /proc/sys: unlike the dotted ``sysctl`` form they stay unambiguous for interface
+# names that contain a dot. Setting one to the value it already has is harmless.
+TAP_SYSCTLS: tuple[tuple[str, str], ...] = (
+    ("net/ipv4/conf/{}/proxy_arp", "1"),  # answer ARP for the addresses routed elsewhere
+    ("net/ipv4/neigh/{}/proxy_delay", "0"),  # ... at once, not after a random delay
+    ("net/ipv4/conf/{}/forwarding", "1"),
+    ("net/ipv6/conf/{}/proxy_ndp", "1"),
+    ("net/ipv6/conf/{}/accept_ra", "0"),  # a VM must not become the host's router
+    ("net/ipv6/conf/{}/forwarding", "1"),
+)
+HOST_SYSCTLS: tuple[tuple[str, str], ...] = (
+    ("net/ipv4/ip_forward", "1"),
+    ("net/ipv6/conf/all/forwarding", "1"),
+)
+
+
+def tap_sysctls(interface: str) -> list[tuple[str, str]]:
+    """The (path under /proc/sys, value) pairs that configure one tap."""
+    return [(path.format(interface), value) for path, value in TAP_SYSCTLS]
+
 
 @dataclass(frozen=True, order=True)
 class Route:
@@ -47,11 +68,15 @@ class Neighbour:
 
 @dataclass(frozen=True)
 class Link:
-    """What the kernel says of an interface."""
+    """What the kernel says of an interface. ``up`` means administratively up *and* with
+    carrier (the VM end is attached): only then is routing traffic to it useful.
+    ``index`` changes when an interface is deleted and created again under the same
+    name (a rebooted VM's new tap), whose sysctls are then back at their defaults."""
 
     name: str
     up: bool
     mac: str = ""
+    index: int = 0
 
 
 @dataclass(frozen=True)
@@ -86,7 +111,13 @@ class Plan:
 
 @dataclass
 class Outcome:
-    """What applying a plan did: the operations that failed, for retry with backoff."""
+    """What applying a plan did: the operations that failed, for retry with backoff.
+
+    ``failed`` holds the failed operations themselves (an interface name for
+    ``configure``, else the :class:`Route` or :class:`Neighbour`); ``errors`` says why,
+    one line per failure, in the same order, naming the plan step
+    (``"routes_set 10.0.0.5 dev tap…: No such device"``).
+    """
 
     failed: list[object] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
@@ -96,9 +127,20 @@ class Outcome:
         return not self.failed
 
 
+def describe(op: object) -> str:
+    """An operation as ``ip`` would name it, for error messages."""
+    if isinstance(op, Route):
+        return f"{op.address} dev {op.interface}"
+    if isinstance(op, Neighbour):
+        return f"{op.address} lladdr {op.mac} dev {op.interface}"
+    return str(op)
+
+
 __all__ = [
+    "HOST_SYSCTLS",
     "ROUTE_PROTO",
     "TAP_PREFIX",
+    "TAP_SYSCTLS",
     "HostState",
     "IPAddress",
     "Link",
@@ -106,4 +148,6 @@ __all__ = [
     "Outcome",
     "Plan",
     "Route",
+    "describe",
+    "tap_sysctls",
 ]

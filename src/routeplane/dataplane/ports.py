@@ -3,10 +3,13 @@ stateful fake in unit tests and against Linux (in a network namespace) for real.
 
 Reads return only what is routeplane's (routes with our protocol number, permanent
 neighbours on taps) plus the links, so nothing else can ever be swept by mistake.
+A read that cannot be done at all raises ``model.errors.DataplaneError``; a change that
+fails is reported in the returned ``Outcome`` and never raised.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Protocol
 
 from routeplane.dataplane.model import Link, Neighbour, Outcome, Plan, Route
@@ -30,9 +33,15 @@ class Kernel(Protocol):
         operation does not block the others."""
         ...
 
-    def flush_conntrack(self, addresses: set[str]) -> None:
+    def prepare_host(self) -> Outcome:
+        """Host-wide settings, once at start: IPv4 and IPv6 forwarding on. The failed
+        operations are the sysctl paths that could not be set."""
+        ...
+
+    def flush_conntrack(self, addresses: Iterable[str]) -> Outcome:
         """Forget connection-tracking entries to or from these addresses (an address that
-        changed owner must not keep steering packets by old NAT or state)."""
+        changed owner must not keep steering packets by old NAT or state). The failed
+        operations are the addresses; nothing to flush is not a failure."""
         ...
 
     def close(self) -> None: ...

@@ -14,6 +14,9 @@ backend is in use::
         ├── Compacted          a watch or read asked for history that was compacted away:
         │                      take a fresh snapshot and watch from its revision + 1
         └── LeaseNotFound      the lease expired or was revoked; its keys are gone
+    └── DataplaneError         the kernel could not be read at all (its namespace is gone,
+                               the netlink socket failed); a failed *change* is never
+                               raised: ``Kernel.apply`` reports it in its ``Outcome``
 """
 
 
@@ -60,8 +63,13 @@ class LeaseNotFound(StoreError):
         self.lease_id = lease_id
 
 
+class DataplaneError(RouteplaneError):
+    """The kernel (or its network namespace) could not be read or reached."""
+
+
 __all__ = [
     "Compacted",
+    "DataplaneError",
     "InvalidKey",
     "InvalidRequest",
     "InvalidValue",

@@ -1,0 +1,281 @@
+"""``FakeKernel``: a stateful, in-memory kernel for the agent's unit tests.
+
+It keeps links, routes (ours and other owners'), neighbours, sysctls and a conntrack
+table, and answers the ``Kernel`` port with Linux's behaviour as far as the contract
+goes — the same contract suite (``tests/contract/test_kernel.py``) runs against it and
+against a real namespace:
+
+- a route is keyed by its address (one host route per address in the main table):
+  ``replace`` overwrites whatever holds the address, even another owner's route;
+- adding a route needs its link to exist and be administratively up (no carrier is
+  fine); deleting one needs it to exist *with our protocol on that link*;
+- a neighbour replace overwrites the MAC; it needs the link to exist (up or not);
+  deleting a missing neighbour fails;
+- a link going administratively down loses its routes and neighbours, a deleted link
+  everything, sysctls included;
+- ``links()`` calls a link up only when it is administratively up *and* has carrier.
+
+Failures can be injected: :meth:`fail_next` makes the next operations of one step fail,
+:attr:`broken` makes every operation on the listed addresses or interfaces fail. Every
+successful change is appended to :attr:`actions`, so tests can assert what was done
+(say, that a restart re-added nothing).
+
+What it must not do: raise for a failed operation (it reports, like the real one), or
+share state between instances.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from routeplane.dataplane.model import (
+    HOST_SYSCTLS,
+    ROUTE_PROTO,
+    TAP_PREFIX,
+    Link,
+    Neighbour,
+    Outcome,
+    Plan,
+    Route,
+    describe,
+    tap_sysctls,
+)
+
+STEPS = ("configure", "neighbours_set", "routes_set", "routes_del", "neighbours_del")
+
+
+@dataclass
+class FakeLink:
+    name: str
+    admin_up: bool
+    carrier: bool
+    mac: str
+    index: int
+
+
+@dataclass(frozen=True)
+class FakeRoute:
+    """Any route the fake holds: ours (``protocol == ROUTE_PROTO``) or someone else's."""
+
+    address: str
+    interface: str
+    protocol: int
+
+
+class FakeKernel:
+    def __init__(self) -> None:
+        self._links: dict[str, FakeLink] = {}
+        self._next_index = 2  # 1 is the loopback's, as on Linux
+        self.all_routes: dict[str, FakeRoute] = {}  # by address
+        self._neighbours: dict[tuple[str, str], tuple[str, bool]] = {}  # -> (mac, permanent)
+        self.sysctls: dict[str, str] = {}  # path under /proc/sys -> value
+        self.conntrack: set[tuple[str, str]] = set()  # (source, destination)
+        self.conntrack_flushes: list[str] = []
+        self.actions: list[tuple[str, object]] = []
+        self.broken: set[str] = set()  # addresses and interface names whose ops fail
+        self._fail_next: Counter[str] = Counter()
+        self.closed = False
+
+    # --- the world outside the agent (hypervisor, operator, tests) ---------------------
+    def add_link(self, name: str, up: bool = True, mac: str = "", *, carrier: bool = True) -> None:
+        """A new interface (a tap the hypervisor created)."""
+        if name in self._links:
+            raise ValueError(f"link {name} exists")
+        self._links[name] = FakeLink(name, up, carrier, mac.lower(), self._next_index)
+        self._next_index += 1
+
+    def set_link(self, name: str, *, up: bool | None = None, carrier: bool | None = None) -> None:
+        link = self._links[name]
+        if carrier is not None:
+            link.carrier = carrier  # routes stay (Linux marks them linkdown)
+        if up is not None:
+            link.admin_up = up
+            if not up:
+                self._flush_link(name, sysctls=False)
+
+    def del_link(self, name: str) -> None:
+        del self._links[name]
+        self._flush_link(name, sysctls=True)
+
+    def _flush_link(self, name: str, *, sysctls: bool) -> None:
+        self.all_routes = {a: r for a, r in self.all_routes.items() if r.interface != name}
+        self._neighbours = {k: v for k, v in self._neighbours.items() if k[1] != name}
+        if sysctls:
+            owned = {path for path, _ in tap_sysctls(name)}
+            self.sysctls = {k: v for k, v in self.sysctls.items() if k not in owned}
+
+    def add_route(self, address: str, interface: str, protocol: int) -> None:
+        """A route put there by someone else (``ip route add … proto static``)."""
+        self.all_routes[_canonical(address)] = FakeRoute(_canonical(address), interface, protocol)
+
+    def add_neighbour(self, address: str, interface: str, mac: str, *, permanent: bool) -> None:
+        self._neighbours[(_canonical(address), interface)] = (mac.lower(), permanent)
+
+    def add_conntrack(self, source: str, destination: str) -> None:
+        self.conntrack.add((_canonical(source), _canonical(destination)))
+
+    # --- failure injection ------------------------------------------------------------
+    def fail_next(self, step: str, count: int = 1) -> None:
+        """The next ``count`` operations of ``step`` (one of :data:`STEPS`,
+        ``"prepare_host"`` or ``"flush_conntrack"``) fail."""
+        if step not in (*STEPS, "prepare_host", "flush_conntrack"):
+            raise ValueError(f"unknown step {step!r}")
+        self._fail_next[step] += count
+
+    def _injected(self, step: str, *keys: str) -> str | None:
+        if self._fail_next[step] > 0:
+            self._fail_next[step] -= 1
+            return "injected failure"
+        if any(key in self.broken for key in keys):
+            return "injected failure (broken)"
+        return None
+
+    # --- what the agent sees ----------------------------------------------------------
+    @property
+    def configured(self) -> set[str]:
+        """Links whose every tap sysctl has been set."""
+        return {
+            name
+            for name in self._links
+            if all(self.sysctls.get(path) == value for path, value in tap_sysctls(name))
+        }
+
+    @property
+    def forwarding(self) -> bool:
+        return all(self.sysctls.get(path) == value for path, value in HOST_SYSCTLS)
+
+    def links(self) -> dict[str, Link]:
+        return {
+            link.name: Link(link.name, link.admin_up and link.carrier, link.mac, link.index)
+            for link in self._links.values()
+        }
+
+    def routes(self) -> set[Route]:
+        return {
+            Route(r.address, r.interface)
+            for r in self.all_routes.values()
+            if r.protocol == ROUTE_PROTO
+        }
+
+    def neighbours(self) -> set[Neighbour]:
+        return {
+            Neighbour(address, interface, mac)
+            for (address, interface), (mac, permanent) in self._neighbours.items()
+            if permanent and interface.startswith(TAP_PREFIX)
+        }
+
+    # --- changes ----------------------------------------------------------------------
+    def apply(self, plan: Plan) -> Outcome:
+        outcome = Outcome()
+        steps: list[tuple[str, tuple[Any, ...], Callable[[Any], str | None]]] = [
+            ("configure", plan.configure, self._configure),
+            ("neighbours_set", plan.neighbours_set, self._neighbour_set),
+            ("routes_set", plan.routes_set, self._route_set),
+            ("routes_del", plan.routes_del, self._route_del),
+            ("neighbours_del", plan.neighbours_del, self._neighbour_del),
+        ]
+        for step, ops, do in steps:
+            for op in ops:
+                try:
+                    error = do(op)
+                except ValueError as exc:  # a malformed address or MAC
+                    error = str(exc)
+                self._do(outcome, step, op, error)
+        return outcome
+
+    def _do(self, outcome: Outcome, step: str, op: object, error: str | None) -> None:
+        if error is None:
+            self.actions.append((step, op))
+        else:
+            outcome.failed.append(op)
+            outcome.errors.append(f"{step} {describe(op)}: {error}")
+
+    def _configure(self, name: str) -> str | None:
+        if failure := self._injected("configure", name):
+            return failure
+        link = self._links.get(name)
+        if link is None:
+            return "no such interface"
+        self.sysctls.update(tap_sysctls(name))
+        link.admin_up = True
+        return None
+
+    def _neighbour_set(self, n: Neighbour) -> str | None:
+        if failure := self._injected("neighbours_set", n.address, n.interface):
+            return failure
+        if n.interface not in self._links:
+            return "no such interface"
+        if len(bytes.fromhex(n.mac.replace(":", ""))) != 6:
+            raise ValueError(f"not a MAC address: {n.mac!r}")
+        self._neighbours[(_canonical(n.address), n.interface)] = (n.mac.lower(), True)
+        return None
+
+    def _route_set(self, r: Route) -> str | None:
+        if failure := self._injected("routes_set", r.address, r.interface):
+            return failure
+        link = self._links.get(r.interface)
+        if link is None:
+            return "no such interface"
+        if not link.admin_up:
+            return "Network is down (ENETDOWN): Nexthop device is not up"
+        address = _canonical(r.address)
+        self.all_routes[address] = FakeRoute(address, r.interface, ROUTE_PROTO)
+        return None
+
+    def _route_del(self, r: Route) -> str | None:
+        if failure := self._injected("routes_del", r.address, r.interface):
+            return failure
+        if r.interface not in self._links:
+            return "no such interface"
+        address = _canonical(r.address)
+        if self.all_routes.get(address) != FakeRoute(address, r.interface, ROUTE_PROTO):
+            return "No such process (ESRCH)"
+        del self.all_routes[address]
+        return None
+
+    def _neighbour_del(self, n: Neighbour) -> str | None:
+        if failure := self._injected("neighbours_del", n.address, n.interface):
+            return failure
+        if n.interface not in self._links:
+            return "no such interface"
+        if self._neighbours.pop((_canonical(n.address), n.interface), None) is None:
+            return "No such file or directory (ENOENT)"
+        return None
+
+    def prepare_host(self) -> Outcome:
+        outcome = Outcome()
+        for path, value in HOST_SYSCTLS:
+            failure = self._injected("prepare_host", path)
+            if failure is None:
+                self.sysctls[path] = value
+            self._do(outcome, "prepare_host", path, failure)
+        return outcome
+
+    def flush_conntrack(self, addresses: Iterable[str]) -> Outcome:
+        outcome = Outcome()
+        for address in addresses:
+            try:
+                canonical = _canonical(address)
+            except ValueError as exc:
+                self._do(outcome, "flush_conntrack", address, str(exc))
+                continue
+            failure = self._injected("flush_conntrack", canonical)
+            if failure is None:
+                self.conntrack = {e for e in self.conntrack if canonical not in e}
+                self.conntrack_flushes.append(canonical)
+            self._do(outcome, "flush_conntrack", address, failure)
+        return outcome
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def _canonical(address: str) -> str:
+    return str(ipaddress.ip_address(address))
+
+
+__all__ = ["STEPS", "FakeKernel", "FakeLink", "FakeRoute"]

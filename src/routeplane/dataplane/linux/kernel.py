@@ -1,0 +1,286 @@
+"""``LinuxKernel``: the ``Kernel`` port for a real Linux network namespace.
+
+Reads dump links, routes and neighbours over rtnetlink and keep only what is
+routeplane's (routes with ``ROUTE_PROTO`` in the main table; permanent neighbours on
+``tap…`` interfaces). ``apply(plan)`` works in the plan's order:
+
+1. interface sysctls for every tap to configure, written to ``/proc/sys`` from a thread
+   inside the namespace (one hand-off for the whole plan);
+2. one netlink batch: taps set up, neighbours replaced, routes replaced, routes
+   deleted, neighbours deleted — each request acknowledged on its own, so a refused one
+   is reported exactly and the others still happen.
+
+Nothing here raises for a failed change: it lands in the ``Outcome``. Reads raise
+``DataplaneError`` when the namespace cannot be read at all. Connection tracking is
+flushed with the ``conntrack`` tool (rare: only when an address changes owner).
+
+What this class must not do: touch a route whose protocol is not ours (deletes name the
+protocol, so the kernel itself refuses to match another owner's route), create or delete
+interfaces, or act on any namespace but the one it was given.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import subprocess
+import threading
+from collections.abc import Callable, Iterable
+from functools import partial
+from typing import TypeVar
+
+from routeplane.dataplane.linux import rtnl, sysctl
+from routeplane.dataplane.linux.namespace import NETNS_DIR, Namespace
+from routeplane.dataplane.model import (
+    HOST_SYSCTLS,
+    ROUTE_PROTO,
+    TAP_PREFIX,
+    Link,
+    Neighbour,
+    Outcome,
+    Plan,
+    Route,
+    describe,
+    tap_sysctls,
+)
+from routeplane.model.errors import DataplaneError
+
+T = TypeVar("T")
+CONNTRACK_TIMEOUT = 10.0
+_FAMILIES = ((socket.AF_INET, 32), (socket.AF_INET6, 128))
+
+
+def _route_set(route: Route, index: int) -> rtnl.Request:
+    return rtnl.route_replace(route.address, index, ROUTE_PROTO)
+
+
+def _route_del(route: Route, index: int) -> rtnl.Request:
+    return rtnl.route_delete(route.address, index, ROUTE_PROTO)
+
+
+def _neigh_set(neighbour: Neighbour, index: int) -> rtnl.Request:
+    return rtnl.neighbour_replace(neighbour.address, index, neighbour.mac)
+
+
+def _neigh_del(neighbour: Neighbour, index: int) -> rtnl.Request:
+    return rtnl.neighbour_delete(neighbour.address, index)
+
+
+def _indexes(names: Iterable[str]) -> dict[str, int]:
+    """Interface indexes by name, for the names that exist (run inside the namespace)."""
+    found = {}
+    for name in names:
+        try:
+            found[name] = socket.if_nametoindex(name)
+        except OSError:
+            continue
+    return found
+
+
+class _Batch:
+    """The requests of one plan, each remembered with its step and operation."""
+
+    def __init__(self, indexes: dict[str, int]) -> None:
+        self.indexes = indexes
+        self.sent: list[tuple[str, object]] = []
+        self.requests: list[rtnl.Request] = []
+        self.refused: dict[tuple[str, object], str] = {}  # failed before being sent
+
+    def add(
+        self, step: str, op: object, interface: str, build: Callable[[int], rtnl.Request]
+    ) -> None:
+        index = self.indexes.get(interface)
+        if index is None:
+            self.refused[(step, op)] = f"no such interface {interface!r}"
+            return
+        try:
+            request = build(index)
+        except ValueError as exc:
+            self.refused[(step, op)] = str(exc)
+            return
+        self.sent.append((step, op))
+        self.requests.append(request)
+
+
+class LinuxKernel:
+    """The kernel of network namespace ``netns`` (``None``: this process's own).
+
+    Its socket and worker thread keep the namespace alive until :meth:`close`. Routes
+    with our protocol that a ``Route`` cannot express (not a host route, no single
+    output interface) are left out of :meth:`routes`, so they are never swept either.
+    """
+
+    def __init__(self, netns: str | None) -> None:
+        self.netns = netns
+        self._ns = Namespace(netns)
+        self._lock = threading.Lock()
+        try:
+            self._rtnl = self._ns.run(rtnl.Rtnl.open)
+        except OSError as exc:
+            self._ns.close()
+            raise DataplaneError(f"netlink socket in {netns or 'this namespace'}: {exc}") from exc
+
+    def __enter__(self) -> LinuxKernel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._rtnl.close()
+        self._ns.close()
+
+    # --- reads ------------------------------------------------------------------------
+    def _read(self, what: str, fn: Callable[[], T]) -> T:
+        try:
+            with self._lock:
+                return fn()
+        except OSError as exc:
+            raise DataplaneError(
+                f"reading {what} in {self.netns or 'this namespace'}: {exc}"
+            ) from exc
+
+    def links(self) -> dict[str, Link]:
+        return {
+            info.name: Link(
+                name=info.name,
+                up=bool(info.flags & rtnl.IFF_UP and info.flags & rtnl.IFF_LOWER_UP),
+                mac=info.mac,
+                index=info.index,
+            )
+            for info in self._read("links", self._rtnl.links)
+        }
+
+    def _names(self) -> dict[int, str]:
+        return {info.index: info.name for info in self._read("links", self._rtnl.links)}
+
+    def routes(self) -> set[Route]:
+        names = self._names()
+        found: set[Route] = set()
+        for family, length in _FAMILIES:
+            dump = partial(self._rtnl.routes, family, rtnl.RT_TABLE_MAIN, ROUTE_PROTO)
+            for route in self._read("routes", dump):
+                # only what our Route can say: one host route on one interface
+                if route.type != rtnl.RTN_UNICAST or route.prefix_length != length:
+                    continue
+                if route.destination and route.oif in names:
+                    found.add(Route(route.destination, names[route.oif]))
+        return found
+
+    def neighbours(self) -> set[Neighbour]:
+        names = self._names()
+        found: set[Neighbour] = set()
+        for family, _ in _FAMILIES:
+            for entry in self._read("neighbours", partial(self._rtnl.neighbours, family)):
+                name = names.get(entry.index, "")
+                if entry.state & rtnl.NUD_PERMANENT and name.startswith(TAP_PREFIX) and entry.mac:
+                    found.add(Neighbour(entry.address, name, entry.mac))
+        return found
+
+    # --- changes ----------------------------------------------------------------------
+    def apply(self, plan: Plan) -> Outcome:
+        outcome = Outcome()
+        if plan.empty:
+            return outcome
+        steps: list[tuple[str, tuple[object, ...]]] = [
+            ("configure", plan.configure),
+            ("neighbours_set", plan.neighbours_set),
+            ("routes_set", plan.routes_set),
+            ("routes_del", plan.routes_del),
+            ("neighbours_del", plan.neighbours_del),
+        ]
+        objects: tuple[Route | Neighbour, ...] = (
+            *plan.neighbours_set, *plan.routes_set, *plan.routes_del, *plan.neighbours_del,
+        )  # fmt: skip
+        names = sorted(set(plan.configure) | {op.interface for op in objects})
+        try:
+            indexes = self._ns.run(partial(_indexes, names))
+            values = {name: tap_sysctls(name) for name in plan.configure if name in indexes}
+            sysctl_failed = self._ns.run(
+                partial(sysctl.write, [kv for kvs in values.values() for kv in kvs])
+            )
+        except DataplaneError as exc:
+            for step, ops in steps:
+                for op in ops:
+                    self._fail(outcome, step, op, str(exc))
+            return outcome
+
+        batch = _Batch(indexes)
+        for name in plan.configure:
+            batch.add("configure", name, name, rtnl.link_up)
+        for n in plan.neighbours_set:
+            batch.add("neighbours_set", n, n.interface, partial(_neigh_set, n))
+        for r in plan.routes_set:
+            batch.add("routes_set", r, r.interface, partial(_route_set, r))
+        for r in plan.routes_del:
+            batch.add("routes_del", r, r.interface, partial(_route_del, r))
+        for n in plan.neighbours_del:
+            batch.add("neighbours_del", n, n.interface, partial(_neigh_del, n))
+        results: list[rtnl.NetlinkError | str | None]
+        try:
+            with self._lock:
+                results = list(self._rtnl.execute(batch.requests))
+        except OSError as exc:
+            results = [f"netlink: {exc}"] * len(batch.requests)
+        answered = dict(zip(batch.sent, results, strict=True))
+
+        for step, ops in steps:
+            for op in ops:
+                key = (step, op)
+                reasons = [f"{path}: {sysctl_failed[path]}" for path, _ in values.get(str(op), ())
+                           if step == "configure" and path in sysctl_failed]  # fmt: skip
+                if key in batch.refused:
+                    reasons.append(batch.refused[key])
+                elif answered.get(key) is not None:
+                    reasons.append(str(answered[key]))
+                if reasons:
+                    self._fail(outcome, step, op, "; ".join(reasons))
+        return outcome
+
+    @staticmethod
+    def _fail(outcome: Outcome, step: str, op: object, reason: str) -> None:
+        outcome.failed.append(op)
+        outcome.errors.append(f"{step} {describe(op)}: {reason}")
+
+    def prepare_host(self) -> Outcome:
+        outcome = Outcome()
+        try:
+            failed = self._ns.run(partial(sysctl.write, HOST_SYSCTLS))
+        except DataplaneError as exc:
+            failed = {path: str(exc) for path, _ in HOST_SYSCTLS}
+        for path, why in failed.items():
+            self._fail(outcome, "prepare_host", path, why)
+        return outcome
+
+    def flush_conntrack(self, addresses: Iterable[str]) -> Outcome:
+        outcome = Outcome()
+        enter = ["nsenter", f"--net={NETNS_DIR}/{self.netns}"] if self.netns else []
+        for address in addresses:
+            try:
+                family = f"ipv{ipaddress.ip_address(address).version}"
+            except ValueError as exc:
+                self._fail(outcome, "flush_conntrack", address, str(exc))
+                continue
+            reasons = []
+            for direction in ("--orig-src", "--orig-dst"):
+                command = [*enter, "conntrack", "-D", "-f", family, direction, address]
+                try:
+                    done = subprocess.run(
+                        command,
+                        capture_output=True,
+                        text=True,
+                        timeout=CONNTRACK_TIMEOUT,
+                        check=False,
+                    )
+                except (OSError, subprocess.TimeoutExpired) as exc:
+                    reasons.append(f"{direction}: {exc}")
+                    continue
+                # conntrack exits 1 when nothing matched: that is not a failure here
+                if done.returncode != 0 and "0 flow entries" not in done.stderr:
+                    reasons.append(f"{direction}: {done.stderr.strip() or done.returncode}")
+            if reasons:
+                self._fail(outcome, "flush_conntrack", address, "; ".join(reasons))
+        return outcome
+
+
+__all__ = ["LinuxKernel"]

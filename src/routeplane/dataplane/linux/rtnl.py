@@ -1,0 +1,379 @@
+"""A minimal rtnetlink client: the few messages the host agent sends and reads, encoded with
+``struct``, sent many to a datagram, each acknowledged on its own.
+
+Why not pyroute2 or ``ip -batch`` on this path (measured in a namespace, Linux 6.18):
+
+- pyroute2 decodes every attribute of every message: ~600 µs per link (statistics and
+  per-family configuration included), ~70 µs per route, ~85 µs per neighbour; 10,000
+  taps would take seconds to read back, and one change is one round trip (~3,200/s);
+- ``ip -force -batch`` programs routes at ~57,000/s, but a neighbour command the kernel
+  rejects makes ``ip`` exit (``ipneigh_modify`` calls ``exit(2)``, ``-force`` or not), so
+  every later line is silently not run; and each batch costs a ``fork``/``exec``
+  (~2 ms), most of the budget of one endpoint change.
+
+Here a batch is one ``sendmsg`` per 256 requests, each with ``NLM_F_ACK`` and its own
+sequence number; the kernel handles them in order and answers each, so the caller learns
+exactly which request failed and why (``errno`` plus the kernel's extended-ack text),
+at the kernel's own speed (~55,000 routes/s). Dumps decode only the attributes asked for.
+
+What this module must not do: subscribe to multicast groups (no unsolicited messages
+can fill the socket), or know anything of routeplane's policy (which protocol number,
+which interfaces): callers pass that in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import ipaddress
+import os
+import socket
+import struct
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+# netlink and rtnetlink constants (linux/netlink.h, linux/rtnetlink.h, linux/neighbour.h)
+NLMSG_ERROR, NLMSG_DONE = 2, 3
+RTM_NEWLINK, RTM_GETLINK = 16, 18
+RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
+RTM_NEWNEIGH, RTM_DELNEIGH, RTM_GETNEIGH = 28, 29, 30
+NLM_F_REQUEST, NLM_F_ACK, NLM_F_DUMP_INTR = 0x1, 0x4, 0x10
+NLM_F_DUMP, NLM_F_REPLACE, NLM_F_CREATE = 0x300, 0x100, 0x400
+NLM_F_CAPPED, NLM_F_ACK_TLVS = 0x100, 0x200  # in the flags of an NLMSG_ERROR answer
+SOL_NETLINK, NETLINK_CAP_ACK, NETLINK_EXT_ACK, NETLINK_GET_STRICT_CHK = 270, 10, 11, 12
+NLMSGERR_ATTR_MSG = 1
+IFLA_ADDRESS, IFLA_IFNAME, IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS = 1, 3, 29, 1 << 3
+IFF_UP, IFF_LOWER_UP = 0x1, 0x10000
+RTA_DST, RTA_OIF, RTA_TABLE = 1, 4, 15
+RT_TABLE_MAIN, RT_SCOPE_LINK, RT_SCOPE_NOWHERE, RTN_UNICAST = 254, 253, 255, 1
+NDA_DST, NDA_LLADDR = 1, 2
+NUD_PERMANENT = 0x80
+
+_HEADER = struct.Struct("=IHHII")  # nlmsghdr: length, type, flags, seq, pid
+_ATTR = struct.Struct("=HH")  # rtattr: length, type
+_IFINFO = struct.Struct("=BxHiII")  # ifinfomsg: family, type, index, flags, change
+_RTMSG = struct.Struct("=BBBBBBBBI")  # family dst_len src_len tos table proto scope type flags
+_NDMSG = struct.Struct("=BxxxiHBB")  # ndmsg: family, ifindex, state, flags, type
+_ERRNO = struct.Struct("=i")
+
+BATCH = 256  # requests per sendmsg: their acks fit the receive buffer many times over
+BUFFER = 4 << 20
+SO_SNDBUFFORCE, SO_RCVBUFFORCE = 32, 33  # asm-generic/socket.h; not in Python's socket
+TIMEOUT = 10.0
+DUMP_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class NetlinkError:
+    """Why the kernel refused one request."""
+
+    errno: int
+    message: str = ""  # the kernel's extended-ack text, when it gave one
+
+    def __str__(self) -> str:
+        name = errno.errorcode.get(self.errno, str(self.errno))
+        text = f"{os.strerror(self.errno)} ({name})"
+        return f"{text}: {self.message}" if self.message else text
+
+
+@dataclass(frozen=True)
+class Request:
+    """One netlink request, without its header."""
+
+    type: int
+    flags: int
+    body: bytes
+
+    def encode(self, seq: int) -> bytes:
+        flags = self.flags | NLM_F_REQUEST | NLM_F_ACK
+        return _HEADER.pack(_HEADER.size + len(self.body), self.type, flags, seq, 0) + self.body
+
+
+def _attr(kind: int, data: bytes) -> bytes:
+    length = _ATTR.size + len(data)
+    return _ATTR.pack(length, kind) + data + b"\0" * (-length % 4)
+
+
+def _attrs(payload: bytes, offset: int) -> dict[int, bytes]:
+    found: dict[int, bytes] = {}
+    end = len(payload)
+    while offset + _ATTR.size <= end:
+        length, kind = _ATTR.unpack_from(payload, offset)
+        if length < _ATTR.size:
+            break
+        found[kind & 0x3FFF] = payload[offset + _ATTR.size : offset + length]
+        offset += (length + 3) & ~3
+    return found
+
+
+def _family(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> int:
+    return socket.AF_INET if address.version == 4 else socket.AF_INET6
+
+
+def mac_text(raw: bytes) -> str:
+    return ":".join(f"{b:02x}" for b in raw)
+
+
+# --- requests ---------------------------------------------------------------------------
+def link_up(index: int) -> Request:
+    return Request(RTM_NEWLINK, 0, _IFINFO.pack(0, 0, index, IFF_UP, IFF_UP))
+
+
+def route_replace(address: str, index: int, protocol: int) -> Request:
+    """``replace <address>/32|/128 dev <index> scope link proto <protocol>`` (main table)."""
+    ip = ipaddress.ip_address(address)
+    head = _RTMSG.pack(
+        _family(ip), ip.max_prefixlen, 0, 0, RT_TABLE_MAIN, protocol, RT_SCOPE_LINK, RTN_UNICAST, 0
+    )
+    body = head + _attr(RTA_DST, ip.packed) + _attr(RTA_OIF, struct.pack("=i", index))
+    return Request(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE, body)
+
+
+def route_delete(address: str, index: int, protocol: int) -> Request:
+    """Delete the host route only if it is on ``index`` *and* carries ``protocol``: the
+    kernel matches both, so another owner's route for the same address is never hit."""
+    ip = ipaddress.ip_address(address)
+    head = _RTMSG.pack(
+        _family(ip), ip.max_prefixlen, 0, 0, RT_TABLE_MAIN, protocol, RT_SCOPE_NOWHERE, 0, 0
+    )
+    body = head + _attr(RTA_DST, ip.packed) + _attr(RTA_OIF, struct.pack("=i", index))
+    return Request(RTM_DELROUTE, 0, body)
+
+
+def neighbour_replace(address: str, index: int, mac: str) -> Request:
+    ip = ipaddress.ip_address(address)
+    try:
+        lladdr = bytes.fromhex(mac.replace(":", "").replace("-", ""))
+    except ValueError:
+        lladdr = b""
+    if not lladdr:
+        raise ValueError(f"not a MAC address: {mac!r}")
+    body = _NDMSG.pack(_family(ip), index, NUD_PERMANENT, 0, 0)
+    body += _attr(NDA_DST, ip.packed) + _attr(NDA_LLADDR, lladdr)
+    return Request(RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_REPLACE, body)
+
+
+def neighbour_delete(address: str, index: int) -> Request:
+    ip = ipaddress.ip_address(address)
+    body = _NDMSG.pack(_family(ip), index, 0, 0, 0) + _attr(NDA_DST, ip.packed)
+    return Request(RTM_DELNEIGH, 0, body)
+
+
+# --- what dumps return ----------------------------------------------------------------
+@dataclass(frozen=True)
+class LinkInfo:
+    index: int
+    name: str
+    flags: int
+    mac: str
+
+
+@dataclass(frozen=True)
+class RouteInfo:
+    family: int
+    destination: str  # "" for a default route
+    prefix_length: int
+    table: int
+    protocol: int
+    type: int
+    oif: int  # 0 when the route has no single output interface (multipath, blackhole)
+
+
+@dataclass(frozen=True)
+class NeighbourInfo:
+    family: int
+    index: int
+    state: int
+    address: str
+    mac: str
+
+
+class Rtnl:
+    """A NETLINK_ROUTE socket (created by the caller, in the namespace it must act on)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._seq = 0
+        sock.bind((0, 0))
+        sock.settimeout(TIMEOUT)
+        # without CAP_NET_ADMIN the buffers stay at the (ample) defaults
+        for option in (SO_SNDBUFFORCE, SO_RCVBUFFORCE):
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, option, BUFFER)
+        # short acknowledgements, the kernel's error texts, filtered dumps: all optional
+        for option in (NETLINK_CAP_ACK, NETLINK_EXT_ACK, NETLINK_GET_STRICT_CHK):
+            with contextlib.suppress(OSError):
+                sock.setsockopt(SOL_NETLINK, option, 1)
+
+    @classmethod
+    def open(cls) -> Rtnl:
+        """A socket in the calling thread's network namespace."""
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+        try:
+            return cls(sock)
+        except OSError:
+            sock.close()
+            raise
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def _next_seq(self, count: int) -> int:
+        first = self._seq + 1
+        self._seq = (self._seq + count) % 0x7FFF0000
+        return first
+
+    # --- changes ----------------------------------------------------------------------
+    def execute(self, requests: Sequence[Request]) -> list[NetlinkError | None]:
+        """Send every request, in order; the result at each index is ``None`` (done) or
+        why the kernel refused it. Raises ``OSError`` only if the socket itself fails."""
+        results: list[NetlinkError | None] = [None] * len(requests)
+        for start in range(0, len(requests), BATCH):
+            chunk = requests[start : start + BATCH]
+            first = self._next_seq(len(chunk))
+            self._sock.sendall(b"".join(r.encode(first + i) for i, r in enumerate(chunk)))
+            pending = set(range(len(chunk)))
+            try:
+                while pending:
+                    for kind, flags, seq, payload in self._receive():
+                        index = seq - first
+                        if kind != NLMSG_ERROR or index not in pending:
+                            continue  # a late answer to an earlier, abandoned batch
+                        pending.discard(index)
+                        results[start + index] = _error(flags, payload)
+            except (TimeoutError, OSError) as exc:
+                # ENOBUFS: answers were dropped; a timeout: none came. The requests may or
+                # may not have been applied; report them failed so they are retried.
+                code = exc.errno if isinstance(exc.errno, int) else errno.ETIMEDOUT
+                for index in pending:
+                    results[start + index] = NetlinkError(code, "no acknowledgement")
+        return results
+
+    # --- dumps ------------------------------------------------------------------------
+    def links(self) -> list[LinkInfo]:
+        request = _IFINFO.pack(0, 0, 0, 0, 0) + _attr(
+            IFLA_EXT_MASK, struct.pack("=I", RTEXT_FILTER_SKIP_STATS)
+        )
+        found = []
+        for payload in self._dump(RTM_GETLINK, request):
+            _, _, index, flags, _ = _IFINFO.unpack_from(payload, 0)
+            attrs = _attrs(payload, _IFINFO.size)
+            name = attrs.get(IFLA_IFNAME, b"").rstrip(b"\0").decode(errors="replace")
+            found.append(LinkInfo(index, name, flags, mac_text(attrs.get(IFLA_ADDRESS, b""))))
+        return found
+
+    def routes(self, family: int, table: int, protocol: int) -> list[RouteInfo]:
+        """Routes of ``family`` in ``table`` with ``protocol`` (filtered by the kernel when
+        it supports strict dumps, and here in any case)."""
+        request = _RTMSG.pack(family, 0, 0, 0, table, protocol, 0, 0, 0)
+        found = []
+        for payload in self._dump(RTM_GETROUTE, request):
+            fam, dst_len, _src, _tos, tab, proto, _scope, kind, _fl = _RTMSG.unpack_from(payload)
+            attrs = _attrs(payload, _RTMSG.size)
+            if RTA_TABLE in attrs:
+                tab = struct.unpack("=I", attrs[RTA_TABLE])[0]
+            if fam != family or tab != table or proto != protocol:
+                continue
+            dst = attrs.get(RTA_DST)
+            oif = attrs.get(RTA_OIF)
+            found.append(
+                RouteInfo(
+                    family=fam,
+                    destination=str(ipaddress.ip_address(dst)) if dst else "",
+                    prefix_length=dst_len,
+                    table=tab,
+                    protocol=proto,
+                    type=kind,
+                    oif=struct.unpack("=i", oif)[0] if oif else 0,
+                )
+            )
+        return found
+
+    def neighbours(self, family: int) -> list[NeighbourInfo]:
+        found = []
+        for payload in self._dump(RTM_GETNEIGH, _NDMSG.pack(family, 0, 0, 0, 0)):
+            fam, index, state, _flags, _type = _NDMSG.unpack_from(payload)
+            attrs = _attrs(payload, _NDMSG.size)
+            dst = attrs.get(NDA_DST)
+            if fam != family or not dst:
+                continue
+            address = str(ipaddress.ip_address(dst))
+            found.append(
+                NeighbourInfo(fam, index, state, address, mac_text(attrs.get(NDA_LLADDR, b"")))
+            )
+        return found
+
+    def _dump(self, kind: int, body: bytes) -> list[bytes]:
+        """Every payload of one dump; done again if the kernel says the set changed while
+        it was being dumped (NLM_F_DUMP_INTR), so the result is one consistent picture."""
+        for _ in range(DUMP_ATTEMPTS):
+            seq = self._next_seq(1)
+            header = _HEADER.pack(
+                _HEADER.size + len(body), kind, NLM_F_REQUEST | NLM_F_DUMP, seq, 0
+            )
+            self._sock.sendall(header + body)
+            payloads: list[bytes] = []
+            interrupted = False
+            done = False
+            while not done:
+                for msg_type, flags, msg_seq, payload in self._receive():
+                    if msg_seq != seq:
+                        continue
+                    interrupted |= bool(flags & NLM_F_DUMP_INTR)
+                    if msg_type == NLMSG_DONE:
+                        done = True
+                    elif msg_type == NLMSG_ERROR:
+                        failure = _error(flags, payload)
+                        if failure is not None:
+                            raise OSError(failure.errno, f"netlink dump {kind}: {failure}")
+                        done = True
+                    else:
+                        payloads.append(payload)
+            if not interrupted:
+                return payloads
+        return payloads
+
+    def _receive(self) -> Iterator[tuple[int, int, int, bytes]]:
+        """The messages of one datagram: (type, flags, seq, payload)."""
+        data = self._sock.recv(1 << 18)
+        offset = 0
+        while offset + _HEADER.size <= len(data):
+            length, kind, flags, seq, _pid = _HEADER.unpack_from(data, offset)
+            if length < _HEADER.size:
+                break
+            yield kind, flags, seq, data[offset + _HEADER.size : offset + length]
+            offset += (length + 3) & ~3
+
+
+def _error(flags: int, payload: bytes) -> NetlinkError | None:
+    """An NLMSG_ERROR payload: ``None`` for an acknowledgement, else the error. After the
+    error code comes the request's header (and, unless capped, its body), then the
+    extended-ack attributes when the kernel sent any."""
+    (code,) = _ERRNO.unpack_from(payload)
+    if code == 0:
+        return None
+    message = ""
+    if flags & NLM_F_ACK_TLVS and len(payload) >= _ERRNO.size + _HEADER.size:
+        offset = _ERRNO.size + _HEADER.size
+        if not flags & NLM_F_CAPPED:
+            (request_length,) = struct.unpack_from("=I", payload, _ERRNO.size)
+            offset = _ERRNO.size + ((request_length + 3) & ~3)
+        text = _attrs(payload, offset).get(NLMSGERR_ATTR_MSG, b"")
+        message = text.rstrip(b"\0").decode(errors="replace")
+    return NetlinkError(-code, message)
+
+
+__all__ = [
+    "LinkInfo",
+    "NeighbourInfo",
+    "NetlinkError",
+    "Request",
+    "RouteInfo",
+    "Rtnl",
+    "link_up",
+    "mac_text",
+    "neighbour_delete",
+    "neighbour_replace",
+    "route_delete",
+    "route_replace",
+]

@@ -1,0 +1,144 @@
+"""Two harnesses around the ``Kernel`` port for the contract suite: the in-memory fake,
+and ``LinuxKernel`` in a fresh ``rp-`` namespace whose taps are veth pairs with the
+other end in a second ``rp-`` namespace standing in for the VM (so a tap has carrier
+once it is up).
+
+A harness also plays the rest of the world — the hypervisor creating taps, an operator
+adding a route of their own, traffic leaving conntrack entries — and reads back what the
+port does not show (sysctls, other owners' routes), each the natural way for its kernel.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from typing import Protocol
+
+from routeplane.dataplane.fake import FakeKernel
+from routeplane.dataplane.linux import LinuxKernel
+from routeplane.dataplane.ports import Kernel
+from routeplane.lab import netns
+
+FOREIGN_PROTO = 4  # "static" in /etc/iproute2/rt_protos
+
+
+class Harness(Protocol):
+    kernel: Kernel
+
+    def add_tap(self, name: str, mac: str) -> None:
+        """A new tap, administratively down, whose VM end is attached (carrier once up)."""
+
+    def detach_vm(self, name: str) -> None:
+        """The VM end goes away: the tap loses carrier."""
+
+    def set_down(self, name: str) -> None: ...
+
+    def add_foreign_route(self, address: str, interface: str) -> None:
+        """``ip route add <address> dev <interface> proto static``."""
+
+    def foreign_routes(self) -> set[tuple[str, str]]:
+        """(address, interface) of every ``proto static`` route."""
+
+    def sysctl(self, path: str) -> str: ...
+
+    def add_conntrack(self, source: str, destination: str) -> None: ...
+
+    def conntrack(self) -> set[tuple[str, str]]:
+        """(original source, original destination) of every tracked connection."""
+
+    def close(self) -> None: ...
+
+
+class FakeHarness:
+    def __init__(self) -> None:
+        self.fake = FakeKernel()
+        self.kernel: Kernel = self.fake
+
+    def add_tap(self, name: str, mac: str) -> None:
+        self.fake.add_link(name, up=False, mac=mac, carrier=True)
+
+    def detach_vm(self, name: str) -> None:
+        self.fake.set_link(name, carrier=False)
+
+    def set_down(self, name: str) -> None:
+        self.fake.set_link(name, up=False)
+
+    def add_foreign_route(self, address: str, interface: str) -> None:
+        self.fake.add_route(address, interface, FOREIGN_PROTO)
+
+    def foreign_routes(self) -> set[tuple[str, str]]:
+        return {
+            (r.address, r.interface)
+            for r in self.fake.all_routes.values()
+            if r.protocol == FOREIGN_PROTO
+        }
+
+    def sysctl(self, path: str) -> str:
+        return self.fake.sysctls.get(path, "")
+
+    def add_conntrack(self, source: str, destination: str) -> None:
+        self.fake.add_conntrack(source, destination)
+
+    def conntrack(self) -> set[tuple[str, str]]:
+        return set(self.fake.conntrack)
+
+    def close(self) -> None:
+        self.fake.close()
+
+
+class LinuxHarness:
+    """Owns its two namespaces through ``cleanup``; the caller closes that."""
+
+    def __init__(self, cleanup: netns.Cleanup) -> None:
+        self.host = cleanup.namespace("test")
+        self.vm = cleanup.namespace("testvm")
+        self.linux = LinuxKernel(self.host)
+        cleanup.add("close the kernel", self.linux.close)
+        self.kernel: Kernel = self.linux
+        self._peers: dict[str, str] = {}
+
+    def add_tap(self, name: str, mac: str) -> None:
+        peer = f"eth{len(self._peers)}"
+        self._peers[name] = peer
+        netns.add_veth(self.host, name, self.vm, peer, mac=mac, up=False, peer_up=True)
+
+    def detach_vm(self, name: str) -> None:
+        netns.ip(self.vm, "link", "set", self._peers[name], "down")
+
+    def set_down(self, name: str) -> None:
+        netns.ip(self.host, "link", "set", name, "down")
+
+    def add_foreign_route(self, address: str, interface: str) -> None:
+        netns.ip(self.host, "route", "add", address, "dev", interface, "proto", "static")
+
+    def foreign_routes(self) -> set[tuple[str, str]]:
+        found = set()
+        for family in ("-4", "-6"):
+            listed = netns.ip(self.host, "-j", family, "route", "show", "proto", "static")
+            for route in json.loads(listed or "[]"):
+                found.add((str(ipaddress.ip_address(route["dst"])), route["dev"]))
+        return found
+
+    def sysctl(self, path: str) -> str:
+        return netns.exec_in(self.host, "cat", f"/proc/sys/{path}").strip()
+
+    def add_conntrack(self, source: str, destination: str) -> None:
+        netns.exec_in(
+            self.host, "conntrack", "-I", "-s", source, "-d", destination,
+            "-p", "tcp", "--sport", "40000", "--dport", "22", "--state", "ESTABLISHED",
+            "-t", "300",
+        )  # fmt: skip
+
+    def conntrack(self) -> set[tuple[str, str]]:
+        found = set()
+        for family in ("ipv4", "ipv6"):
+            listed = netns.exec_in(self.host, "conntrack", "-L", "-f", family)
+            for line in listed.splitlines():
+                match = re.search(r"src=(\S+) dst=(\S+)", line)
+                if match:
+                    found.add((match[1], match[2]))
+        return found
+
+    def close(self) -> None:
+        """Nothing: the cleanup registry closes the kernel and deletes the namespaces."""

@@ -1,0 +1,221 @@
+"""Contract: the ``Kernel`` port behaves the same on the in-memory fake and on Linux.
+
+Every test runs twice: against ``FakeKernel`` and against ``LinuxKernel`` in a fresh
+``rp-`` namespace (skipped without root). What is checked is what the agent relies on:
+plans read back exactly as applied; "up" means administratively up with carrier;
+replace semantics; one refused operation is reported and the others still happen;
+routes of other owners are never reported, never deleted, and survive a sweep; a tap
+going down loses its routes and neighbours; sysctls really set; conntrack flushed per
+address.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from routeplane.dataplane.diff import diff
+from routeplane.dataplane.model import (
+    HOST_SYSCTLS,
+    HostState,
+    Neighbour,
+    Plan,
+    Route,
+    tap_sysctls,
+)
+from tests.contract.kernels import Harness
+
+pytestmark = [pytest.mark.contract, pytest.mark.kernel]
+
+TAP1, TAP2 = "tap9a7e0868-da", "tap7627a298-a2"
+MAC1, MAC2 = "02:00:00:00:01:01", "02:00:00:00:02:02"  # the taps' own addresses
+VM1, VM2 = "fa:16:3e:00:00:01", "fa:16:3e:00:00:02"  # the VMs'
+
+
+def ready(h: Harness, *taps: str) -> None:
+    """Taps created by the "hypervisor" and configured by the kernel port."""
+    for i, tap in enumerate(taps):
+        h.add_tap(tap, [MAC1, MAC2][i])
+    assert h.kernel.apply(Plan(configure=taps)).ok
+
+
+def test_a_fresh_kernel_holds_nothing_of_ours(harness: Harness) -> None:
+    harness.add_tap(TAP1, MAC1)
+    assert harness.kernel.routes() == set()
+    assert harness.kernel.neighbours() == set()
+    link = harness.kernel.links()[TAP1]
+    assert (link.name, link.up, link.mac) == (TAP1, False, MAC1)
+    assert link.index > 0
+
+
+def test_configure_sets_the_sysctls_and_brings_the_tap_up(harness: Harness) -> None:
+    harness.add_tap(TAP1, MAC1)
+    outcome = harness.kernel.apply(Plan(configure=(TAP1,)))
+    assert outcome.ok, outcome.errors
+    assert harness.kernel.links()[TAP1].up
+    for path, value in tap_sysctls(TAP1):
+        assert harness.sysctl(path) == value, path
+
+
+def test_up_means_carrier_too_but_routes_need_only_admin_up(harness: Harness) -> None:
+    ready(harness, TAP1)
+    harness.detach_vm(TAP1)
+    assert not harness.kernel.links()[TAP1].up
+    route = Route("10.28.0.13", TAP1)
+    assert harness.kernel.apply(Plan(routes_set=(route,))).ok
+    assert harness.kernel.routes() == {route}
+
+
+def test_routes_and_neighbours_read_back_exactly_as_applied(harness: Harness) -> None:
+    ready(harness, TAP1, TAP2)
+    desired = HostState(
+        interfaces=frozenset({TAP1, TAP2}),
+        routes=frozenset(
+            {
+                Route("10.28.0.13", TAP1),
+                Route("10.28.0.23", TAP1),
+                Route("2001:db8::13", TAP1),
+                Route("10.28.0.14", TAP2),
+            }
+        ),
+        neighbours=frozenset(
+            {
+                Neighbour("10.28.0.13", TAP1, VM1),
+                Neighbour("2001:db8::13", TAP1, VM1),
+                Neighbour("10.28.0.14", TAP2, VM2),
+            }
+        ),
+    )
+    links = harness.kernel.links()
+    plan = diff(desired, links, set(), set(), {TAP1, TAP2}, sweep=True)
+    outcome = harness.kernel.apply(plan)
+    assert outcome.ok, outcome.errors
+    assert harness.kernel.routes() == desired.routes
+    assert harness.kernel.neighbours() == desired.neighbours
+    again = diff(
+        desired,
+        harness.kernel.links(),
+        harness.kernel.routes(),
+        harness.kernel.neighbours(),
+        {TAP1, TAP2},
+        sweep=True,
+    )
+    assert again.empty
+
+
+def test_replace_moves_a_route_and_changes_a_mac(harness: Harness) -> None:
+    ready(harness, TAP1, TAP2)
+    kernel = harness.kernel
+    assert kernel.apply(
+        Plan(neighbours_set=(Neighbour("10.28.0.13", TAP1, VM1),), routes_set=(Route("10.28.0.13", TAP1),))
+    ).ok  # fmt: skip
+    assert kernel.apply(
+        Plan(neighbours_set=(Neighbour("10.28.0.13", TAP1, VM2),), routes_set=(Route("10.28.0.13", TAP2),))
+    ).ok  # fmt: skip
+    assert kernel.routes() == {Route("10.28.0.13", TAP2)}
+    assert kernel.neighbours() == {Neighbour("10.28.0.13", TAP1, VM2)}
+
+
+def test_a_refused_operation_is_reported_and_the_others_still_happen(harness: Harness) -> None:
+    ready(harness, TAP1)
+    harness.add_tap(TAP2, MAC2)  # administratively down: no route can use it
+    good = [Route("10.28.0.13", TAP1), Route("2001:db8::13", TAP1)]
+    good_neighbour = Neighbour("10.28.0.13", TAP1, VM1)
+    bad = [
+        Route("10.28.0.50", "tapmissing000"),  # no such tap
+        Route("10.28.0.51", TAP2),  # tap down
+        Route("10.28.0.52", TAP1),  # deleting what is not there
+        Neighbour("10.28.0.50", "tapmissing000", VM1),
+        Neighbour("10.28.0.52", TAP1, VM1),  # deleting what is not there
+        "tapmissing000",  # configuring a tap that does not exist
+    ]
+    plan = Plan(
+        configure=("tapmissing000",),
+        neighbours_set=(Neighbour("10.28.0.50", "tapmissing000", VM1), good_neighbour),
+        routes_set=(good[0], Route("10.28.0.50", "tapmissing000"), Route("10.28.0.51", TAP2), good[1]),
+        routes_del=(Route("10.28.0.52", TAP1),),
+        neighbours_del=(Neighbour("10.28.0.52", TAP1, VM1),),
+    )  # fmt: skip
+    outcome = harness.kernel.apply(plan)
+    assert sorted(map(str, outcome.failed)) == sorted(map(str, bad))
+    assert len(outcome.errors) == len(outcome.failed)
+    assert harness.kernel.routes() == set(good)
+    assert harness.kernel.neighbours() == {good_neighbour}
+
+
+def test_a_large_plan_is_applied_whole_with_its_one_bad_operation_named(
+    harness: Harness,
+) -> None:
+    """More operations than fit one netlink datagram, a refused one in the middle."""
+    ready(harness, TAP1)
+    routes = [Route(f"10.28.{i // 250}.{i % 250 + 1}", TAP1) for i in range(700)]
+    bad = Route("10.29.0.1", "tapmissing000")
+    plan = Plan(routes_set=(*routes[:350], bad, *routes[350:]))
+    outcome = harness.kernel.apply(plan)
+    assert outcome.failed == [bad]
+    assert harness.kernel.routes() == set(routes)
+    outcome = harness.kernel.apply(Plan(routes_del=tuple(routes)))
+    assert outcome.ok, outcome.errors[:3]
+    assert harness.kernel.routes() == set()
+
+
+def test_other_owners_routes_are_invisible_untouchable_and_survive_a_sweep(
+    harness: Harness,
+) -> None:
+    ready(harness, TAP1)
+    harness.add_foreign_route("10.99.0.1", TAP1)
+    harness.add_foreign_route("2001:db8::99", TAP1)
+    assert harness.foreign_routes() == {("10.99.0.1", TAP1), ("2001:db8::99", TAP1)}
+    ours = Route("10.28.0.13", TAP1)
+    assert harness.kernel.apply(Plan(routes_set=(ours,))).ok
+    assert harness.kernel.routes() == {ours}
+
+    sweep = diff(
+        HostState(), harness.kernel.links(), harness.kernel.routes(), set(), set(), sweep=True
+    )
+    assert sweep.routes_del == (ours,)
+    assert harness.kernel.apply(sweep).ok
+    # even asked by name, a delete names our protocol and so cannot hit their route
+    outcome = harness.kernel.apply(Plan(routes_del=(Route("10.99.0.1", TAP1),)))
+    assert outcome.failed == [Route("10.99.0.1", TAP1)]
+
+    assert harness.kernel.routes() == set()
+    assert harness.foreign_routes() == {("10.99.0.1", TAP1), ("2001:db8::99", TAP1)}
+
+
+def test_replace_takes_over_another_owners_route_for_the_same_address(harness: Harness) -> None:
+    ready(harness, TAP1)
+    harness.add_foreign_route("10.28.0.13", TAP1)
+    assert harness.kernel.apply(Plan(routes_set=(Route("10.28.0.13", TAP1),))).ok
+    assert harness.kernel.routes() == {Route("10.28.0.13", TAP1)}
+    assert harness.foreign_routes() == set()
+
+
+def test_a_tap_going_down_loses_its_routes_and_neighbours(harness: Harness) -> None:
+    ready(harness, TAP1, TAP2)
+    plan = Plan(
+        neighbours_set=(Neighbour("10.28.0.13", TAP1, VM1), Neighbour("10.28.0.14", TAP2, VM2)),
+        routes_set=(Route("10.28.0.13", TAP1), Route("2001:db8::13", TAP1), Route("10.28.0.14", TAP2)),
+    )  # fmt: skip
+    assert harness.kernel.apply(plan).ok
+    harness.set_down(TAP1)
+    assert not harness.kernel.links()[TAP1].up
+    assert harness.kernel.routes() == {Route("10.28.0.14", TAP2)}
+    assert harness.kernel.neighbours() == {Neighbour("10.28.0.14", TAP2, VM2)}
+
+
+def test_prepare_host_turns_forwarding_on(harness: Harness) -> None:
+    outcome = harness.kernel.prepare_host()
+    assert outcome.ok, outcome.errors
+    for path, value in HOST_SYSCTLS:
+        assert harness.sysctl(path) == value, path
+
+
+def test_flush_conntrack_forgets_the_address_and_nothing_else(harness: Harness) -> None:
+    harness.add_conntrack("10.28.0.13", "10.28.0.99")  # from the address
+    harness.add_conntrack("10.28.0.98", "10.28.0.13")  # to it
+    harness.add_conntrack("10.28.0.14", "10.28.0.99")  # someone else's
+    harness.add_conntrack("2001:db8::13", "2001:db8::99")
+    assert len(harness.conntrack()) == 4
+    outcome = harness.kernel.flush_conntrack(["10.28.0.13", "2001:db8::13", "10.28.0.77"])
+    assert outcome.ok, outcome.errors
+    assert harness.conntrack() == {("10.28.0.14", "10.28.0.99")}

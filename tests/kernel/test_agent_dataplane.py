@@ -1,0 +1,237 @@
+"""The agent against real kernels: hosts and VMs as network namespaces, packets for real.
+
+Two compute hosts (``node1``, ``node2``) joined by a fabric link with static routes for
+the VM range (BGP comes with the lab), two VMs on node1 and one on node2, each VM a
+namespace whose ``eth0`` is the far end of its port's tap. The ports are made through the
+api's services on an embedded store; one agent per host follows it and programs its host
+namespace. Everything lives in ``rp-`` namespaces this test creates and deletes.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from routeplane.agent.loop import Agent, AgentSettings
+from routeplane.dataplane.linux import LinuxKernel
+from routeplane.lab.netns import Cleanup, add_veth, exec_in, ip
+from routeplane.services.attributes import check_create, check_update
+from routeplane.services.context import ADMIN
+from routeplane.services.registry import Services
+from routeplane.store.sqlite import SqliteStore
+
+pytestmark = [
+    pytest.mark.kernel,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces"),
+]
+
+SERVER = """
+import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 22)); s.listen(8)
+while True:
+    c, _ = s.accept(); c.sendall(sys.argv[1].encode() + b"\\n"); c.close()
+"""
+CLIENT = """
+import socket, sys
+c = socket.create_connection((sys.argv[1], 22), timeout=2)
+print(c.recv(100).decode().strip())
+"""
+
+
+def wait_for(check: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@dataclass
+class RunningAgent:
+    agent: Agent
+    stop: threading.Event
+    thread: threading.Thread
+
+    def halt(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=10)
+        self.agent.kernel.close()
+
+
+@dataclass
+class Lab:
+    cleanup: Cleanup
+    store: SqliteStore
+    services: Services
+    hosts: dict[str, str]  # host name -> namespace
+    net: str = ""
+    subnet: str = ""
+    agents: dict[str, RunningAgent] = field(default_factory=dict)
+    servers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def start_agent(self, host: str) -> RunningAgent:
+        kernel = LinuxKernel(self.hosts[host])
+        agent = Agent(self.store, kernel, AgentSettings(host=host, apply_interval=0.002))
+        stop = threading.Event()
+        thread = threading.Thread(target=agent.run, args=(stop.is_set,), daemon=True)
+        thread.start()
+        running = RunningAgent(agent, stop, thread)
+        self.agents[host] = running
+        return running
+
+    def boot(self, name: str, host: str, address: str) -> tuple[str, dict[str, Any]]:
+        """A VM: its port (bound to ``host``), its namespace, its tap, its service."""
+        body = {
+            "network_id": self.net, "binding:host_id": host, "name": name,
+            "device_owner": "compute:nova", "fixed_ips": [{"subnet_id": self.subnet, "ip_address": address}],
+        }  # fmt: skip
+        port = self.services.ports.create(
+            ADMIN, check_create(self.services.ports.attrs, body, is_admin=True)
+        )
+        vm = self.cleanup.namespace(name)
+        add_veth(
+            self.hosts[host],
+            "tap" + port["id"][:11],
+            vm,
+            "eth0",
+            peer_mac=port["mac_address"],
+            up=True,
+        )
+        ip(vm, "addr", "add", f"{address}/16", "dev", "eth0")
+        server = subprocess.Popen(["ip", "netns", "exec", vm, "python3", "-c", SERVER, name])
+        self.servers.append(server)
+        return vm, port
+
+    def set_fixed_ips(self, port: dict[str, Any], addresses: list[str]) -> dict[str, Any]:
+        fixed = [{"subnet_id": self.subnet, "ip_address": a} for a in addresses]
+        data = check_update(self.services.ports.attrs, {"fixed_ips": fixed}, is_admin=True)
+        return self.services.ports.update(ADMIN, port["id"], data, None)
+
+    def active(self, host: str, port: dict[str, Any]) -> bool:
+        return self.store.get(f"/routeplane/v1/status/{host}/{port['id']}") is not None
+
+
+def routes(namespace: str, address: str) -> str:
+    return ip(namespace, "route", "show", address)
+
+
+def reaches(vm: str, address: str) -> str:
+    return exec_in(vm, "python3", "-c", CLIENT, address, check_rc=False).strip()
+
+
+def pings(vm: str, address: str) -> bool:
+    done = subprocess.run(
+        ["ip", "netns", "exec", vm, "ping", "-c", "1", "-W", "1", address],
+        capture_output=True, check=False, timeout=10,
+    )  # fmt: skip
+    return done.returncode == 0
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[Lab]:
+    with Cleanup() as cleanup:
+        h1, h2 = cleanup.namespace("node1"), cleanup.namespace("node2")
+        add_veth(h1, "fabric0", h2, "fabric0", up=True)
+        ip(h1, "addr", "add", "192.168.8.3/24", "dev", "fabric0")
+        ip(h2, "addr", "add", "192.168.8.4/24", "dev", "fabric0")
+        ip(h1, "route", "add", "10.28.0.0/16", "via", "192.168.8.4")  # BGP's job, later
+        ip(h2, "route", "add", "10.28.0.0/16", "via", "192.168.8.3")
+        store = SqliteStore(tmp_path / "store.db")
+        services = Services(store)
+        the_lab = Lab(cleanup, store, services, {"node1": h1, "node2": h2})
+        net = services.networks.create(
+            ADMIN, check_create(services.networks.attrs, {"name": "demo-net"}, is_admin=True)
+        )
+        body = {"network_id": net["id"], "ip_version": 4, "cidr": "10.28.0.0/16"}
+        subnet = services.subnets.create(
+            ADMIN, check_create(services.subnets.attrs, body, is_admin=True)
+        )
+        the_lab.net, the_lab.subnet = net["id"], subnet["id"]
+        try:
+            yield the_lab
+        finally:
+            for running in the_lab.agents.values():
+                running.halt()
+            for server in the_lab.servers:
+                server.terminate()
+                server.wait(timeout=5)
+            store.close()
+
+
+def test_vms_reach_each_other_on_one_host_and_across_hosts(lab: Lab) -> None:
+    lab.start_agent("node1")
+    lab.start_agent("node2")
+    vm1, p1 = lab.boot("vm1", "node1", "10.28.0.13")
+    _vm2, p2 = lab.boot("vm2", "node1", "10.28.0.14")
+    vm3, p3 = lab.boot("vm3", "node2", "10.28.0.15")
+    bound = (("node1", p1), ("node1", p2), ("node2", p3))
+    wait_for(lambda: all(lab.active(h, p) for h, p in bound), what="all ports programmed")
+    route = routes(lab.hosts["node1"], "10.28.0.13")
+    assert f"dev tap{p1['id'][:11]}" in route
+    assert "proto 77 scope link" in route
+    assert pings(vm1, "10.28.0.14")
+    assert pings(vm1, "10.28.0.15")
+    wait_for(lambda: reaches(vm1, "10.28.0.15") == "vm3", what="TCP to vm3")
+    assert reaches(vm3, "10.28.0.14") == "vm2"
+
+
+def test_extra_fixed_ip_is_routed_and_removal_unroutes_it(lab: Lab) -> None:
+    lab.start_agent("node1")
+    lab.start_agent("node2")
+    vm1, p1 = lab.boot("vm1", "node1", "10.28.0.13")
+    vm3, p3 = lab.boot("vm3", "node2", "10.28.0.15")
+    wait_for(lambda: lab.active("node1", p1) and lab.active("node2", p3), what="ports programmed")
+    h1 = lab.hosts["node1"]
+
+    lab.set_fixed_ips(p1, ["10.28.0.13", "10.28.0.23"])
+    wait_for(lambda: "proto 77" in routes(h1, "10.28.0.23"), what="route to the service IP")
+    ip(vm1, "addr", "add", "10.28.0.23/16", "dev", "eth0")  # the walkthrough's step in the VM
+    wait_for(lambda: reaches(vm3, "10.28.0.23") == "vm1", what="service IP answering")
+
+    lab.set_fixed_ips(p1, ["10.28.0.13"])
+    wait_for(lambda: routes(h1, "10.28.0.23") == "", what="route withdrawn")
+    assert reaches(vm3, "10.28.0.23") != "vm1"
+
+
+def test_restart_keeps_routes_and_sweeps_only_the_stale(lab: Lab) -> None:
+    first = lab.start_agent("node1")
+    _vm1, p1 = lab.boot("vm1", "node1", "10.28.0.13")
+    _vm2, p2 = lab.boot("vm2", "node1", "10.28.0.14")
+    vm3, p3 = lab.boot("vm3", "node1", "10.28.0.15")
+    wait_for(lambda: all(lab.active("node1", p) for p in (p1, p2, p3)), what="ports programmed")
+    h1 = lab.hosts["node1"]
+    ip(h1, "route", "add", "10.99.0.1/32", "dev", "fabric0", "proto", "static")  # not ours
+    pinger = subprocess.Popen(
+        ["ip", "netns", "exec", vm3, "ping", "-i", "0.02", "-c", "100", "-W", "1", "10.28.0.13"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    monitor = subprocess.Popen(
+        ["ip", "-n", h1, "monitor", "route"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        time.sleep(0.3)
+        first.halt()  # as after kill -9: the kernel keeps everything the agent made
+        lab.services.ports.delete(ADMIN, p2["id"], None)  # stale while the agent is down
+        lab.start_agent("node1")
+        wait_for(lambda: routes(h1, "10.28.0.14") == "", what="stale route swept")
+        summary, _ = pinger.communicate(timeout=20)
+    finally:
+        monitor.terminate()
+        events, _ = monitor.communicate(timeout=5)
+        pinger.kill()
+    assert " 0% packet loss" in summary, summary
+    assert "10.28.0.13" not in events  # still wanted: never deleted nor re-added
+    assert "Deleted 10.28.0.14" in events
+    assert "10.99.0.1" in routes(h1, "10.99.0.1")  # someone else's route is left alone
+    assert lab.active("node1", p1)
+    assert not lab.active("node1", p2)

@@ -1,0 +1,144 @@
+"""Unit: the agent's reconcile loop on the stateful fake kernel and an embedded store.
+
+Endpoint records are written as the api writes them; the tests step the loop and look
+at the resulting fake-kernel state, status keys and recorded actions — not at calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from routeplane.agent.loop import Agent, AgentSettings
+from routeplane.dataplane.fake import FakeKernel
+from routeplane.dataplane.model import Route
+from routeplane.store import Store
+from routeplane.store.sqlite import SqliteStore
+
+pytestmark = pytest.mark.unit
+
+ROOT = "/routeplane/v1/"
+TAP_A, TAP_B = "tapaaaaaaaa-aa", "tapbbbbbbbb-bb"
+
+
+def endpoint(port_id: str, tap: str, *addresses: str, revision: int = 1) -> dict[str, Any]:
+    return {
+        "port_id": port_id, "interface": tap, "mac_address": "fa:16:3e:00:00:01",
+        "admin_state_up": True, "fixed_ips": list(addresses), "allowed_addresses": [],
+        "floating_ips": [], "port_revision": revision,
+    }  # fmt: skip
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    opened = SqliteStore(tmp_path / "store.db")
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def kernel() -> FakeKernel:
+    fake = FakeKernel()
+    fake.add_link(TAP_A, up=True)
+    fake.add_link(TAP_B, up=True)
+    return fake
+
+
+def make_agent(store: Store, kernel: FakeKernel) -> Agent:
+    agent = Agent(
+        store, kernel, AgentSettings(host="node1", apply_interval=0.0, pending_interval=0.0)
+    )
+    agent.kernel_prepare()
+    return agent
+
+
+def settle(agent: Agent, rounds: int = 4) -> None:
+    for _ in range(rounds):
+        agent.step(timeout=0.05)
+
+
+def put(store: Store, record: dict[str, Any]) -> None:
+    store.put(f"{ROOT}endpoints/node1/{record['port_id']}", record)
+
+
+def status(store: Store, port_id: str) -> Any:
+    kv = store.get(f"{ROOT}status/node1/{port_id}")
+    return None if kv is None else kv.value
+
+
+def test_endpoints_are_programmed_and_reported(store: Store, kernel: FakeKernel) -> None:
+    put(store, endpoint("a", TAP_A, "10.28.0.13", "fd5f::d"))
+    agent = make_agent(store, kernel)
+    settle(agent)
+    assert kernel.routes() == {Route("10.28.0.13", TAP_A), Route("fd5f::d", TAP_A)}
+    assert TAP_A in kernel.configured
+    assert status(store, "a") == {"port_revision": 1}
+    assert store.get(f"{ROOT}hosts/node1") is not None  # registered, on a lease
+
+
+def test_an_address_moving_between_local_taps_is_replaced(store: Store, kernel: FakeKernel) -> None:
+    put(store, endpoint("a", TAP_A, "10.28.0.13", "10.28.0.23"))
+    put(store, endpoint("b", TAP_B, "10.28.0.14"))
+    agent = make_agent(store, kernel)
+    settle(agent)
+    put(store, endpoint("a", TAP_A, "10.28.0.13", revision=2))
+    put(store, endpoint("b", TAP_B, "10.28.0.14", "10.28.0.23", revision=2))
+    settle(agent)
+    assert Route("10.28.0.23", TAP_B) in kernel.routes()
+    assert Route("10.28.0.23", TAP_A) not in kernel.routes()
+    assert status(store, "b") == {"port_revision": 2}
+
+
+def test_a_deleted_endpoint_is_unrouted_and_its_status_removed(
+    store: Store, kernel: FakeKernel
+) -> None:
+    put(store, endpoint("a", TAP_A, "10.28.0.13"))
+    agent = make_agent(store, kernel)
+    settle(agent)
+    store.delete(f"{ROOT}endpoints/node1/a")
+    settle(agent)
+    assert kernel.routes() == set()
+    assert status(store, "a") is None
+
+
+def test_an_endpoint_waits_for_its_tap(store: Store, kernel: FakeKernel) -> None:
+    put(store, endpoint("c", "tapcccccccc-cc", "10.28.0.30"))
+    agent = make_agent(store, kernel)
+    settle(agent)
+    assert kernel.routes() == set()
+    assert status(store, "c") is None
+    kernel.add_link("tapcccccccc-cc", up=True)  # the VM boots
+    settle(agent)
+    assert Route("10.28.0.30", "tapcccccccc-cc") in kernel.routes()
+    assert status(store, "c") == {"port_revision": 1}
+
+
+def test_a_failed_route_is_retried_without_holding_up_the_others(
+    store: Store, kernel: FakeKernel
+) -> None:
+    put(store, endpoint("a", TAP_A, "10.28.0.13"))
+    put(store, endpoint("b", TAP_B, "10.28.0.14"))
+    kernel.fail_next("routes_set", 1)
+    agent = make_agent(store, kernel)
+    agent.step(timeout=0.05)
+    assert len(kernel.routes()) == 1  # one failed, the other is in place
+    settle(agent)
+    assert kernel.routes() == {Route("10.28.0.13", TAP_A), Route("10.28.0.14", TAP_B)}
+
+
+def test_a_restarted_agent_changes_nothing_that_is_still_wanted(
+    store: Store, kernel: FakeKernel
+) -> None:
+    put(store, endpoint("a", TAP_A, "10.28.0.13"))
+    put(store, endpoint("b", TAP_B, "10.28.0.14"))
+    first = make_agent(store, kernel)
+    settle(first)
+    store.delete(f"{ROOT}endpoints/node1/b")  # goes stale while no agent runs
+    before = len(kernel.actions)
+    settle(make_agent(store, kernel))
+    route_actions = [a for a in kernel.actions[before:] if "10.28.0.13" in str(a)]
+    assert route_actions == []
+    assert kernel.routes() == {Route("10.28.0.13", TAP_A)}
