@@ -67,6 +67,7 @@ kernel: system-deps venv
 bench: system-deps venv
 	$(BIN)/python bench/store.py
 	$(BIN)/python bench/api.py
+	$(BIN)/python bench/agent.py
 	$(BIN)/python bench/dataplane.py
 
 clean:

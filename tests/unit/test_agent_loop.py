@@ -142,3 +142,27 @@ def test_a_restarted_agent_changes_nothing_that_is_still_wanted(
     route_actions = [a for a in kernel.actions[before:] if "10.28.0.13" in str(a)]
     assert route_actions == []
     assert kernel.routes() == {Route("10.28.0.13", TAP_A)}
+
+
+def test_a_recreated_tap_is_configured_and_routed_again(store: Store, kernel: FakeKernel) -> None:
+    put(store, endpoint("a", TAP_A, "10.28.0.13"))
+    agent = make_agent(store, kernel)
+    settle(agent)
+    kernel.del_link(TAP_A)  # the VM reboots: its tap goes away with its routes and sysctls
+    kernel.add_link(TAP_A, up=True)
+    agent.full_due = True  # the periodic resync
+    settle(agent)
+    assert TAP_A in kernel.configured
+    assert kernel.routes() == {Route("10.28.0.13", TAP_A)}
+
+
+def test_endpoints_sharing_a_tap_do_not_unroute_each_other(
+    store: Store, kernel: FakeKernel
+) -> None:
+    put(store, endpoint("a", TAP_A, "10.28.0.13"))
+    put(store, endpoint("a2", TAP_A, "10.28.0.14"))
+    agent = make_agent(store, kernel)
+    settle(agent)
+    put(store, endpoint("a", TAP_A, "10.28.0.13", "10.28.0.23", revision=2))
+    settle(agent)
+    assert kernel.routes() == {Route(a, TAP_A) for a in ("10.28.0.13", "10.28.0.14", "10.28.0.23")}

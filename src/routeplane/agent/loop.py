@@ -57,6 +57,23 @@ class AgentSettings:
 class _Cache:
     endpoints: dict[str, dict[str, Any]] = field(default_factory=dict)
     taps: dict[str, str] = field(default_factory=dict)  # port id -> tap, also after deletion
+    on_tap: dict[str, set[str]] = field(default_factory=dict)  # tap -> port ids using it
+
+    def note_tap(self, port_id: str) -> None:
+        """Index the endpoint's tap (a tap changes only if the port id does, but a record
+        could name any interface: keep the index true either way)."""
+        endpoint = self.endpoints.get(port_id)
+        old = self.taps.get(port_id)
+        new = None if endpoint is None else str(endpoint.get("interface", ""))
+        if old is not None and old != new:
+            self.on_tap.get(old, set()).discard(port_id)
+        if new is not None:
+            self.taps[port_id] = new
+            self.on_tap.setdefault(new, set()).add(port_id)
+
+    def sharing(self, taps: set[str]) -> set[str]:
+        """Every endpoint on these taps: a tap's state is decided by all of them at once."""
+        return {port_id for tap in taps for port_id in self.on_tap.get(tap, ())}
 
 
 class Agent:
@@ -146,11 +163,12 @@ class Agent:
         elif self.pending:
             self.mirror.refresh_links(self.kernel)
         ids, self.dirty = self.dirty, set()
-        for port_id, endpoint in self.cache.endpoints.items():
-            self.cache.taps[port_id] = str(endpoint.get("interface", ""))
+        for port_id in ids:
+            self.cache.note_tap(port_id)
+        taps = {self.cache.taps[i] for i in ids if i in self.cache.taps}
+        ids |= self.cache.sharing(taps)
         live = [self.cache.endpoints[i] for i in ids if i in self.cache.endpoints]
         desired = host_state(live)
-        taps = {self.cache.taps[i] for i in ids if i in self.cache.taps}
         routes, neighbours = self.mirror.subset(None if full else taps, desired)
         plan = diff(
             desired,

@@ -1,0 +1,140 @@
+"""Agent benchmark: cold start for N endpoints, and the latency of one change, at each N.
+
+Run with ``make bench`` (as root). A host namespace with N taps (veth pairs whose VM ends
+sit in a second namespace), N endpoint records of two addresses each written to an
+embedded store, then ``routeplane agent --netns`` started as its own process:
+
+- cold start: from starting the agent until it has reported every endpoint programmed
+  (all status keys written), and the agent process's peak RSS (VmHWM);
+- one change: a third address added to one endpoint's record, until the agent has
+  reported that revision (store write → watch → diff → netlink → status write), p50/p99.
+
+Taps are capped (``MAX_TAPS``): bringing up ~10,000 interfaces in one namespace takes the
+kernel itself about a minute on this machine (see bench/dataplane.py); the endpoint count
+is N regardless, sharing taps. Bounded; everything is removed afterwards.
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from dataplane import make_taps  # bench/dataplane.py
+from routeplane.lab import netns
+from routeplane.model.jsontypes import JSONObject, JSONValue
+from routeplane.store import Put
+from routeplane.store.sqlite import SqliteStore
+
+SIZES = (1000, 10000)
+MAX_TAPS = 2000
+CHANGES = 50
+ROOT = "/routeplane/v1/"
+
+
+def record(i: int, tap: str, extra: int = 0) -> JSONObject:
+    fixed: list[JSONValue] = [f"10.{20 + i // 65536}.{i // 256 % 256}.{i % 256}", f"fd00::{i:x}"]
+    if extra:
+        fixed.append(f"10.99.{extra // 256 % 256}.{extra % 256}")
+    return {
+        "port_id": f"port{i:06d}", "interface": tap, "mac_address": f"fa:16:3e:00:{i >> 8 & 255:02x}:{i & 255:02x}",
+        "admin_state_up": True, "fixed_ips": fixed, "allowed_addresses": [], "floating_ips": [],
+        "security_groups": ["default"], "port_revision": 1 + extra,
+    }  # fmt: skip
+
+
+def programmed(store: SqliteStore) -> int:
+    return len(store.range(f"{ROOT}status/node1/").items)
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def one_size(n: int) -> tuple[int, int, float, float, float, float]:
+    tap_count = min(n, MAX_TAPS)
+    with (
+        netns.Cleanup() as cleanup,
+        tempfile.TemporaryDirectory(prefix="routeplane-bench-agent-") as tmp,
+    ):
+        host, taps = make_taps(cleanup, tap_count)
+        url = f"sqlite://{Path(tmp) / 'store.db'}"
+        store = SqliteStore(Path(tmp) / "store.db")
+        for start in range(0, n, 100):
+            ops = [
+                Put(f"{ROOT}endpoints/node1/port{i:06d}", record(i, taps[i % tap_count]))
+                for i in range(start, min(n, start + 100))
+            ]
+            store.txn([], ops)
+        started = time.perf_counter()
+        agent = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "routeplane.cli.main",
+                "--store",
+                url,
+                "agent",
+                "--host",
+                "node1",
+                "--netns",
+                host,
+            ]
+        )
+        try:
+            deadline = time.monotonic() + 300
+            while programmed(store) < n and time.monotonic() < deadline:
+                time.sleep(0.01)
+            cold = time.perf_counter() - started
+            assert programmed(store) == n, "the agent did not program every endpoint"
+            latencies = []
+            for change in range(1, CHANGES + 1):
+                i = (change * 7919) % n
+                key = f"{ROOT}status/node1/port{i:06d}"
+                began = time.perf_counter()
+                store.put(
+                    f"{ROOT}endpoints/node1/port{i:06d}",
+                    record(i, taps[i % tap_count], extra=change),
+                )
+                while (kv := store.get(key)) is None or kv.value != {"port_revision": 1 + change}:
+                    time.sleep(0.0002)
+                latencies.append((time.perf_counter() - began) * 1000)
+            rss = peak_rss_mb(agent.pid)
+        finally:
+            agent.terminate()
+            agent.wait(timeout=30)
+            store.close()
+    ordered = sorted(latencies)
+    return (
+        n,
+        tap_count,
+        cold,
+        rss,
+        statistics.median(latencies),
+        ordered[int(0.99 * (len(ordered) - 1))],
+    )
+
+
+def main() -> int:
+    rows = [one_size(n) for n in SIZES]
+    print(
+        "\nagent benchmark: cold start of N endpoints (2 addresses each) and one change at each N"
+    )
+    print(
+        "{:>7} {:>6} {:>14} {:>12} {:>14} {:>10}".format(
+            "N", "taps", "cold start s", "peak RSS MB", "change p50 ms", "p99 ms"
+        )
+    )
+    for n, taps, cold, rss, p50, p99 in rows:
+        print(f"{n:>7,} {taps:>6,} {cold:>14.2f} {rss:>12.1f} {p50:>14.2f} {p99:>10.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
