@@ -1,6 +1,6 @@
 """``routeplane demo``: show a newcomer what routeplane does, step by step.
 
-The ``store`` scenario (the default until the service-IP walkthrough lands) runs on the
+Two scenarios, both by default (``all``): ``store`` and ``api`` (``demo_api``). The ``store`` scenario runs on the
 embedded sqlite store in a temporary directory: a watcher in another process follows
 every change, as each host's agent will, while this process writes the walkthrough's
 network and port, claims the service IP 10.28.0.23 exactly once, and lets a host's
@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
+from routeplane.cli.demo_api import api_scenario
 from routeplane.model.jsontypes import JSONObject
 from routeplane.store import Get, KeyValue, Put, Store, absent, open_store
 
@@ -115,14 +116,19 @@ def _run(args: argparse.Namespace) -> int:
     if args.use_store:
         return _store_scenario(args.store)
     with tempfile.TemporaryDirectory(prefix="routeplane-demo-") as tmp:
-        return _store_scenario(f"sqlite://{Path(tmp) / 'store.db'}")
+        code = 0
+        if args.scenario in ("all", "store"):
+            code = _store_scenario(f"sqlite://{Path(tmp) / 'store.db'}")
+        if args.scenario in ("all", "api") and code == 0:
+            code = api_scenario(Path(tmp))
+        return code
 
 
 def add_parser(commands: Any) -> None:
     parser: argparse.ArgumentParser = commands.add_parser(
         "demo", help="play a short demonstration and explain each step"
     )
-    parser.add_argument("scenario", nargs="?", choices=["store"], default="store")
+    parser.add_argument("scenario", nargs="?", choices=["all", "store", "api"], default="all")
     parser.add_argument(
         "--use-store",
         dest="use_store",
