@@ -5,5 +5,6 @@ rtnetlink codec of their own instead (see ``rtnl``'s docstring for the measureme
 """
 
 from routeplane.dataplane.linux.kernel import LinuxKernel
+from routeplane.dataplane.linux.nft import NftTable
 
-__all__ = ["LinuxKernel"]
+__all__ = ["LinuxKernel", "NftTable"]
