@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from routeplane.agent.loop import Agent, AgentSettings
-from routeplane.dataplane.linux import LinuxKernel
+from routeplane.dataplane.linux import LinuxKernel, NftTable
 from routeplane.lab.netns import Cleanup, add_veth, exec_in, ip
 from routeplane.services.attributes import check_create, check_update
 from routeplane.services.context import ADMIN
@@ -42,7 +42,8 @@ while True:
 """
 CLIENT = """
 import socket, sys
-c = socket.create_connection((sys.argv[1], 22), timeout=2)
+source = (sys.argv[2], 0) if len(sys.argv) > 2 else None
+c = socket.create_connection((sys.argv[1], 22), timeout=1, source_address=source)
 print(c.recv(100).decode().strip())
 """
 
@@ -79,9 +80,12 @@ class Lab:
     agents: dict[str, RunningAgent] = field(default_factory=dict)
     servers: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
-    def start_agent(self, host: str) -> RunningAgent:
+    def start_agent(self, host: str, *, policy: bool = False) -> RunningAgent:
         kernel = LinuxKernel(self.hosts[host])
-        agent = Agent(self.store, kernel, AgentSettings(host=host, apply_interval=0.002))
+        table = NftTable(self.hosts[host]) if policy else None
+        agent = Agent(
+            self.store, kernel, AgentSettings(host=host, apply_interval=0.002), policy=table
+        )
         stop = threading.Event()
         thread = threading.Thread(target=agent.run, args=(stop.is_set,), daemon=True)
         thread.start()
@@ -89,12 +93,16 @@ class Lab:
         self.agents[host] = running
         return running
 
-    def boot(self, name: str, host: str, address: str) -> tuple[str, dict[str, Any]]:
+    def boot(
+        self, name: str, host: str, address: str, groups: list[str] | None = None
+    ) -> tuple[str, dict[str, Any]]:
         """A VM: its port (bound to ``host``), its namespace, its tap, its service."""
-        body = {
+        body: dict[str, Any] = {
             "network_id": self.net, "binding:host_id": host, "name": name,
             "device_owner": "compute:nova", "fixed_ips": [{"subnet_id": self.subnet, "ip_address": address}],
         }  # fmt: skip
+        if groups is not None:
+            body["security_groups"] = groups
         port = self.services.ports.create(
             ADMIN, check_create(self.services.ports.attrs, body, is_admin=True)
         )
@@ -125,8 +133,9 @@ def routes(namespace: str, address: str) -> str:
     return ip(namespace, "route", "show", address)
 
 
-def reaches(vm: str, address: str) -> str:
-    return exec_in(vm, "python3", "-c", CLIENT, address, check_rc=False).strip()
+def reaches(vm: str, address: str, source: str | None = None) -> str:
+    extra = [source] if source else []
+    return exec_in(vm, "python3", "-c", CLIENT, address, *extra, check_rc=False).strip()
 
 
 def pings(vm: str, address: str) -> bool:
@@ -235,3 +244,25 @@ def test_restart_keeps_routes_and_sweeps_only_the_stale(lab: Lab) -> None:
     assert "10.99.0.1" in routes(h1, "10.99.0.1")  # someone else's route is left alone
     assert lab.active("node1", p1)
     assert not lab.active("node1", p2)
+
+
+def test_security_groups_and_anti_spoofing_through_the_agent(lab: Lab) -> None:
+    attrs = lab.services.security_groups.attrs
+    locked = lab.services.security_groups.create(
+        ADMIN, check_create(attrs, {"name": "locked"}, is_admin=True)
+    )
+    rule = {"security_group_id": locked["id"], "direction": "ingress", "protocol": "tcp",
+            "port_range_min": 22, "port_range_max": 22, "remote_ip_prefix": "192.168.8.1/32"}  # fmt: skip
+    lab.services.security_group_rules.create(
+        ADMIN, check_create(lab.services.security_group_rules.attrs, rule, is_admin=True)
+    )
+    lab.start_agent("node1", policy=True)
+    vm1, p1 = lab.boot("vm1", "node1", "10.28.0.13")  # the default group: members admit members
+    _vm2, p2 = lab.boot("vm2", "node1", "10.28.0.14")
+    _vm3, p3 = lab.boot("vm3", "node1", "10.28.0.15", groups=[locked["id"]])
+    wait_for(lambda: all(lab.active("node1", p) for p in (p1, p2, p3)), what="ports programmed")
+    wait_for(lambda: reaches(vm1, "10.28.0.14") == "vm2", what="default group admitting a member")
+    assert reaches(vm1, "10.28.0.15") == ""  # only 192.168.8.1/32 may reach vm3 on tcp/22
+    ip(vm1, "addr", "add", "10.28.0.99/16", "dev", "eth0")
+    assert reaches(vm1, "10.28.0.14", source="10.28.0.99") == ""  # not vm1's address: dropped
+    assert reaches(vm1, "10.28.0.14") == "vm2"

@@ -15,6 +15,8 @@ import pytest
 from routeplane.agent.loop import Agent, AgentSettings
 from routeplane.dataplane.fake import FakeKernel
 from routeplane.dataplane.model import Route
+from routeplane.model.errors import DataplaneError
+from routeplane.model.jsontypes import JSONValue
 from routeplane.store import Store
 from routeplane.store.sqlite import SqliteStore
 
@@ -166,3 +168,55 @@ def test_endpoints_sharing_a_tap_do_not_unroute_each_other(
     put(store, endpoint("a", TAP_A, "10.28.0.13", "10.28.0.23", revision=2))
     settle(agent)
     assert kernel.routes() == {Route(a, TAP_A) for a in ("10.28.0.13", "10.28.0.14", "10.28.0.23")}
+
+
+class FakePolicy:
+    """The policy port: keeps the last script applied; can be told to refuse."""
+
+    def __init__(self) -> None:
+        self.scripts: list[str] = []
+        self.refuse = False
+
+    def apply(self, script: str) -> None:
+        if self.refuse:
+            raise DataplaneError("nft: refused (injected)")
+        self.scripts.append(script)
+
+
+def test_policy_is_programmed_before_routes_and_fails_closed(
+    store: Store, kernel: FakeKernel
+) -> None:
+    store.put(f"{ROOT}security_groups/sg1", {"id": "sg1", "security_group_rules": []})
+    put(store, {**endpoint("a", TAP_A, "10.28.0.13"), "security_groups": ["sg1"]})
+    policy = FakePolicy()
+    policy.refuse = True
+    agent = Agent(
+        store,
+        kernel,
+        AgentSettings(host="node1", apply_interval=0.0, pending_interval=0.0),
+        policy=policy,
+    )
+    settle(agent)
+    assert kernel.routes() == set()  # no policy, no route: closed
+    assert status(store, "a") is None
+    policy.refuse = False
+    settle(agent)
+    assert kernel.routes() == {Route("10.28.0.13", TAP_A)}
+    assert TAP_A in policy.scripts[-1]
+
+
+def test_group_membership_on_another_host_reaches_the_policy(
+    store: Store, kernel: FakeKernel
+) -> None:
+    rule: JSONValue = {"direction": "ingress", "ethertype": "IPv4", "protocol": "tcp", "port_range_min": 22,
+            "port_range_max": 22, "remote_group_id": "web", "remote_ip_prefix": None}  # fmt: skip
+    store.put(f"{ROOT}security_groups/web", {"id": "web", "security_group_rules": [rule]})
+    put(store, {**endpoint("a", TAP_A, "10.28.0.13"), "security_groups": ["web"]})
+    policy = FakePolicy()
+    agent = Agent(store, kernel, AgentSettings(host="node1", apply_interval=0.0), policy=policy)
+    settle(agent)
+    assert "10.28.0.77" not in policy.scripts[-1]
+    remote = {**endpoint("z", "tapzzzzzzzz-zz", "10.28.0.77"), "security_groups": ["web"]}
+    store.put(f"{ROOT}endpoints/node2/z", remote)  # a member on another host
+    settle(agent)
+    assert "10.28.0.77" in policy.scripts[-1]

@@ -29,11 +29,12 @@ from typing import Any
 
 from routeplane.agent.desired import endpoint_state, host_state
 from routeplane.agent.mirror import Mirror
+from routeplane.agent.policy import PolicyFeed, PolicyTable
 from routeplane.agent.registration import Registration
 from routeplane.agent.status import StatusWriter
 from routeplane.dataplane.diff import diff
 from routeplane.dataplane.ports import Kernel
-from routeplane.model.errors import StoreError
+from routeplane.model.errors import DataplaneError, StoreError
 from routeplane.store import Event, EventType, Store
 from routeplane.store.watcher import Follower, Snapshot
 
@@ -79,10 +80,13 @@ class _Cache:
 class Agent:
     def __init__(
         self, store: Store, kernel: Kernel, settings: AgentSettings,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.monotonic, policy: PolicyTable | None = None,
     ) -> None:  # fmt: skip
         self.store = store
         self.kernel = kernel
+        self.policy = policy  # None: routing only (no nftables), as in routing-only tests
+        self.policy_feed = PolicyFeed(store) if policy is not None else None
+        self.policy_ok: set[str] = set()  # local endpoints whose policy is programmed
         self.settings = settings
         self.clock = clock
         self.prefix = f"{ROOT}endpoints/{settings.host}/"
@@ -117,6 +121,8 @@ class Agent:
             self.registration.keep(self.clock())
             wait = timeout if not self.dirty else max(0.0, self._next_apply - self.clock())
             self._take(self.follower.poll(wait))
+            if self.policy_feed is not None:
+                self.policy_feed.poll()
             self._errors = 0
         except StoreError as exc:
             delay = self.settings.error_delays[
@@ -132,7 +138,8 @@ class Agent:
             self.dirty |= self.pending
         if now >= self._next_resync and self.in_sync:
             self.full_due = True
-        if (self.dirty or self.full_due) and now >= self._next_apply:
+        policy_due = self.policy_feed is not None and self.policy_feed.dirty
+        if (self.dirty or self.full_due or policy_due) and now >= self._next_apply:
             self.apply()
             self._next_apply = self.clock() + self.settings.apply_interval
 
@@ -167,7 +174,12 @@ class Agent:
             self.cache.note_tap(port_id)
         taps = {self.cache.taps[i] for i in ids if i in self.cache.taps}
         ids |= self.cache.sharing(taps)
-        live = [self.cache.endpoints[i] for i in ids if i in self.cache.endpoints]
+        self._apply_policy(ids)
+        live = [
+            self.cache.endpoints[i]
+            for i in ids
+            if i in self.cache.endpoints and (self.policy is None or i in self.policy_ok)
+        ]
         desired = host_state(live)
         routes, neighbours = self.mirror.subset(None if full else taps, desired)
         plan = diff(
@@ -190,6 +202,24 @@ class Agent:
                 )
                 self.dirty |= ids  # retried on a later round
         self._report(ids)
+
+    def _apply_policy(self, ids: set[str]) -> None:
+        """Program the host's whole nftables table when anything it depends on changed.
+        On failure the previous table stays, and endpoints not covered by it get no
+        routes (fail closed); it is tried again on the next round."""
+        if self.policy is None or self.policy_feed is None:
+            return
+        if not (ids or self.policy_feed.dirty):
+            return
+        script = self.policy_feed.script(self.cache.endpoints.values())
+        try:
+            self.policy.apply(script)
+        except DataplaneError as exc:
+            LOG.warning("policy: %s; endpoints without policy stay unrouted", exc)
+            self.dirty |= ids
+            return
+        self.policy_ok = set(self.cache.endpoints)
+        self.policy_feed.dirty = False
 
     def _report(self, ids: Iterable[str]) -> None:
         programmed: dict[str, int] = {}
@@ -215,6 +245,8 @@ class Agent:
 
     def close(self) -> None:
         self.follower.close()
+        if self.policy_feed is not None:
+            self.policy_feed.close()
         self.registration.close()
 
 

@@ -18,7 +18,7 @@ from routeplane.store import open_store
 
 
 def _run(args: argparse.Namespace) -> int:
-    from routeplane.dataplane.linux import LinuxKernel  # noqa: PLC0415 (needs pyroute2)
+    from routeplane.dataplane.linux import LinuxKernel, NftTable  # noqa: PLC0415
 
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
@@ -32,7 +32,7 @@ def _run(args: argparse.Namespace) -> int:
     )
     store = open_store(args.store)
     kernel = LinuxKernel(args.netns)
-    agent = Agent(store, kernel, settings)
+    agent = Agent(store, kernel, settings, policy=NftTable(args.netns))
     try:
         agent.run(stop.is_set)
     finally:
