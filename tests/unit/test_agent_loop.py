@@ -15,7 +15,7 @@ import pytest
 from routeplane.agent.loop import Agent, AgentSettings
 from routeplane.dataplane.fake import FakeKernel
 from routeplane.dataplane.model import Route
-from routeplane.model.errors import DataplaneError
+from routeplane.model.errors import DataplaneError, Unavailable
 from routeplane.model.jsontypes import JSONValue
 from routeplane.store import Store
 from routeplane.store.sqlite import SqliteStore
@@ -220,3 +220,43 @@ def test_group_membership_on_another_host_reaches_the_policy(
     store.put(f"{ROOT}endpoints/node2/z", remote)  # a member on another host
     settle(agent)
     assert "10.28.0.77" in policy.scripts[-1]
+
+
+class FlakyStore:
+    """The real store, unreachable on demand: every call raises ``Unavailable``."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.down = False
+
+    def __getattr__(self, name: str) -> Any:
+        target = getattr(self.store, name)
+        if not callable(target):
+            return target
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if self.down:
+                raise Unavailable("store unreachable (injected)")
+            return target(*args, **kwargs)
+
+        return call
+
+
+def test_an_unreachable_store_leaves_the_kernel_alone_and_recovers(
+    store: Store, kernel: FakeKernel
+) -> None:
+    flaky = FlakyStore(store)
+    put(store, endpoint("a", TAP_A, "10.28.0.13"))
+    settings = AgentSettings(host="node1", apply_interval=0.0, error_delays=(0.01,))
+    agent = Agent(flaky, kernel, settings)
+    settle(agent)
+    before = len(kernel.actions)
+    flaky.down = True
+    settle(agent, rounds=6)
+    assert kernel.routes() == {Route("10.28.0.13", TAP_A)}  # nothing removed meanwhile
+    assert len(kernel.actions) == before
+    flaky.down = False
+    put(store, endpoint("a", TAP_A, "10.28.0.13", "10.28.0.23", revision=2))
+    settle(agent)
+    assert Route("10.28.0.23", TAP_A) in kernel.routes()
+    assert status(store, "a") == {"port_revision": 2}
