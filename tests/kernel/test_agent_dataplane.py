@@ -116,6 +116,7 @@ class Lab:
             up=True,
         )
         ip(vm, "addr", "add", f"{address}/16", "dev", "eth0")
+        ip(vm, "route", "add", "default", "dev", "eth0")  # on-link: the host answers ARP
         server = subprocess.Popen(["ip", "netns", "exec", vm, "python3", "-c", SERVER, name])
         self.servers.append(server)
         return vm, port
@@ -266,3 +267,38 @@ def test_security_groups_and_anti_spoofing_through_the_agent(lab: Lab) -> None:
     ip(vm1, "addr", "add", "10.28.0.99/16", "dev", "eth0")
     assert reaches(vm1, "10.28.0.14", source="10.28.0.99") == ""  # not vm1's address: dropped
     assert reaches(vm1, "10.28.0.14") == "vm2"
+
+
+def create(lab: Lab, service_name: str, body: dict[str, Any]) -> dict[str, Any]:
+    service = getattr(lab.services, service_name)
+    created: dict[str, Any] = service.create(
+        ADMIN, check_create(service.attrs, body, is_admin=True)
+    )
+    return created
+
+
+def test_floating_ip_reaches_the_vm_which_sees_only_its_fixed_ip(lab: Lab) -> None:
+    public = create(lab, "networks", {"name": "public", "router:external": True})
+    create(lab, "subnets", {"network_id": public["id"], "ip_version": 4, "cidr": "172.24.4.0/24"})
+    router = create(
+        lab, "routers", {"name": "r1", "external_gateway_info": {"network_id": public["id"]}}
+    )
+    lab.services.routers.add_interface(ADMIN, router["id"], {"subnet_id": lab.subnet})
+    ip(
+        lab.hosts["node2"], "route", "add", "172.24.4.0/24", "via", "192.168.8.3"
+    )  # BGP's job, later
+    lab.start_agent("node1", policy=True)
+    lab.start_agent("node2", policy=True)
+    vm1, p1 = lab.boot("vm1", "node1", "10.28.0.13")
+    vm3, p3 = lab.boot("vm3", "node2", "10.28.0.15")
+    wait_for(lambda: lab.active("node1", p1) and lab.active("node2", p3), what="ports programmed")
+    fip = create(lab, "floatingips", {"floating_network_id": public["id"], "port_id": p1["id"]})
+    address = fip["floating_ip_address"]
+    wait_for(
+        lambda: "proto 77" in routes(lab.hosts["node1"], address), what="floating address routed"
+    )
+    wait_for(lambda: reaches(vm3, address) == "vm1", what="floating IP answering")
+    assert address not in ip(vm1, "addr", "show")  # DNAT'd on the host: the VM never holds it
+    lab.services.floatingips.update(ADMIN, fip["id"], {"port_id": None}, None)
+    wait_for(lambda: routes(lab.hosts["node1"], address) == "", what="floating address withdrawn")
+    assert reaches(vm3, address) != "vm1"
