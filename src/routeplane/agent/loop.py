@@ -33,6 +33,7 @@ from routeplane.agent.policy import PolicyFeed, PolicyTable
 from routeplane.agent.registration import Registration
 from routeplane.agent.status import StatusWriter
 from routeplane.dataplane.diff import diff
+from routeplane.dataplane.nft_delta import blocks, delta
 from routeplane.dataplane.ports import Kernel
 from routeplane.model.errors import DataplaneError, StoreError
 from routeplane.store import Event, EventType, Store
@@ -212,12 +213,20 @@ class Agent:
         if not (ids or self.policy_feed.dirty):
             return
         script = self.policy_feed.script(self.cache.endpoints.values())
+        rendered = blocks(script)
+        applied = self.policy_feed.applied
+        update = None if applied is None else delta(applied, rendered)
         try:
-            self.policy.apply(script)
+            if update is None:
+                self.policy.apply(script)  # the whole table, atomically replaced
+            elif update:
+                self.policy.apply(update)  # only what changed, in one transaction
         except DataplaneError as exc:
             LOG.warning("policy: %s; endpoints without policy stay unrouted", exc)
+            self.policy_feed.applied = None  # next time: the whole table again
             self.dirty |= ids
             return
+        self.policy_feed.applied = rendered
         self.policy_ok = set(self.cache.endpoints)
         self.policy_feed.dirty = False
 

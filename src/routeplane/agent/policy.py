@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
+from routeplane.dataplane.nft_delta import Blocks
 from routeplane.dataplane.nft_render import render
 from routeplane.store import Event, EventType, Store
 from routeplane.store.watcher import Follower, Snapshot
@@ -34,6 +35,7 @@ class PolicyFeed:
         self.all_endpoints: dict[str, dict[str, Any]] = {}
         self.groups: dict[str, dict[str, Any]] = {}
         self.dirty = True
+        self.applied: Blocks | None = None  # the table as last programmed; None: unknown
 
     def poll(self) -> None:
         """Take in whatever changed, without waiting (raises ``StoreError``)."""
