@@ -302,3 +302,26 @@ def test_floating_ip_reaches_the_vm_which_sees_only_its_fixed_ip(lab: Lab) -> No
     lab.services.floatingips.update(ADMIN, fip["id"], {"port_id": None}, None)
     wait_for(lambda: routes(lab.hosts["node1"], address) == "", what="floating address withdrawn")
     assert reaches(vm3, address) != "vm1"
+
+
+def conntrack_entries(namespace: str, address: str) -> str:
+    return exec_in(namespace, "conntrack", "-L", "-d", address, check_rc=False)
+
+
+def test_moving_an_address_away_flushes_its_connection_tracking(lab: Lab) -> None:
+    lab.start_agent("node1", policy=True)  # the policy's ct rules make the host track flows
+    lab.start_agent("node2", policy=True)
+    vm1, p1 = lab.boot("vm1", "node1", "10.28.0.13")
+    vm3, p3 = lab.boot("vm3", "node2", "10.28.0.15")
+    wait_for(lambda: lab.active("node1", p1) and lab.active("node2", p3), what="ports programmed")
+    h1 = lab.hosts["node1"]
+    lab.set_fixed_ips(p1, ["10.28.0.13", "10.28.0.23"])
+    ip(vm1, "addr", "add", "10.28.0.23/16", "dev", "eth0")
+    wait_for(lambda: reaches(vm3, "10.28.0.23") == "vm1", what="service IP answering")
+    assert "10.28.0.23" in conntrack_entries(h1, "10.28.0.23")  # the flow is tracked on node1
+
+    lab.set_fixed_ips(p1, ["10.28.0.13"])
+    wait_for(lambda: routes(h1, "10.28.0.23") == "", what="route withdrawn")
+    wait_for(
+        lambda: "10.28.0.23" not in conntrack_entries(h1, "10.28.0.23"), what="conntrack flushed"
+    )
