@@ -40,6 +40,28 @@ s.bind(("0.0.0.0", 22)); s.listen(8)
 while True:
     c, _ = s.accept(); c.sendall(sys.argv[1].encode() + b"\\n"); c.close()
 """
+ECHO_SERVER = """
+import socket
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 7)); s.listen(1)
+c, _ = s.accept()
+while data := c.recv(100):
+    c.sendall(data)
+"""
+ECHO_CLIENT = """
+import socket, sys, time
+c = socket.create_connection((sys.argv[1], 7), timeout=1)
+sent = echoed = 0
+end = time.monotonic() + float(sys.argv[2])
+while time.monotonic() < end:
+    c.sendall(b"x"); sent += 1
+    try:
+        echoed += len(c.recv(1))
+    except OSError:
+        pass
+    time.sleep(0.02)
+print(f"echoed {echoed}/{sent}")
+"""
 CLIENT = """
 import socket, sys
 source = (sys.argv[2], 0) if len(sys.argv) > 2 else None
@@ -214,13 +236,19 @@ def test_extra_fixed_ip_is_routed_and_removal_unroutes_it(lab: Lab) -> None:
 
 
 def test_restart_keeps_routes_and_sweeps_only_the_stale(lab: Lab) -> None:
-    first = lab.start_agent("node1")
-    _vm1, p1 = lab.boot("vm1", "node1", "10.28.0.13")
+    first = lab.start_agent("node1", policy=True)
+    vm1, p1 = lab.boot("vm1", "node1", "10.28.0.13")
     _vm2, p2 = lab.boot("vm2", "node1", "10.28.0.14")
     vm3, p3 = lab.boot("vm3", "node1", "10.28.0.15")
     wait_for(lambda: all(lab.active("node1", p) for p in (p1, p2, p3)), what="ports programmed")
     h1 = lab.hosts["node1"]
     ip(h1, "route", "add", "10.99.0.1/32", "dev", "fabric0", "proto", "static")  # not ours
+    lab.servers.append(subprocess.Popen(["ip", "netns", "exec", vm1, "python3", "-c", ECHO_SERVER]))
+    time.sleep(0.2)
+    talker = subprocess.Popen(
+        ["ip", "netns", "exec", vm3, "python3", "-c", ECHO_CLIENT, "10.28.0.13", "3"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
     pinger = subprocess.Popen(
         ["ip", "netns", "exec", vm3, "ping", "-i", "0.02", "-c", "100", "-W", "1", "10.28.0.13"],
         stdout=subprocess.PIPE, text=True,
@@ -232,14 +260,19 @@ def test_restart_keeps_routes_and_sweeps_only_the_stale(lab: Lab) -> None:
         time.sleep(0.3)
         first.halt()  # as after kill -9: the kernel keeps everything the agent made
         lab.services.ports.delete(ADMIN, p2["id"], None)  # stale while the agent is down
-        lab.start_agent("node1")
+        lab.start_agent("node1", policy=True)
         wait_for(lambda: routes(h1, "10.28.0.14") == "", what="stale route swept")
         summary, _ = pinger.communicate(timeout=20)
+        echoed, _ = talker.communicate(timeout=20)
     finally:
         monitor.terminate()
         events, _ = monitor.communicate(timeout=5)
         pinger.kill()
+        talker.kill()
     assert " 0% packet loss" in summary, summary
+    sent = echoed.split("/")[-1].strip()
+    assert echoed.strip() == f"echoed {sent}/{sent}", echoed  # the open connection lost nothing
+    assert int(sent) > 50
     assert "10.28.0.13" not in events  # still wanted: never deleted nor re-added
     assert "Deleted 10.28.0.14" in events
     assert "10.99.0.1" in routes(h1, "10.99.0.1")  # someone else's route is left alone
