@@ -37,7 +37,9 @@ def test_no_generated_request_gets_a_server_error(fresh_api: ApiServer, tmp_path
         "--phases", "examples,coverage,fuzzing", "--workers", "2",
         "--request-timeout", "10", "--report-dir", str(tmp_path / "report"),
     ]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, timeout=400, check=False)
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=400, check=False, cwd=tmp_path
+    )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
     server_log = fresh_api.log.read_text()
     assert "Traceback" not in server_log, server_log[-4000:]
