@@ -112,9 +112,10 @@ class Agent:
             self.step()
 
     def kernel_prepare(self) -> None:
-        prepare = getattr(self.kernel, "prepare_host", None)
-        if callable(prepare):
-            prepare()
+        """Host-wide settings (forwarding) once at start; every ``Kernel`` has them."""
+        outcome = self.kernel.prepare_host()
+        if not outcome.ok:
+            LOG.warning("kernel: preparing the host failed: %s", outcome.errors)
 
     def step(self, timeout: float = 0.2) -> None:
         """One round: take in changes, then apply if something is due."""

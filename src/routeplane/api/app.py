@@ -35,6 +35,7 @@ def base_url(request: Request) -> str:
 
 
 async def read_json(request: Request) -> Any:
+    """The identity routes' JSON body (the Neutron routes use ``resources.read_body``)."""
     raw = await request.body()
     try:
         return json.loads(raw)
@@ -123,7 +124,7 @@ def create_app(
                 return JSONResponse({"extension": ext})
         return JSONResponse(versions.extension_missing(alias), status_code=404)
 
-    wiring = Wiring(context, read_json, run_in_threadpool if threaded else inline)
+    wiring = Wiring(context, run_in_threadpool if threaded else inline)
     for path, service in services.by_path.items():
         ResourceRoutes(path, service, wiring).register(app)
     router_actions.add_router_actions(app, services, wiring)

@@ -61,7 +61,8 @@ def _if_match(request: Request) -> int | None:
     return None
 
 
-async def _read_body(request: Request) -> Any:
+async def read_body(request: Request) -> Any:
+    """A Neutron request body: JSON, or ``NO_BODY`` when empty; Neutron's 400 otherwise."""
     raw = await request.body()
     if not raw.strip():
         return NO_BODY
@@ -93,7 +94,6 @@ class Wiring:
     """What every resource's routes need from the application."""
 
     context: Callable[[Request], Context]
-    read_json: Callable[[Request], Awaitable[Any]]
     threaded: Threaded
 
 
@@ -162,7 +162,7 @@ class ResourceRoutes:
 
     async def create(self, request: Request) -> JSONResponse:
         ctx = self.wiring.context(request)
-        body = await _read_body(request)
+        body = await read_body(request)
         entries = unwrap_bulk(body, self.member, self.collection)
         if entries is not None:
             created = await self.wiring.threaded(self._create_bulk, ctx, entries)
@@ -198,7 +198,7 @@ class ResourceRoutes:
     async def update(self, request: Request, item_id: str) -> JSONResponse:
         ctx = self.wiring.context(request)
         if_match = _if_match(request)
-        data = unwrap(await _read_body(request), self.member)
+        data = unwrap(await read_body(request), self.member)
         item = await self.wiring.threaded(self._update, ctx, item_id, data, if_match)
         return JSONResponse({self.member: item})
 
@@ -232,14 +232,14 @@ class ResourceRoutes:
 
     async def put_tags(self, request: Request, item_id: str) -> JSONResponse:
         ctx = self.wiring.context(request)
-        tags = self._tags_body(await _read_body(request))
+        tags = self._tags_body(await read_body(request))
         result = await self.wiring.threaded(self.service.set_tags, ctx, item_id, tags)
         return JSONResponse({"tags": result})
 
     async def post_tags(self, request: Request, item_id: str) -> JSONResponse:
         """tag-creation: add several tags at once."""
         ctx = self.wiring.context(request)
-        tags = self._tags_body(await _read_body(request))
+        tags = self._tags_body(await read_body(request))
         add_tags = getattr(self.service, "add_tags", None)
         if not callable(add_tags):
             raise http_not_found()
@@ -323,4 +323,4 @@ class ResourceRoutes:
             )
 
 
-__all__ = ["ResourceRoutes", "Wiring"]
+__all__ = ["ResourceRoutes", "Wiring", "read_body"]

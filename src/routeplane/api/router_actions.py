@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from routeplane.api.resources import Wiring
+from routeplane.api.resources import Wiring, read_body
 from routeplane.services.context import Context
 from routeplane.services.errors import bad_request
 from routeplane.services.registry import Services
@@ -25,7 +25,7 @@ Action = Callable[[Context, str, dict[str, Any]], dict[str, Any]]
 def _endpoint(wiring: Wiring, action: Action) -> Callable[[Request, str], Any]:
     async def handle(request: Request, item_id: str) -> JSONResponse:
         ctx = wiring.context(request)
-        body = await wiring.read_json(request)
+        body = await read_body(request)
         if not isinstance(body, dict):
             raise bad_request("Body contains invalid data")
         return JSONResponse(await wiring.threaded(action, ctx, item_id, body))

@@ -15,10 +15,10 @@ from typing import Any
 import uvicorn
 
 from routeplane.api.app import create_app
+from routeplane.cli.store import open_creating
 from routeplane.model.errors import InvalidRequest
 from routeplane.services.identity import Identity, IdentityConfig, shared_secret
 from routeplane.services.registry import Services
-from routeplane.store import open_store
 
 
 def load_config(path: str | None) -> dict[str, Any]:
@@ -43,11 +43,7 @@ def _run(args: argparse.Namespace) -> int:
         raw["admin_token"] = args.admin_token
     config = IdentityConfig.from_dict(raw)
     store_url = args.store if args.store_given else raw.get("store", args.store)
-    if store_url.startswith("sqlite:///"):
-        Path(store_url.removeprefix("sqlite://").split("?")[0]).parent.mkdir(
-            parents=True, exist_ok=True
-        )
-    store = open_store(store_url)
+    store = open_creating(store_url)
     try:
         identity = Identity(config, shared_secret(store))
         # the embedded store answers in microseconds: run it inline, not in threads

@@ -17,11 +17,16 @@ from routeplane.model.jsontypes import JSONValue
 from routeplane.store import Delete, KeyValue, Store, open_store
 
 
-def _open(args: argparse.Namespace) -> Store:
-    url: str = args.store
+def open_creating(url: str) -> Store:
+    """``open_store``, creating the directory of an embedded store's file first (the
+    default lives under /var/lib/routeplane, which a fresh machine does not have)."""
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite://").split("?")[0]).parent.mkdir(parents=True, exist_ok=True)
     return open_store(url)
+
+
+def _open(args: argparse.Namespace) -> Store:
+    return open_creating(args.store)
 
 
 def _show(kv: KeyValue) -> str:
