@@ -78,7 +78,8 @@ def test_endpoints_are_programmed_and_reported(store: Store, kernel: FakeKernel)
     assert kernel.routes() == {Route("10.28.0.13", TAP_A), Route("fd5f::d", TAP_A)}
     assert TAP_A in kernel.configured
     assert status(store, "a") == {"port_revision": 1}
-    assert store.get(f"{ROOT}hosts/node1") is not None  # registered, on a lease
+    assert store.get(f"{ROOT}hosts/node1") is not None  # registered for BGP
+    assert store.get(f"{ROOT}agents/node1") is not None  # alive, on a lease
 
 
 def test_an_address_moving_between_local_taps_is_replaced(store: Store, kernel: FakeKernel) -> None:

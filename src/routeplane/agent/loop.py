@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from routeplane.agent.bgp import BgpSpeaker
 from routeplane.agent.desired import endpoint_state, host_state
 from routeplane.agent.mirror import Mirror
 from routeplane.agent.policy import PolicyFeed, PolicyTable
@@ -47,6 +48,7 @@ ROOT = "/routeplane/v1/"
 class AgentSettings:
     host: str
     bgp_address: str = ""
+    bgp_address6: str = ""
     as_number: int = 64512
     apply_interval: float = 0.005  # coalesce bursts of events for at most this long
     resync_interval: float = 30.0  # full read-back of the kernel, to repair drift
@@ -82,7 +84,9 @@ class Agent:
     def __init__(
         self, store: Store, kernel: Kernel, settings: AgentSettings,
         clock: Callable[[], float] = time.monotonic, policy: PolicyTable | None = None,
+        *, bgp: BgpSpeaker | None = None,
     ) -> None:  # fmt: skip
+        self.bgp = bgp  # None: no BGP speaker on this host (routing-only tests)
         self.store = store
         self.kernel = kernel
         self.policy = policy  # None: routing only (no nftables), as in routing-only tests
@@ -125,6 +129,8 @@ class Agent:
             self._take(self.follower.poll(wait))
             if self.policy_feed is not None:
                 self.policy_feed.poll()
+            if self.bgp is not None:
+                self.bgp.poll()
             self._errors = 0
         except StoreError as exc:
             delay = self.settings.error_delays[
@@ -144,6 +150,8 @@ class Agent:
         if (self.dirty or self.full_due or policy_due) and now >= self._next_apply:
             self.apply()
             self._next_apply = self.clock() + self.settings.apply_interval
+        if self.bgp is not None:
+            self.bgp.apply()  # BIRD after routes and sweeps (ARCHITECTURE: apply order)
 
     def _take(self, news: Snapshot | list[Event]) -> None:
         if isinstance(news, Snapshot):
@@ -255,6 +263,8 @@ class Agent:
 
     def close(self) -> None:
         self.follower.close()
+        if self.bgp is not None:
+            self.bgp.close()
         if self.policy_feed is not None:
             self.policy_feed.close()
         self.registration.close()

@@ -1,8 +1,13 @@
-"""The host's registration: ``hosts/<host>`` on a lease that the agent keeps alive.
+"""The host's registration: a durable ``hosts/<host>`` record and a leased
+``agents/<host>`` record that the agent keeps alive.
 
-Liveness is the lease: when the agent stops renewing (it died, its host is cut off), the
-store deletes the record and every watcher (the BGP configuration of the other hosts,
-later) sees the host go. A lost lease is simply taken again.
+Two records, because they answer two questions. ``hosts/<host>`` (BGP address, AS) is
+what the other hosts build their BGP configuration from: it must *not* vanish when an
+agent restarts or is down for a minute, or every peer would drop the session to a host
+whose BIRD still announces healthy routes. ``agents/<host>`` is the agent's liveness: it
+rides a lease, so when the agent stops renewing (it died, its host is cut off) the store
+deletes it and every watcher sees the agent go. A lost lease is simply taken again.
+A host leaves the fabric for good when an operator deletes its ``hosts/`` record.
 """
 
 from __future__ import annotations
@@ -27,9 +32,18 @@ class Registration:
     def __init__(self, store: Store, settings: AgentSettings) -> None:
         self.store = store
         self.settings = settings
-        self.key = f"{ROOT}hosts/{settings.host}"
+        self.host_key = f"{ROOT}hosts/{settings.host}"
+        self.key = f"{ROOT}agents/{settings.host}"
         self.lease: int | None = None
         self._next = 0.0
+
+    def host_record(self) -> JSONObject:
+        return {
+            "host": self.settings.host,
+            "bgp_address": self.settings.bgp_address,
+            "bgp_address6": self.settings.bgp_address6,
+            "as_number": self.settings.as_number,
+        }
 
     def keep(self, now: float) -> None:
         """Register, or renew the lease when a third of its TTL has passed."""
@@ -39,27 +53,29 @@ class Registration:
             try:
                 self.store.keepalive(self.lease)
             except LeaseNotFound:
-                LOG.warning("host lease %x expired; registering again", self.lease)
+                LOG.warning("agent lease %x expired; registering again", self.lease)
                 self.lease = None
         if self.lease is None:
+            record = self.host_record()
+            current = self.store.get(self.host_key)
+            if current is None or current.value != record:
+                self.store.put(self.host_key, record)
             self.lease = self.store.grant_lease(self.settings.lease_ttl)
-            record: JSONObject = {
+            alive: JSONObject = {
                 "host": self.settings.host,
-                "bgp_address": self.settings.bgp_address,
-                "as_number": self.settings.as_number,
                 "agent_version": __version__,
                 "registered_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             }
-            self.store.put(self.key, record, lease=self.lease)
+            self.store.put(self.key, alive, lease=self.lease)
         self._next = now + self.settings.lease_ttl / 3
 
     def close(self) -> None:
-        """Leave the registry at once on a clean stop."""
+        """Leave the liveness registry at once on a clean stop (the host record stays)."""
         if self.lease is not None:
             try:
                 self.store.revoke_lease(self.lease)
             except Exception as exc:
-                LOG.info("could not revoke the host lease: %s", exc)
+                LOG.info("could not revoke the agent lease: %s", exc)
             self.lease = None
 
 

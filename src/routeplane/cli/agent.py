@@ -2,7 +2,8 @@
 
 The composition root of the agent: the store from ``--store``, the Linux kernel adapter
 (acting on ``--netns`` when given — the lab runs one agent per host namespace from the
-root namespace), and the reconcile loop, until SIGTERM or SIGINT.
+root namespace), the host's BIRD when ``--bird-dir`` is given, and the reconcile loop,
+until SIGTERM or SIGINT.
 """
 
 from __future__ import annotations
@@ -11,10 +12,33 @@ import argparse
 import logging
 import signal
 import threading
+import time
+from pathlib import Path
 from typing import Any
 
+from routeplane.agent.bgp import BgpSettings, BgpSpeaker
 from routeplane.agent.loop import Agent, AgentSettings
-from routeplane.store import open_store
+from routeplane.bgp.bird import Bird
+from routeplane.store import Store, open_store
+
+
+def _speaker(args: argparse.Namespace, store: Store) -> BgpSpeaker | None:
+    if not args.bird_dir:
+        return None
+    if not args.bgp_address:
+        raise SystemExit("routeplane agent: --bird-dir needs --bgp-address")
+    directory = Path(args.bird_dir).resolve()
+    settings = BgpSettings(
+        address=args.bgp_address,
+        address6=args.bgp_address6 or "",
+        as_number=args.as_number,
+        peers=tuple(args.bgp_peer),
+        reflectors=tuple(args.route_reflector),
+        reflector=args.reflector,
+        bfd=not args.no_bfd,
+        log_path=str(directory / "bird.log"),
+    )
+    return BgpSpeaker(store, Bird(directory, args.netns), args.host, settings, time.monotonic)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -28,11 +52,15 @@ def _run(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     settings = AgentSettings(
-        host=args.host, bgp_address=args.bgp_address or "", as_number=args.as_number
+        host=args.host,
+        bgp_address=args.bgp_address or "",
+        bgp_address6=args.bgp_address6 or "",
+        as_number=args.as_number,
     )
     store = open_store(args.store)
     kernel = LinuxKernel(args.netns)
-    agent = Agent(store, kernel, settings, policy=NftTable(args.netns))
+    bgp = _speaker(args, store)
+    agent = Agent(store, kernel, settings, policy=NftTable(args.netns), bgp=bgp)
     try:
         agent.run(stop.is_set)
     finally:
@@ -48,7 +76,24 @@ def add_parser(commands: Any) -> None:
     )
     parser.add_argument("--host", required=True, help="this compute host's name (binding:host_id)")
     parser.add_argument("--netns", help="act on this network namespace instead of the current one")
-    parser.add_argument("--bgp-address", help="the address BGP peers reach this host on")
+    parser.add_argument("--bgp-address", help="the IPv4 address BGP peers reach this host on")
+    parser.add_argument("--bgp-address6", help="this host's IPv6 fabric address (IPv6 next hop)")
     parser.add_argument("--as-number", type=int, default=64512)
+    bgp = parser.add_argument_group("BGP (BIRD 2)")
+    bgp.add_argument(
+        "--bird-dir", help="run and configure this host's BIRD from this directory (enables BGP)"
+    )
+    bgp.add_argument(
+        "--bgp-peer", action="append", default=[], metavar="ADDR[:AS]",
+        help="an extra BGP peer such as a top-of-rack or access router (repeatable)",
+    )  # fmt: skip
+    bgp.add_argument(
+        "--route-reflector", action="append", default=[], metavar="ADDR",
+        help="peer with these route reflectors instead of every host (repeatable)",
+    )  # fmt: skip
+    bgp.add_argument(
+        "--reflector", action="store_true", help="this host reflects routes to all other hosts"
+    )
+    bgp.add_argument("--no-bfd", action="store_true", help="no BFD on the BGP sessions")
     parser.add_argument("-v", "--verbose", action="store_true")
     parser.set_defaults(run=_run)

@@ -94,13 +94,13 @@ def _store_scenario(url: str) -> int:
     _claim(store, "10.28.0.23", "port-testvm2")
     time.sleep(0.2)
 
-    _step("node1 registers with a 2-second lease and then stops renewing it")
+    _step("node1's agent registers alive with a 2-second lease and then stops renewing it")
     lease = store.grant_lease(2)
-    store.put(f"{ROOT}hosts/node1", {"bgp_address": "192.168.8.3"}, lease=lease)
+    store.put(f"{ROOT}agents/node1", {"host": "node1"}, lease=lease)
     started = time.monotonic()
-    while store.get(f"{ROOT}hosts/node1") is not None and time.monotonic() - started < 10:
+    while store.get(f"{ROOT}agents/node1") is not None and time.monotonic() - started < 10:
         time.sleep(0.1)
-    print(f"   node1's record expired after {time.monotonic() - started:.1f}s")
+    print(f"   node1's liveness record expired after {time.monotonic() - started:.1f}s")
     time.sleep(0.3)
 
     _step(f"what the store holds now (revision {store.revision()})")

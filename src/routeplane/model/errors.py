@@ -17,6 +17,8 @@ backend is in use::
     └── DataplaneError         the kernel could not be read at all (its namespace is gone,
                                the netlink socket failed); a failed *change* is never
                                raised: ``Kernel.apply`` reports it in its ``Outcome``
+    └── BgpError               BIRD refused a configuration or could not be started; the
+                               configuration it runs stays as it was
 """
 
 
@@ -67,7 +69,12 @@ class DataplaneError(RouteplaneError):
     """The kernel (or its network namespace) could not be read or reached."""
 
 
+class BgpError(RouteplaneError):
+    """BIRD refused a configuration, or could not be started or reached."""
+
+
 __all__ = [
+    "BgpError",
     "Compacted",
     "DataplaneError",
     "InvalidKey",

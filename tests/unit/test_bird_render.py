@@ -1,0 +1,87 @@
+"""Unit: a host's BIRD configuration is a pure function of its settings and the hosts
+registry, checked against golden files (``tests/golden/bird/<case>/input.json`` →
+``bird.conf``; ``UPDATE_GOLDEN=1`` rewrites them). ``tests/contract/test_bird.py`` has a
+real BIRD parse every one of them."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from routeplane.agent.bgp import parse_peer
+from routeplane.bgp.render import HostBgp, Peer, access_config, mesh_peers, render
+
+pytestmark = pytest.mark.unit
+
+GOLDEN = Path(__file__).parent.parent / "golden" / "bird"
+CASES = sorted(p.name for p in GOLDEN.iterdir() if (p / "input.json").exists())
+
+
+def render_case(data: dict[str, Any]) -> str:
+    if data.get("access"):
+        return access_config(data["address"], data["as_number"], data["ranges"])
+    hosts = {name: (a, n) for name, (a, n) in data["hosts"].items()}
+    peers = mesh_peers(
+        data["host"], hosts,
+        extra=[parse_peer(p, data["as_number"]) for p in data.get("extra", [])],
+        reflectors=data.get("reflectors", []), reflector=data.get("reflector", False),
+    )  # fmt: skip
+    return render(
+        HostBgp(
+            host=data["host"], router_id=data["address"], as_number=data["as_number"],
+            peers=peers, address6=data["address6"], reflector=data.get("reflector", False),
+            bfd=data.get("bfd", True), log_path=data.get("log", ""),
+        )
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_golden(case: str) -> None:
+    expected = GOLDEN / case / "bird.conf"
+    text = render_case(json.loads((GOLDEN / case / "input.json").read_text()))
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        expected.write_text(text)
+    assert text == expected.read_text()
+
+
+def test_full_mesh_peers_every_other_host_and_the_extra_peers() -> None:
+    hosts = {"node1": ("192.168.8.3", 64512), "node2": ("192.168.8.4", 64512)}
+    peers = mesh_peers("node1", hosts, extra=[Peer("192.168.8.1", 64512)])
+    assert [(p.address, p.name) for p in peers] == [("192.168.8.4", "node2"), ("192.168.8.1", "")]
+
+
+def test_a_host_registered_without_an_address_or_with_ours_is_not_a_peer() -> None:
+    hosts = {"node1": ("192.168.8.3", 64512), "x": ("", 64512), "dup": ("192.168.8.3", 64512)}
+    assert mesh_peers("node1", hosts) == ()
+
+
+def test_reflector_clients_peer_only_with_reflectors_and_reflectors_mark_clients() -> None:
+    hosts = {
+        "node1": ("192.168.8.3", 64512), "node2": ("192.168.8.4", 64512),
+        "rr1": ("192.168.8.10", 64512), "rr2": ("192.168.8.11", 64512),
+    }  # fmt: skip
+    reflectors = ["192.168.8.10", "192.168.8.11"]
+    client = mesh_peers("node1", hosts, reflectors=reflectors)
+    assert {p.address for p in client} == set(reflectors)
+    assert not any(p.rr_client for p in client)
+    rr = mesh_peers("rr1", hosts, reflectors=reflectors, reflector=True)
+    assert {p.address: p.rr_client for p in rr} == {
+        "192.168.8.3": True, "192.168.8.4": True, "192.168.8.11": False,
+    }  # fmt: skip
+
+
+def test_the_same_registry_in_another_order_renders_the_same_text() -> None:
+    data = json.loads((GOLDEN / "mesh" / "input.json").read_text())
+    flipped = {**data, "hosts": dict(reversed(list(data["hosts"].items())))}
+    assert render_case(flipped) == render_case(data)
+
+
+def test_peer_syntax() -> None:
+    assert parse_peer("192.168.8.1", 64512) == Peer("192.168.8.1", 64512)
+    assert parse_peer("192.168.8.1:65001", 64512) == Peer("192.168.8.1", 65001)
+    assert parse_peer("fd00::1", 64512) == Peer("fd00::1", 64512)
+    assert parse_peer("[fd00::1]:65001", 64512) == Peer("fd00::1", 65001)
