@@ -154,6 +154,19 @@ def test_expired_lease_deletes_its_keys_and_watchers_see_it(store: Store, root: 
         store.keepalive(lease)
 
 
+def test_a_revoked_leases_id_is_not_handed_out_again(store: Store, root: str) -> None:
+    """A late revoke by an old holder must never end someone else's newer lease."""
+    old = store.grant_lease(30)
+    store.revoke_lease(old)
+    new = store.grant_lease(30)
+    assert new != old
+    store.put(root + "alive", 1, lease=new)
+    store.revoke_lease(old)
+    assert store.get(root + "alive") is not None
+    assert store.keepalive(new) >= 1
+    store.revoke_lease(new)
+
+
 def test_keepalive_keeps_the_lease(store: Store, root: str) -> None:
     lease = store.grant_lease(2)
     store.put(root + "alive", 1, lease=lease)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import secrets
 import sqlite3
 import threading
 import time
@@ -361,11 +362,17 @@ class SqliteStore(WriteShortcuts):
     def grant_lease(self, ttl: int) -> int:
         if not isinstance(ttl, int) or isinstance(ttl, bool) or ttl <= 0:
             raise InvalidRequest(f"lease TTL must be a positive number of seconds, not {ttl!r}")
+        # A random id, never the next rowid: sqlite would hand an expired lease's id to
+        # the next grant, and a late revoke by the old holder would end the new lease.
         with self._write() as tx:
-            lease_id: int = tx.conn.execute(
-                "INSERT INTO leases (ttl, expires_at) VALUES (?, ?) RETURNING id",
-                (ttl, self._clock() + ttl),
-            ).fetchone()[0]
+            while True:
+                lease_id = secrets.randbits(62) + 1
+                if not tx.conn.execute("SELECT 1 FROM leases WHERE id = ?", (lease_id,)).fetchone():
+                    break
+            tx.conn.execute(
+                "INSERT INTO leases (id, ttl, expires_at) VALUES (?, ?, ?)",
+                (lease_id, ttl, self._clock() + ttl),
+            )
         self._ensure_poller()
         return lease_id
 
