@@ -7,9 +7,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 # Debian packages the project runs: etcd for the multi-host store and its tests; the
 # host dataplane and its namespace lab: ip (iproute2), nft, conntrack, ping, sysctl
-# (procps) and nsenter (util-linux); BIRD 2 for BGP on the hosts and the lab's access node.
+# (procps) and nsenter (util-linux); BIRD 2 for BGP on the hosts and the lab's access node;
+# keepalived for the failover benchmark's VRRP comparison.
 DEB_PACKAGES := etcd-server python3-venv iproute2 nftables conntrack iputils-ping procps util-linux \
-	bird2
+	bird2 keepalived
 PYTEST_ARGS ?=
 
 .PHONY: demo test check lint fmt typecheck imports unit contract kernel bench system-deps venv clean
@@ -70,6 +71,7 @@ bench: system-deps venv
 	$(BIN)/python bench/api.py
 	$(BIN)/python bench/agent.py
 	$(BIN)/python bench/dataplane.py
+	$(BIN)/python bench/convergence.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -318,6 +318,9 @@ def test_both_nat_pairs_are_in_the_endpoint_record(
         "floating_ip_address": fip["floating_ip_address"],
         "fixed_ip_address": "10.30.0.11",
     } in pairs
+    record = stored(store, f"endpoints/compute2/{two_ip['id']}")
+    assert record is not None
+    assert record["gateways"] == ["10.30.0.1"]  # kept by the association's rewrite
 
 
 def test_put_without_port_id_keeps_the_association(

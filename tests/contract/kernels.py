@@ -17,6 +17,7 @@ from typing import Protocol
 
 from routeplane.dataplane.fake import FakeKernel
 from routeplane.dataplane.linux import LinuxKernel
+from routeplane.dataplane.model import ROUTE_PROTO
 from routeplane.dataplane.ports import Kernel
 from routeplane.lab import netns
 
@@ -33,6 +34,15 @@ class Harness(Protocol):
         """The VM end goes away: the tap loses carrier."""
 
     def set_down(self, name: str) -> None: ...
+
+    def delete_tap(self, name: str) -> None:
+        """The hypervisor removes the tap (the VM is gone or rebooting)."""
+
+    def add_foreign_proxy(self, address: str, interface: str) -> None:
+        """``ip neigh add proxy <address> dev <interface>`` (no protocol of ours)."""
+
+    def foreign_proxies(self) -> set[tuple[str, str]]:
+        """(address, interface) of every proxy entry without our protocol."""
 
     def add_foreign_route(self, address: str, interface: str) -> None:
         """``ip route add <address> dev <interface> proto static``."""
@@ -63,6 +73,15 @@ class FakeHarness:
 
     def set_down(self, name: str) -> None:
         self.fake.set_link(name, up=False)
+
+    def delete_tap(self, name: str) -> None:
+        self.fake.del_link(name)
+
+    def add_foreign_proxy(self, address: str, interface: str) -> None:
+        self.fake.add_proxy(address, interface)
+
+    def foreign_proxies(self) -> set[tuple[str, str]]:
+        return {key for key, protocol in self.fake.all_proxies.items() if protocol != ROUTE_PROTO}
 
     def add_foreign_route(self, address: str, interface: str) -> None:
         self.fake.add_route(address, interface, FOREIGN_PROTO)
@@ -108,6 +127,21 @@ class LinuxHarness:
 
     def set_down(self, name: str) -> None:
         netns.ip(self.host, "link", "set", name, "down")
+
+    def delete_tap(self, name: str) -> None:
+        netns.ip(self.host, "link", "del", name)
+
+    def add_foreign_proxy(self, address: str, interface: str) -> None:
+        netns.ip(self.host, "neigh", "add", "proxy", address, "dev", interface)
+
+    def foreign_proxies(self) -> set[tuple[str, str]]:
+        found = set()
+        for family in ("-4", "-6"):
+            listed = netns.ip(self.host, "-j", family, "neigh", "show", "proxy")
+            for entry in json.loads(listed or "[]"):
+                if entry.get("protocol") not in (ROUTE_PROTO, str(ROUTE_PROTO)):
+                    found.add((str(ipaddress.ip_address(entry["dst"])), entry["dev"]))
+        return found
 
     def add_foreign_route(self, address: str, interface: str) -> None:
         netns.ip(self.host, "route", "add", address, "dev", interface, "proto", "static")

@@ -4,12 +4,16 @@ Every test runs twice: against ``FakeKernel`` and against ``LinuxKernel`` in a f
 ``rp-`` namespace (skipped without root). What is checked is what the agent relies on:
 plans read back exactly as applied; "up" means administratively up with carrier;
 replace semantics; one refused operation is reported and the others still happen;
-routes of other owners are never reported, never deleted, and survive a sweep; a tap
-going down loses its routes and neighbours; sysctls really set; conntrack flushed per
+routes and IPv6 proxy entries of other owners are never reported, never deleted, and
+survive a sweep; a tap going administratively down loses its routes, neighbours and
+proxy entries, one losing carrier keeps them; every link change arrives as an event
+that ends in the link's current state; sysctls really set; conntrack flushed per
 address.
 """
 
 from __future__ import annotations
+
+import time
 
 import pytest
 
@@ -17,11 +21,14 @@ from routeplane.dataplane.diff import diff
 from routeplane.dataplane.model import (
     HOST_SYSCTLS,
     HostState,
+    LinkEvent,
     Neighbour,
     Plan,
+    Proxy,
     Route,
     tap_sysctls,
 )
+from routeplane.dataplane.ports import Kernel
 from tests.contract.kernels import Harness
 
 pytestmark = [pytest.mark.contract, pytest.mark.kernel]
@@ -29,6 +36,7 @@ pytestmark = [pytest.mark.contract, pytest.mark.kernel]
 TAP1, TAP2 = "tap9a7e0868-da", "tap7627a298-a2"
 MAC1, MAC2 = "02:00:00:00:01:01", "02:00:00:00:02:02"  # the taps' own addresses
 VM1, VM2 = "fa:16:3e:00:00:01", "fa:16:3e:00:00:02"  # the VMs'
+GW6 = "2001:db8::1"  # an IPv6 subnet's gateway, proxied on the taps
 
 
 def ready(h: Harness, *taps: str) -> None:
@@ -120,19 +128,24 @@ def test_a_refused_operation_is_reported_and_the_others_still_happen(harness: Ha
     harness.add_tap(TAP2, MAC2)  # administratively down: no route can use it
     good = [Route("10.28.0.13", TAP1), Route("2001:db8::13", TAP1)]
     good_neighbour = Neighbour("10.28.0.13", TAP1, VM1)
+    good_proxy = Proxy(GW6, TAP2)  # a proxy entry needs its tap to exist, not to be up
     bad = [
         Route("10.28.0.50", "tapmissing000"),  # no such tap
         Route("10.28.0.51", TAP2),  # tap down
         Route("10.28.0.52", TAP1),  # deleting what is not there
         Neighbour("10.28.0.50", "tapmissing000", VM1),
         Neighbour("10.28.0.52", TAP1, VM1),  # deleting what is not there
+        Proxy(GW6, "tapmissing000"),
+        Proxy("2001:db8::2", TAP1),  # deleting what is not there
         "tapmissing000",  # configuring a tap that does not exist
     ]
     plan = Plan(
         configure=("tapmissing000",),
         neighbours_set=(Neighbour("10.28.0.50", "tapmissing000", VM1), good_neighbour),
+        proxies_set=(Proxy(GW6, "tapmissing000"), good_proxy),
         routes_set=(good[0], Route("10.28.0.50", "tapmissing000"), Route("10.28.0.51", TAP2), good[1]),
         routes_del=(Route("10.28.0.52", TAP1),),
+        proxies_del=(Proxy("2001:db8::2", TAP1),),
         neighbours_del=(Neighbour("10.28.0.52", TAP1, VM1),),
     )  # fmt: skip
     outcome = harness.kernel.apply(plan)
@@ -140,6 +153,7 @@ def test_a_refused_operation_is_reported_and_the_others_still_happen(harness: Ha
     assert len(outcome.errors) == len(outcome.failed)
     assert harness.kernel.routes() == set(good)
     assert harness.kernel.neighbours() == {good_neighbour}
+    assert harness.kernel.proxies() == {good_proxy}
 
 
 def test_a_large_plan_is_applied_whole_with_its_one_bad_operation_named(
@@ -190,17 +204,117 @@ def test_replace_takes_over_another_owners_route_for_the_same_address(harness: H
     assert harness.foreign_routes() == set()
 
 
-def test_a_tap_going_down_loses_its_routes_and_neighbours(harness: Harness) -> None:
+def test_a_tap_going_down_loses_its_routes_neighbours_and_proxies(harness: Harness) -> None:
     ready(harness, TAP1, TAP2)
     plan = Plan(
         neighbours_set=(Neighbour("10.28.0.13", TAP1, VM1), Neighbour("10.28.0.14", TAP2, VM2)),
+        proxies_set=(Proxy(GW6, TAP1), Proxy(GW6, TAP2)),
         routes_set=(Route("10.28.0.13", TAP1), Route("2001:db8::13", TAP1), Route("10.28.0.14", TAP2)),
     )  # fmt: skip
     assert harness.kernel.apply(plan).ok
     harness.set_down(TAP1)
-    assert not harness.kernel.links()[TAP1].up
+    link = harness.kernel.links()[TAP1]
+    assert (link.up, link.admin_up) == (False, False)
     assert harness.kernel.routes() == {Route("10.28.0.14", TAP2)}
     assert harness.kernel.neighbours() == {Neighbour("10.28.0.14", TAP2, VM2)}
+    assert harness.kernel.proxies() == {Proxy(GW6, TAP2)}
+
+
+def test_a_tap_losing_carrier_keeps_everything(harness: Harness) -> None:
+    ready(harness, TAP1)
+    plan = Plan(
+        neighbours_set=(Neighbour("2001:db8::13", TAP1, VM1),),
+        proxies_set=(Proxy(GW6, TAP1),),
+        routes_set=(Route("2001:db8::13", TAP1),),
+    )
+    assert harness.kernel.apply(plan).ok
+    harness.detach_vm(TAP1)
+    link = harness.kernel.links()[TAP1]
+    assert (link.up, link.admin_up) == (False, True)
+    assert harness.kernel.routes() == set(plan.routes_set)
+    assert harness.kernel.neighbours() == set(plan.neighbours_set)
+    assert harness.kernel.proxies() == set(plan.proxies_set)
+
+
+def test_proxies_read_back_exactly_as_applied_and_are_swept(harness: Harness) -> None:
+    ready(harness, TAP1, TAP2)
+    proxies = {Proxy(GW6, TAP1), Proxy("fd5f:5d21:845:1c2e::1", TAP1), Proxy(GW6, TAP2)}
+    desired = HostState(interfaces=frozenset({TAP1, TAP2}), proxies=frozenset(proxies))
+    links = harness.kernel.links()
+    plan = diff(desired, links, set(), set(), {TAP1, TAP2}, sweep=True)
+    assert set(plan.proxies_set) == proxies
+    assert harness.kernel.apply(plan).ok
+    assert harness.kernel.proxies() == proxies
+    assert harness.kernel.apply(Plan(proxies_set=tuple(proxies))).ok  # a replace: no error
+    read = harness.kernel.proxies()
+    assert diff(desired, links, set(), set(), {TAP1, TAP2}, sweep=True, proxies=read).empty
+    gone = HostState(interfaces=frozenset({TAP1, TAP2}))
+    sweep = diff(gone, links, set(), set(), {TAP1, TAP2}, sweep=True, proxies=read)
+    assert set(sweep.proxies_del) == proxies
+    assert harness.kernel.apply(sweep).ok
+    assert harness.kernel.proxies() == set()
+
+
+def test_other_owners_proxy_entries_are_invisible_and_survive_a_sweep(harness: Harness) -> None:
+    ready(harness, TAP1)
+    harness.add_foreign_proxy("2001:db8::99", TAP1)
+    harness.add_foreign_proxy("10.28.0.1", TAP1)
+    ours = Proxy(GW6, TAP1)
+    assert harness.kernel.apply(Plan(proxies_set=(ours,))).ok
+    assert harness.kernel.proxies() == {ours}
+    sweep = diff(
+        HostState(), harness.kernel.links(), set(), set(), set(), sweep=True,
+        proxies=harness.kernel.proxies(),
+    )  # fmt: skip
+    assert sweep.proxies_del == (ours,)
+    assert harness.kernel.apply(sweep).ok
+    assert harness.kernel.proxies() == set()
+    assert harness.foreign_proxies() == {("2001:db8::99", TAP1), ("10.28.0.1", TAP1)}
+
+
+def settled_events(kernel: Kernel, name: str, timeout: float = 3.0) -> list[LinkEvent]:
+    """Events until the last one about ``name`` tells its current state (the kernel may
+    report a change in several messages, some a moment later: carrier comes from a
+    work queue)."""
+    events: list[LinkEvent] = []
+    deadline = time.monotonic() + timeout
+    while True:
+        news = kernel.link_events()
+        assert news is not None, "link events lost"
+        events += news
+        mine = [e for e in events if e.name == name]
+        if mine and mine[-1].link == kernel.links().get(name):
+            return mine
+        assert time.monotonic() < deadline, f"no event ends in the state of {name}: {mine}"
+        time.sleep(0.02)
+
+
+def test_link_changes_arrive_as_events_ending_in_the_current_state(harness: Harness) -> None:
+    kernel = harness.kernel
+    assert kernel.link_events() is not None  # whatever came before: drained
+    assert kernel.link_events() == []  # nothing happened since
+    harness.add_tap(TAP1, MAC1)
+    created = settled_events(kernel, TAP1)[-1].link
+    assert created is not None
+    assert (created.up, created.admin_up, created.mac) == (False, False, MAC1)
+
+    assert kernel.apply(Plan(configure=(TAP1,))).ok  # the agent's own change is news too
+    up = settled_events(kernel, TAP1)[-1].link
+    assert up is not None
+    assert (up.up, up.admin_up) == (True, True)
+
+    harness.detach_vm(TAP1)
+    lost = settled_events(kernel, TAP1)[-1].link
+    assert lost is not None
+    assert (lost.up, lost.admin_up) == (False, True)
+
+    harness.delete_tap(TAP1)
+    assert settled_events(kernel, TAP1)[-1].link is None
+
+    harness.add_tap(TAP1, MAC1)  # a rebooted VM's new tap, under the same name
+    again = settled_events(kernel, TAP1)[-1].link
+    assert again is not None
+    assert again.index != created.index
 
 
 def test_prepare_host_turns_forwarding_on(harness: Harness) -> None:

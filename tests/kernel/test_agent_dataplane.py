@@ -13,7 +13,7 @@ import os
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,56 +27,12 @@ from routeplane.services.attributes import check_create, check_update
 from routeplane.services.context import ADMIN
 from routeplane.services.registry import Services
 from routeplane.store.sqlite import SqliteStore
+from tests.kernel.vmlab import CLIENT, ECHO_CLIENT, ECHO_SERVER, SERVER, wait_for
 
 pytestmark = [
     pytest.mark.kernel,
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces"),
 ]
-
-SERVER = """
-import socket, sys
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", 22)); s.listen(8)
-while True:
-    c, _ = s.accept(); c.sendall(sys.argv[1].encode() + b"\\n"); c.close()
-"""
-ECHO_SERVER = """
-import socket
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", 7)); s.listen(1)
-c, _ = s.accept()
-while data := c.recv(100):
-    c.sendall(data)
-"""
-ECHO_CLIENT = """
-import socket, sys, time
-c = socket.create_connection((sys.argv[1], 7), timeout=1)
-sent = echoed = 0
-end = time.monotonic() + float(sys.argv[2])
-while time.monotonic() < end:
-    c.sendall(b"x"); sent += 1
-    try:
-        echoed += len(c.recv(1))
-    except OSError:
-        pass
-    time.sleep(0.02)
-print(f"echoed {echoed}/{sent}")
-"""
-CLIENT = """
-import socket, sys
-source = (sys.argv[2], 0) if len(sys.argv) > 2 else None
-c = socket.create_connection((sys.argv[1], 22), timeout=1, source_address=source)
-print(c.recv(100).decode().strip())
-"""
-
-
-def wait_for(check: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @dataclass

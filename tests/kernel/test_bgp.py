@@ -31,20 +31,13 @@ from routeplane.services.attributes import check_create, check_update
 from routeplane.services.context import ADMIN
 from routeplane.services.registry import Services
 from routeplane.store.sqlite import SqliteStore
+from tests.kernel.vmlab import SERVER
 
 pytestmark = [
     pytest.mark.kernel,
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces"),
 ]
 
-SERVER = """
-import socket, sys
-s = socket.socket(socket.AF_INET6); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-s.bind(("::", 22)); s.listen(8)
-while True:
-    c, _ = s.accept(); c.sendall(sys.argv[1].encode() + b"\\n"); c.close()
-"""
 CLIENT = """
 import socket, sys
 try:

@@ -23,7 +23,9 @@ CASES = sorted(p.name for p in GOLDEN.iterdir() if (p / "input.json").exists())
 
 def render_case(data: dict[str, Any]) -> str:
     if data.get("access"):
-        return access_config(data["address"], data["as_number"], data["ranges"])
+        return access_config(
+            data["address"], data["as_number"], data["ranges"], address6=data.get("address6", "")
+        )
     hosts = {name: (a, n) for name, (a, n) in data["hosts"].items()}
     peers = mesh_peers(
         data["host"], hosts,

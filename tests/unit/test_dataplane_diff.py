@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from routeplane.agent.desired import endpoint_state, host_state, routed_addresses
+from routeplane.agent.desired import endpoint_state, host_state, proxied_gateways, routed_addresses
 from routeplane.dataplane.diff import diff
-from routeplane.dataplane.model import HostState, Link, Neighbour, Route
+from routeplane.dataplane.model import HostState, Link, Neighbour, Proxy, Route
 
 pytestmark = pytest.mark.unit
 
@@ -66,6 +66,22 @@ def test_neighbour_mac_change_is_a_replace() -> None:
     assert plan.neighbours_del == ()
 
 
+def test_proxies_are_set_on_existing_taps_up_or_not_and_swept_only_after_in_sync() -> None:
+    wanted = {Proxy("2001:db8::1", TAP1), Proxy("2001:db8::1", "tapdown0000")}
+    desired = HostState(
+        frozenset({TAP1, "tapdown0000"}),
+        proxies=frozenset({*wanted, Proxy("2001:db8::1", "tapmissing00")}),
+    )
+    plan = diff(desired, LINKS, set(), set(), set(), sweep=True)
+    assert set(plan.proxies_set) == wanted  # ready for when the tap comes up
+    stale = Proxy("2001:db8::9", TAP2)
+    present = Proxy("2001:db8::1", TAP1)
+    kept = diff(desired, LINKS, set(), set(), set(), sweep=False, proxies={stale, present})
+    assert (kept.proxies_set, kept.proxies_del) == ((Proxy("2001:db8::1", "tapdown0000"),), ())
+    swept = diff(desired, LINKS, set(), set(), set(), sweep=True, proxies={stale, present})
+    assert swept.proxies_del == (stale,)
+
+
 ENDPOINT = {
     "port_id": "9a7e0868-da7a-419e-a7ad-9d37e11091b8",
     "interface": TAP1,
@@ -74,6 +90,7 @@ ENDPOINT = {
     "fixed_ips": ["10.28.0.13", "fd5f:5d21:845:1c2e:0:0:0:d", "10.28.0.23"],
     "allowed_addresses": ["10.28.0.100", "10.28.8.0/24", "10.28.0.13"],
     "floating_ips": [{"floating_ip_address": "172.24.4.10", "fixed_ip_address": "10.28.0.13"}],
+    "gateways": ["10.28.0.1", "fd5f:5d21:845:1c2e:0:0:0:1"],
 }
 
 
@@ -89,6 +106,14 @@ def test_endpoint_state_routes_neighbours_and_tap() -> None:
     assert Route("172.24.4.10", TAP1) in part.routes
     assert Neighbour("fd5f:5d21:845:1c2e::d", TAP1, "fa:16:3e:28:a9:a4") in part.neighbours
     assert len(part.neighbours) == 3  # fixed IPs only
+
+
+def test_only_ipv6_gateways_are_proxied_and_never_the_vms_own_address() -> None:
+    assert endpoint_state(ENDPOINT).proxies == {Proxy("fd5f:5d21:845:1c2e::1", TAP1)}
+    holder = {**ENDPOINT, "gateways": ["fd5f:5d21:845:1c2e::d", "not an address", "fd00::1"]}
+    assert proxied_gateways(holder) == ["fd00::1"]
+    assert endpoint_state({**ENDPOINT, "gateways": []}).proxies == frozenset()
+    assert endpoint_state({k: v for k, v in ENDPOINT.items() if k != "gateways"}).proxies == set()
 
 
 def test_a_port_that_is_down_has_nothing_programmed() -> None:

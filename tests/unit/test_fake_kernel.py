@@ -1,5 +1,6 @@
 """Unit: what only the fake kernel has — failure injection, the action log, links that
-vanish — and the lab's refusal to touch namespaces that are not ``rp-…``.
+vanish, a link-event queue that overflows — and the lab's refusal to touch namespaces
+that are not ``rp-…``.
 
 The behaviour shared with Linux is checked by ``tests/contract/test_kernel.py``.
 """
@@ -9,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from routeplane.dataplane.fake import FakeKernel
-from routeplane.dataplane.model import Neighbour, Plan, Route, tap_sysctls
+from routeplane.dataplane.model import Neighbour, Plan, Proxy, Route, tap_sysctls
 from routeplane.lab import netns
 
 pytestmark = pytest.mark.unit
@@ -76,6 +77,39 @@ def test_a_deleted_tap_takes_its_routes_neighbours_and_sysctls_with_it() -> None
     assert not any(path in kernel.sysctls for path, _ in tap_sysctls(TAP))
     kernel.add_link(TAP, up=False)
     assert kernel.links()[TAP].index != index  # a new tap under the old name
+
+
+def test_a_deleted_tap_takes_its_proxy_entries_with_it() -> None:
+    kernel = configured()
+    assert kernel.apply(Plan(proxies_set=(Proxy("2001:db8::1", TAP),))).ok
+    kernel.del_link(TAP)
+    kernel.add_link(TAP, up=True)
+    assert kernel.proxies() == set()
+
+
+def test_link_events_tell_each_change_once_and_in_order() -> None:
+    kernel = FakeKernel()
+    kernel.add_link(TAP, up=False, mac="02:00:00:00:00:01")
+    kernel.set_link(TAP, carrier=True)  # no change: no event
+    kernel.apply(Plan(configure=(TAP,)))
+    kernel.set_link(TAP, carrier=False)
+    kernel.del_link(TAP)
+    events = kernel.link_events()
+    assert events is not None
+    states = [None if e.link is None else (e.link.up, e.link.admin_up) for e in events]
+    assert states == [(False, False), (True, True), (False, True), None]
+    assert kernel.link_events() == []
+
+
+def test_unread_link_events_overflow_like_a_socket_and_say_so_once() -> None:
+    kernel = FakeKernel(event_capacity=2)
+    for i in range(3):
+        kernel.add_link(f"tap{i}", up=True)
+    assert kernel.link_events() is None  # some were lost: read every link again
+    kernel.del_link("tap0")
+    events = kernel.link_events()
+    assert events is not None
+    assert [e.name for e in events] == ["tap0"]
 
 
 def test_malformed_operations_are_reported_not_raised() -> None:

@@ -95,3 +95,48 @@ def test_attributes_stop_at_a_truncated_or_malformed_one() -> None:
     good = rtnl._attr(1, b"abcd")
     assert attrs(good + b"\x02\x00", 0) == {1: b"abcd"}
     assert attrs(good + struct.pack("=HH", 2, 5), 0) == {1: b"abcd"}
+
+
+def test_a_proxy_replace_is_an_ipv6_router_proxy_entry_with_our_protocol() -> None:
+    request = rtnl.proxy_replace("2001:db8::1", 4, 77)
+    assert request.type == rtnl.RTM_NEWNEIGH
+    assert request.flags == rtnl.NLM_F_CREATE | rtnl.NLM_F_REPLACE
+    fam, index, _state, flags, _ = struct.unpack_from("=BxxxiHBB", request.body)
+    assert (fam, index, flags) == (socket.AF_INET6, 4, rtnl.NTF_PROXY | rtnl.NTF_ROUTER)
+    found = attrs(request.body, 12)
+    assert found[rtnl.NDA_DST] == socket.inet_pton(socket.AF_INET6, "2001:db8::1")
+    assert found[rtnl.NDA_PROTOCOL] == bytes([77])
+
+
+def test_a_proxy_delete_is_flagged_so_it_never_hits_a_neighbour_entry() -> None:
+    request = rtnl.proxy_delete("2001:db8::1", 4)
+    assert request.type == rtnl.RTM_DELNEIGH
+    _, index, _, flags, _ = struct.unpack_from("=BxxxiHBB", request.body)
+    assert (index, flags) == (4, rtnl.NTF_PROXY)
+
+
+def link_message(kind: int, index: int, name: str, flags: int, family: int = 0) -> bytes:
+    body = struct.pack("=BxHiII", family, 1, index, flags, 0)
+    body += rtnl._attr(rtnl.IFLA_IFNAME, name.encode() + b"\0")
+    body += rtnl._attr(rtnl.IFLA_ADDRESS, bytes.fromhex("02000000000a"))
+    return struct.pack("=IHHII", 16 + len(body), kind, 0, 0, 0) + body
+
+
+def test_link_messages_of_one_datagram_are_parsed_in_order() -> None:
+    up = rtnl.IFF_UP | rtnl.IFF_LOWER_UP
+    data = (
+        link_message(rtnl.RTM_NEWLINK, 7, "tap9a7e0868-da", up)
+        + link_message(rtnl.RTM_NEWLINK, 7, "tap9a7e0868-da", up, family=socket.AF_BRIDGE)
+        + link_message(rtnl.RTM_DELLINK, 7, "tap9a7e0868-da", 0)
+    )
+    changes = rtnl.parse_link_changes(data)
+    assert [(c.info.index, c.info.name, c.info.flags, c.deleted) for c in changes] == [
+        (7, "tap9a7e0868-da", up, False),
+        (7, "tap9a7e0868-da", 0, True),
+    ]  # the bridge-port message is not about the interface itself: skipped
+    assert changes[0].info.mac == "02:00:00:00:00:0a"
+
+
+def test_a_truncated_link_message_is_skipped() -> None:
+    whole = link_message(rtnl.RTM_NEWLINK, 7, "tapx", 0)
+    assert rtnl.parse_link_changes(whole[:20]) == []

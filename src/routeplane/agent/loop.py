@@ -140,6 +140,7 @@ class Agent:
             LOG.warning("store: %s; keeping the dataplane as it is, retrying in %.1fs", exc, delay)
             time.sleep(delay)
             return
+        self._take_link_events()
         now = self.clock()
         if self.pending and now >= self._next_pending:
             self._next_pending = now + self.settings.pending_interval
@@ -152,6 +153,21 @@ class Agent:
             self._next_apply = self.clock() + self.settings.apply_interval
         if self.bgp is not None:
             self.bgp.apply()  # BIRD after routes and sweeps (ARCHITECTURE: apply order)
+
+    def _take_link_events(self) -> None:
+        """Taps that appeared, came up, went down or were recreated (a rebooted VM): their
+        endpoints are looked at again at once, not at the next pending retry or resync.
+        Lost events (the kernel's queue overflowed) or an unreadable socket: read
+        everything again."""
+        try:
+            events = self.kernel.link_events()
+        except DataplaneError as exc:
+            LOG.warning("kernel: %s; reading everything again", exc)
+            events = None
+        if events is None:
+            self.full_due = True
+            return
+        self.dirty |= self.cache.sharing(self.mirror.take_link_events(events))
 
     def _take(self, news: Snapshot | list[Event]) -> None:
         if isinstance(news, Snapshot):
@@ -199,6 +215,7 @@ class Agent:
             neighbours,
             self.mirror.configured,
             sweep=self.in_sync,
+            proxies=self.mirror.proxies_on(None if full else taps),
         )
         if not plan.empty:
             moved = self.mirror.owner_changes(plan)

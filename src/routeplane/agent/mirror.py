@@ -1,18 +1,35 @@
-"""The agent's picture of what it has programmed: routeplane's routes and neighbours, and
-the links, as last read from the kernel and updated by every applied plan.
+"""The agent's picture of what it has programmed: routeplane's routes, neighbours and
+proxy entries, and the links, as last read from the kernel and updated by every applied
+plan and every link event.
 
 Diffing a change against this mirror instead of dumping the kernel keeps one change's
-cost independent of how many endpoints the host has: routes and neighbours are indexed
-by tap, so looking at one endpoint touches only its own entries. A periodic
-:meth:`Mirror.refresh` repairs any drift (someone deleting our route by hand, a tap
-recreated by a rebooted VM).
+cost independent of how many endpoints the host has: routes, neighbours and proxy
+entries are indexed by tap, so looking at one endpoint touches only its own entries.
+
+The kernel itself removes state behind the agent's back when a tap goes away: deleted
+(or deleted and created again under the same name, by a rebooted VM) it loses
+everything, sysctls included; taken administratively down it loses its routes,
+neighbours and proxy entries; losing carrier loses nothing. Whenever the links show such
+a change (:meth:`Mirror.take_link_events`, :meth:`Mirror.refresh_links`) the mirror
+forgets what it held on that tap, so the next plan puts it back (a replace of something
+still there is harmless). A periodic :meth:`Mirror.refresh` repairs any other drift
+(someone deleting our route by hand).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from routeplane.dataplane.model import HostState, Link, Neighbour, Outcome, Plan, Route
+from routeplane.dataplane.model import (
+    HostState,
+    Link,
+    LinkEvent,
+    Neighbour,
+    Outcome,
+    Plan,
+    Proxy,
+    Route,
+)
 from routeplane.dataplane.ports import Kernel
 
 
@@ -21,32 +38,63 @@ class Mirror:
         self.links: dict[str, Link] = {}
         self.routes: dict[str, Route] = {}  # by address: one owner each
         self.neighbours: dict[tuple[str, str], Neighbour] = {}  # by (address, tap)
+        self.proxies: set[Proxy] = set()
         self.configured: set[str] = set()
         self._routes_on: dict[str, set[str]] = {}  # tap -> addresses routed to it
         self._neighbours_on: dict[str, set[tuple[str, str]]] = {}
+        self._proxies_on: dict[str, set[Proxy]] = {}
 
     # reading the kernel ----------------------------------------------------------------
     def refresh(self, kernel: Kernel) -> None:
-        """Read everything back. Interfaces are configured again after a refresh: setting
-        a sysctl to the value it has is harmless, and a restarted agent cannot know."""
+        """Read everything back. A restarted agent configures every tap again (setting a
+        sysctl to the value it has is harmless, and it cannot know); a running one keeps
+        what it configured on taps that are still the same interfaces."""
         self.refresh_links(kernel)
         self.routes, self._routes_on = {}, {}
         self.neighbours, self._neighbours_on = {}, {}
+        self.proxies, self._proxies_on = set(), {}
         self._add_routes(kernel.routes())
         self._add_neighbours(kernel.neighbours())
+        self._add_proxies(kernel.proxies())
 
-    def refresh_links(self, kernel: Kernel) -> None:
-        """New links; a tap deleted and created again (a rebooted VM) has a new index and
-        its sysctls back at their defaults, so it must be configured again."""
-        before = self.links
-        self.links = kernel.links()
-        self.configured = {
-            name
-            for name in self.configured
-            if name in self.links
-            and name in before
-            and before[name].index == self.links[name].index
-        }
+    def refresh_links(self, kernel: Kernel) -> set[str]:
+        """Read the links again; the names whose view changed."""
+        fresh = kernel.links()
+        changed = {n for n in self.links.keys() | fresh.keys() if self.links.get(n) != fresh.get(n)}
+        for name in changed:
+            self._update_link(name, fresh.get(name))
+        return changed
+
+    def take_link_events(self, events: Iterable[LinkEvent]) -> set[str]:
+        """Apply the kernel's link news in order; the names whose view changed (an event
+        that says nothing new, like an MTU change, changes nothing here)."""
+        changed = set()
+        for event in events:
+            if self.links.get(event.name) != event.link:
+                self._update_link(event.name, event.link)
+                changed.add(event.name)
+        return changed
+
+    def _update_link(self, name: str, link: Link | None) -> None:
+        before = self.links.get(name)
+        if link is None:
+            self.links.pop(name, None)
+        else:
+            self.links[name] = link
+        recreated = link is None or before is None or before.index != link.index
+        if recreated:
+            self.configured.discard(name)  # a new tap: its sysctls are the defaults
+        if recreated or (link is not None and not link.admin_up):
+            self._forget(name)
+
+    def _forget(self, tap: str) -> None:
+        """The kernel flushed this tap's routes, neighbours and proxy entries."""
+        for address in self._routes_on.pop(tap, set()):
+            if self.routes.get(address, Route(address, "")).interface == tap:
+                del self.routes[address]
+        for key in self._neighbours_on.pop(tap, set()):
+            self.neighbours.pop(key, None)
+        self.proxies -= self._proxies_on.pop(tap, set())
 
     # questions -------------------------------------------------------------------------
     def subset(
@@ -61,6 +109,12 @@ class Mirror:
         neighbours = {self.neighbours[k] for tap in taps for k in self._neighbours_on.get(tap, ())}
         return routes, neighbours
 
+    def proxies_on(self, taps: set[str] | None) -> set[Proxy]:
+        """The proxy entries programmed on ``taps`` (everything when None)."""
+        if taps is None:
+            return set(self.proxies)
+        return {p for tap in taps for p in self._proxies_on.get(tap, ())}
+
     def owner_changes(self, plan: Plan) -> set[str]:
         """Addresses leaving a tap: their connection-tracking state must go with them."""
         moved = {r.address for r in plan.routes_del}
@@ -71,11 +125,14 @@ class Mirror:
         return moved
 
     def holds(self, state: HostState) -> bool:
-        """Is this endpoint fully programmed: its tap up and every route in place?"""
+        """Is this endpoint fully programmed: its tap up and every route and proxy entry
+        in place?"""
         for tap in state.interfaces:
             link = self.links.get(tap)
             if link is None or not link.up:
                 return False
+        if not state.proxies <= self.proxies:
+            return False
         return all(self.routes.get(r.address) == r for r in state.routes)
 
     # recording what was done -----------------------------------------------------------
@@ -83,10 +140,15 @@ class Mirror:
         failed = set(outcome.failed)  # the operations themselves: hashable values
         self.configured |= {name for name in plan.configure if name not in failed}
         self._add_neighbours(n for n in plan.neighbours_set if n not in failed)
+        self._add_proxies(p for p in plan.proxies_set if p not in failed)
         self._add_routes(r for r in plan.routes_set if r not in failed)
         for route in plan.routes_del:
             if route not in failed and self.routes.get(route.address) == route:
                 self._drop_route(route)
+        for proxy in plan.proxies_del:
+            if proxy not in failed:
+                self.proxies.discard(proxy)
+                self._proxies_on.get(proxy.interface, set()).discard(proxy)
         for neighbour in plan.neighbours_del:
             if neighbour not in failed:
                 key = (neighbour.address, neighbour.interface)
@@ -110,6 +172,11 @@ class Mirror:
             key = (neighbour.address, neighbour.interface)
             self.neighbours[key] = neighbour
             self._neighbours_on.setdefault(neighbour.interface, set()).add(key)
+
+    def _add_proxies(self, proxies: Iterable[Proxy]) -> None:
+        for proxy in proxies:
+            self.proxies.add(proxy)
+            self._proxies_on.setdefault(proxy.interface, set()).add(proxy)
 
 
 __all__ = ["Mirror"]

@@ -219,6 +219,21 @@ EXTENSIONS: list[tuple[str, str, str, str]] = [
         "Support choosing to publish DNS records for IPs from a subnet",
         "2019-05-24T10:00:00-00:00",
     ),
+    # routeplane's own (docs/design/service-ips.md)
+    (
+        "routeplane-fixed-ip-move",
+        "Atomic fixed IP move",
+        "Moves one fixed IP from one port to another in a single transaction "
+        "(PUT /v2.0/ports/{port_id}/move_fixed_ip).",
+        "2026-11-24T00:00:00-00:00",
+    ),
+    (
+        "routeplane-service-ip",
+        "Service IPs",
+        "Addresses that move between the ports of a group, by hand or on failed health "
+        "checks (/v2.0/service_ips).",
+        "2026-11-24T00:00:00-00:00",
+    ),
 ]
 # The core resources GET /v2.0/ lists (Neutron lists no extension resources there).
 CORE_RESOURCES = ("network", "subnet", "subnetpool", "port")

@@ -194,11 +194,14 @@ def access_config(
     as_number: int,
     neighbor_ranges: Sequence[str],
     *,
+    address6: str = "",
     log_path: str = "",
     timers: Timers | None = None,
 ) -> str:
     """An access node's (or top-of-rack's) ``bird.conf``: accept iBGP from any host in
-    ``neighbor_ranges``, install what they announce, announce nothing."""
+    ``neighbor_ranges``, install what they announce, announce nothing. An IPv6 range
+    needs the node's own IPv6 address (``address6``): BIRD runs BFD on a dynamic session
+    only from a known local address."""
     t = timers or Timers()
     lines = ["# routeplane: BIRD configuration of an access node.", ""]
     if log_path:
@@ -222,9 +225,10 @@ def access_config(
     lines += _bfd(t)
     for index, prefix in enumerate(neighbor_ranges):
         network = ipaddress.ip_network(prefix, strict=False)
-        local = f"  local as {as_number};" if network.version == 6 else (
-            f"  local {address} as {as_number};"
-        )  # fmt: skip
+        local_address = address6 if network.version == 6 else address
+        if not local_address:
+            raise ValueError(f"neighbor range {network}: the access node needs an IPv6 address")
+        local = f"  local {local_address} as {as_number};"
         lines += [
             f"protocol bgp hosts{index} {{",
             local,

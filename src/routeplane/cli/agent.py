@@ -2,8 +2,9 @@
 
 The composition root of the agent: the store from ``--store``, the Linux kernel adapter
 (acting on ``--netns`` when given — the lab runs one agent per host namespace from the
-root namespace), the host's BIRD when ``--bird-dir`` is given, and the reconcile loop,
-until SIGTERM or SIGINT.
+root namespace), the host's BIRD when ``--bird-dir`` is given, the health checker of the
+service IPs' ports on this host (its own thread), and the reconcile loop, until SIGTERM
+or SIGINT.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from routeplane.agent.bgp import BgpSettings, BgpSpeaker
+from routeplane.agent.health import HealthChecker
 from routeplane.agent.loop import Agent, AgentSettings
 from routeplane.bgp.bird import Bird
 from routeplane.store import Store, open_store
@@ -43,6 +45,7 @@ def _speaker(args: argparse.Namespace, store: Store) -> BgpSpeaker | None:
 
 def _run(args: argparse.Namespace) -> int:
     from routeplane.dataplane.linux import LinuxKernel, NftTable  # noqa: PLC0415
+    from routeplane.dataplane.linux.probe import NamespaceProbe  # noqa: PLC0415
 
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
@@ -61,9 +64,14 @@ def _run(args: argparse.Namespace) -> int:
     kernel = LinuxKernel(args.netns)
     bgp = _speaker(args, store)
     agent = Agent(store, kernel, settings, policy=NftTable(args.netns), bgp=bgp)
+    probe = NamespaceProbe(args.netns)
+    health = HealthChecker(store, args.host, probe)
+    health.start()  # beside the loop: a slow probe never holds up routing
     try:
         agent.run(stop.is_set)
     finally:
+        health.close()
+        probe.close()
         agent.close()
         kernel.close()
         store.close()

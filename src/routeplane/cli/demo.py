@@ -1,7 +1,9 @@
 """``routeplane demo``: show a newcomer what routeplane does, step by step.
 
-Two scenarios, both by default (``all``): ``store`` and ``api`` (``demo_api``). The ``store`` scenario runs on the
-embedded sqlite store in a temporary directory: a watcher in another process follows
+By default (``walkthrough``, what ``make demo`` plays) the service-IP walkthrough in a lab
+of its own (``demo_lab``): VMs, BGP routes, a moving service IP and a floating IP, for
+real. Without a lab: ``store`` and ``api`` (``demo_api``), or both (``all``). The ``store``
+scenario runs on the embedded sqlite store in a temporary directory: a watcher in another process follows
 every change, as each host's agent will, while this process writes the walkthrough's
 network and port, claims the service IP 10.28.0.23 exactly once, and lets a host's
 leased record expire.
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from routeplane.cli.demo_api import api_scenario
+from routeplane.cli.demo_lab import walkthrough
 from routeplane.model.jsontypes import JSONObject
 from routeplane.store import Get, KeyValue, Put, Store, absent, open_store
 
@@ -113,11 +116,13 @@ def _store_scenario(url: str) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.scenario == "walkthrough":
+        return walkthrough()
     if args.use_store:
         return _store_scenario(args.store)
     with tempfile.TemporaryDirectory(prefix="routeplane-demo-") as tmp:
         code = 0
-        if args.scenario in ("all", "store"):
+        if args.scenario in ("all", "store"):  # the store and the api alone, no lab
             code = _store_scenario(f"sqlite://{Path(tmp) / 'store.db'}")
         if args.scenario in ("all", "api") and code == 0:
             code = api_scenario(Path(tmp))
@@ -128,7 +133,9 @@ def add_parser(commands: Any) -> None:
     parser: argparse.ArgumentParser = commands.add_parser(
         "demo", help="play a short demonstration and explain each step"
     )
-    parser.add_argument("scenario", nargs="?", choices=["all", "store", "api"], default="all")
+    parser.add_argument(
+        "scenario", nargs="?", choices=["walkthrough", "all", "store", "api"], default="walkthrough"
+    )
     parser.add_argument(
         "--use-store",
         dest="use_store",

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from routeplane import __version__
-from routeplane.cli import agent, api, demo, store
+from routeplane.cli import agent, api, controller, demo, lab, store
 from routeplane.model.errors import RouteplaneError
 from routeplane.store import DEFAULT_STORE_URL
 
@@ -33,8 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     agent.add_parser(commands)
     api.add_parser(commands)
+    controller.add_parser(commands)
     store.add_parser(commands)
     demo.add_parser(commands)
+    lab.add_parser(commands)
     return parser
 
 

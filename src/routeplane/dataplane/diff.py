@@ -7,31 +7,35 @@
 | absent | present (ours) | delete — only when ``sweep`` (after in-sync) |
 | route, tap down or missing | — | not added: routes exist only while the tap is up |
 
-Neighbours follow the same rule (a MAC change is a replace). Interfaces to configure are
-the desired taps that exist and are not yet configured. Without ``sweep`` the plan never
-deletes: after a restart nothing still wanted is removed and re-added, and stale state is
-swept only once the agent has read all of its endpoints.
+Neighbours follow the same rule (a MAC change is a replace), and so do proxy entries
+(nothing to change in place: present or not); both are set on a tap that exists, up or
+not, so they are ready when it comes up. Interfaces to configure are the desired taps
+that exist and are not yet configured. Without ``sweep`` the plan never deletes: after a
+restart nothing still wanted is removed and re-added, and stale state is swept only once
+the agent has read all of its endpoints.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 
-from routeplane.dataplane.model import HostState, Link, Neighbour, Plan, Route
+from routeplane.dataplane.model import HostState, Link, Neighbour, Plan, Proxy, Route
 
 
 def diff(
     desired: HostState,
     links: Mapping[str, Link],
-    routes: set[Route],
-    neighbours: set[Neighbour],
-    configured: set[str],
+    routes: Set[Route],
+    neighbours: Set[Neighbour],
+    configured: Set[str],
     *,
     sweep: bool,
+    proxies: Set[Proxy] = frozenset(),
 ) -> Plan:
     up = {name for name, link in links.items() if link.up}
     wanted_routes = {r for r in desired.routes if r.interface in up}
     wanted_neigh = {n for n in desired.neighbours if n.interface in links}
+    wanted_proxies = {p for p in desired.proxies if p.interface in links}
     # a neighbour whose MAC changed is replaced, not deleted
     replaced = {(n.address, n.interface) for n in wanted_neigh}
     stale_neigh = {n for n in neighbours - wanted_neigh if (n.address, n.interface) not in replaced}
@@ -43,8 +47,10 @@ def diff(
             sorted(n for n in desired.interfaces if n in links and n not in configured)
         ),
         neighbours_set=tuple(sorted(wanted_neigh - neighbours)),
+        proxies_set=tuple(sorted(wanted_proxies - proxies)),
         routes_set=tuple(sorted(wanted_routes - routes)),
         routes_del=tuple(sorted(stale_routes)) if sweep else (),
+        proxies_del=tuple(sorted(proxies - wanted_proxies)) if sweep else (),
         neighbours_del=tuple(sorted(stale_neigh)) if sweep else (),
     )
 

@@ -1,7 +1,7 @@
 """``FakeKernel``: a stateful, in-memory kernel for the agent's unit tests.
 
-It keeps links, routes (ours and other owners'), neighbours, sysctls and a conntrack
-table, and answers the ``Kernel`` port with Linux's behaviour as far as the contract
+It keeps links, routes (ours and other owners'), neighbours, IPv6 proxy entries, sysctls,
+a conntrack table and a queue of link events, and answers the ``Kernel`` port with Linux's behaviour as far as the contract
 goes — the same contract suite (``tests/contract/test_kernel.py``) runs against it and
 against a real namespace:
 
@@ -10,10 +10,14 @@ against a real namespace:
 - adding a route needs its link to exist and be administratively up (no carrier is
   fine); deleting one needs it to exist *with our protocol on that link*;
 - a neighbour replace overwrites the MAC; it needs the link to exist (up or not);
-  deleting a missing neighbour fails;
-- a link going administratively down loses its routes and neighbours, a deleted link
-  everything, sysctls included;
-- ``links()`` calls a link up only when it is administratively up *and* has carrier.
+  deleting a missing neighbour fails; proxy entries behave the same (a replace takes
+  over another owner's entry for the address on that link);
+- a link going administratively down loses its routes, neighbours and proxy entries, a
+  deleted link everything, sysctls included; losing carrier loses nothing;
+- ``links()`` calls a link up only when it is administratively up *and* has carrier;
+- every change of a link (created, administratively up or down — the agent bringing a
+  tap up included —, carrier, deleted) queues a link event; beyond
+  :attr:`event_capacity` unread events the queue overflows, as a netlink socket does.
 
 Failures can be injected: :meth:`fail_next` makes the next operations of one step fail,
 :attr:`broken` makes every operation on the listed addresses or interfaces fail. Every
@@ -37,15 +41,18 @@ from routeplane.dataplane.model import (
     ROUTE_PROTO,
     TAP_PREFIX,
     Link,
+    LinkEvent,
     Neighbour,
     Outcome,
     Plan,
+    Proxy,
     Route,
     describe,
     tap_sysctls,
 )
 
-STEPS = ("configure", "neighbours_set", "routes_set", "routes_del", "neighbours_del")
+STEPS = tuple(step for step, _ in Plan().steps())
+EVENT_CAPACITY = 4096
 
 
 @dataclass
@@ -67,11 +74,15 @@ class FakeRoute:
 
 
 class FakeKernel:
-    def __init__(self) -> None:
+    def __init__(self, event_capacity: int = EVENT_CAPACITY) -> None:
         self._links: dict[str, FakeLink] = {}
         self._next_index = 2  # 1 is the loopback's, as on Linux
         self.all_routes: dict[str, FakeRoute] = {}  # by address
         self._neighbours: dict[tuple[str, str], tuple[str, bool]] = {}  # -> (mac, permanent)
+        self._proxies: dict[tuple[str, str], int] = {}  # (address, interface) -> protocol
+        self._events: list[LinkEvent] = []
+        self._events_lost = False
+        self.event_capacity = event_capacity
         self.sysctls: dict[str, str] = {}  # path under /proc/sys -> value
         self.conntrack: set[tuple[str, str]] = set()  # (source, destination)
         self.conntrack_flushes: list[str] = []
@@ -87,23 +98,29 @@ class FakeKernel:
             raise ValueError(f"link {name} exists")
         self._links[name] = FakeLink(name, up, carrier, mac.lower(), self._next_index)
         self._next_index += 1
+        self._emit(name)
 
     def set_link(self, name: str, *, up: bool | None = None, carrier: bool | None = None) -> None:
         link = self._links[name]
+        before = (link.admin_up, link.carrier)
         if carrier is not None:
             link.carrier = carrier  # routes stay (Linux marks them linkdown)
         if up is not None:
             link.admin_up = up
             if not up:
                 self._flush_link(name, sysctls=False)
+        if (link.admin_up, link.carrier) != before:
+            self._emit(name)
 
     def del_link(self, name: str) -> None:
         del self._links[name]
         self._flush_link(name, sysctls=True)
+        self._emit(name)
 
     def _flush_link(self, name: str, *, sysctls: bool) -> None:
         self.all_routes = {a: r for a, r in self.all_routes.items() if r.interface != name}
         self._neighbours = {k: v for k, v in self._neighbours.items() if k[1] != name}
+        self._proxies = {k: v for k, v in self._proxies.items() if k[1] != name}
         if sysctls:
             owned = {path for path, _ in tap_sysctls(name)}
             self.sysctls = {k: v for k, v in self.sysctls.items() if k not in owned}
@@ -114,6 +131,22 @@ class FakeKernel:
 
     def add_neighbour(self, address: str, interface: str, mac: str, *, permanent: bool) -> None:
         self._neighbours[(_canonical(address), interface)] = (mac.lower(), permanent)
+
+    def add_proxy(self, address: str, interface: str, protocol: int = 0) -> None:
+        """A proxy entry put there by someone else (``ip neigh add proxy …``)."""
+        self._proxies[(_canonical(address), interface)] = protocol
+
+    @property
+    def all_proxies(self) -> dict[tuple[str, str], int]:
+        """Every proxy entry, whoever made it: (address, interface) -> protocol."""
+        return dict(self._proxies)
+
+    def _emit(self, name: str) -> None:
+        if len(self._events) >= self.event_capacity:
+            self._events_lost = True
+            return
+        link = self._links.get(name)
+        self._events.append(LinkEvent(name, None if link is None else self._view(link)))
 
     def add_conntrack(self, source: str, destination: str) -> None:
         self.conntrack.add((_canonical(source), _canonical(destination)))
@@ -148,11 +181,12 @@ class FakeKernel:
     def forwarding(self) -> bool:
         return all(self.sysctls.get(path) == value for path, value in HOST_SYSCTLS)
 
+    @staticmethod
+    def _view(link: FakeLink) -> Link:
+        return Link(link.name, link.admin_up and link.carrier, link.mac, link.index, link.admin_up)
+
     def links(self) -> dict[str, Link]:
-        return {
-            link.name: Link(link.name, link.admin_up and link.carrier, link.mac, link.index)
-            for link in self._links.values()
-        }
+        return {link.name: self._view(link) for link in self._links.values()}
 
     def routes(self) -> set[Route]:
         return {
@@ -168,17 +202,36 @@ class FakeKernel:
             if permanent and interface.startswith(TAP_PREFIX)
         }
 
+    def proxies(self) -> set[Proxy]:
+        return {
+            Proxy(address, interface)
+            for (address, interface), protocol in self._proxies.items()
+            if protocol == ROUTE_PROTO
+            and interface.startswith(TAP_PREFIX)
+            and ipaddress.ip_address(address).version == 6
+        }
+
+    def link_events(self) -> list[LinkEvent] | None:
+        events, self._events = self._events, []
+        if self._events_lost:
+            self._events_lost = False
+            return None
+        return events
+
     # --- changes ----------------------------------------------------------------------
     def apply(self, plan: Plan) -> Outcome:
         outcome = Outcome()
-        steps: list[tuple[str, tuple[Any, ...], Callable[[Any], str | None]]] = [
-            ("configure", plan.configure, self._configure),
-            ("neighbours_set", plan.neighbours_set, self._neighbour_set),
-            ("routes_set", plan.routes_set, self._route_set),
-            ("routes_del", plan.routes_del, self._route_del),
-            ("neighbours_del", plan.neighbours_del, self._neighbour_del),
-        ]
-        for step, ops, do in steps:
+        handlers: dict[str, Callable[[Any], str | None]] = {
+            "configure": self._configure,
+            "neighbours_set": self._neighbour_set,
+            "proxies_set": self._proxy_set,
+            "routes_set": self._route_set,
+            "routes_del": self._route_del,
+            "proxies_del": self._proxy_del,
+            "neighbours_del": self._neighbour_del,
+        }
+        for step, ops in plan.steps():
+            do = handlers[step]
             for op in ops:
                 try:
                     error = do(op)
@@ -201,7 +254,9 @@ class FakeKernel:
         if link is None:
             return "no such interface"
         self.sysctls.update(tap_sysctls(name))
-        link.admin_up = True
+        if not link.admin_up:
+            link.admin_up = True
+            self._emit(name)
         return None
 
     def _neighbour_set(self, n: Neighbour) -> str | None:
@@ -212,6 +267,23 @@ class FakeKernel:
         if len(bytes.fromhex(n.mac.replace(":", ""))) != 6:
             raise ValueError(f"not a MAC address: {n.mac!r}")
         self._neighbours[(_canonical(n.address), n.interface)] = (n.mac.lower(), True)
+        return None
+
+    def _proxy_set(self, p: Proxy) -> str | None:
+        if failure := self._injected("proxies_set", p.address, p.interface):
+            return failure
+        if p.interface not in self._links:
+            return "no such interface"
+        self._proxies[(_canonical(p.address), p.interface)] = ROUTE_PROTO
+        return None
+
+    def _proxy_del(self, p: Proxy) -> str | None:
+        if failure := self._injected("proxies_del", p.address, p.interface):
+            return failure
+        if p.interface not in self._links:
+            return "no such interface"
+        if self._proxies.pop((_canonical(p.address), p.interface), None) is None:
+            return "No such file or directory (ENOENT)"
         return None
 
     def _route_set(self, r: Route) -> str | None:

@@ -4,6 +4,10 @@ recognisable as ours after a restart.
 - routes: one per VM address, ``<addr>/32`` (or ``/128``) ``dev tap… scope link`` with our
   own route protocol number :data:`ROUTE_PROTO`; nothing else carries that number;
 - neighbours: a permanent entry for each VM's MAC on its tap (IPv4 and IPv6 fixed IPs);
+- proxies: an IPv6 proxy neighbour entry (``ip -6 neigh add proxy <gateway> dev tap…``)
+  for the gateway of each IPv6 subnet the VM has an address on, carrying our protocol
+  number, so the host answers the VM's neighbour solicitations for its gateway (IPv4
+  needs none: ``proxy_arp`` answers for every address);
 - interfaces: taps are named ``tap`` + the port id's first 11 characters; the agent only
   configures them (sysctls, up), never creates or deletes them (the hypervisor does).
 
@@ -31,6 +35,7 @@ TAP_SYSCTLS: tuple[tuple[str, str], ...] = (
     ("net/ipv4/neigh/{}/proxy_delay", "0"),  # ... at once, not after a random delay
     ("net/ipv4/conf/{}/forwarding", "1"),
     ("net/ipv6/conf/{}/proxy_ndp", "1"),
+    ("net/ipv6/neigh/{}/proxy_delay", "0"),  # a multicast solicitation: answer at once
     ("net/ipv6/conf/{}/accept_ra", "0"),  # a VM must not become the host's router
     ("net/ipv6/conf/{}/forwarding", "1"),
 )
@@ -66,17 +71,38 @@ class Neighbour:
     mac: str
 
 
+@dataclass(frozen=True, order=True)
+class Proxy:
+    """An IPv6 proxy neighbour entry: the host answers neighbour solicitations for
+    ``address`` (the subnet's gateway) arriving on ``interface``, as a router."""
+
+    address: str
+    interface: str
+
+
 @dataclass(frozen=True)
 class Link:
     """What the kernel says of an interface. ``up`` means administratively up *and* with
     carrier (the VM end is attached): only then is routing traffic to it useful.
     ``index`` changes when an interface is deleted and created again under the same
-    name (a rebooted VM's new tap), whose sysctls are then back at their defaults."""
+    name (a rebooted VM's new tap), whose sysctls are then back at their defaults.
+    ``admin_up`` alone tells what the kernel keeps: taking an interface administratively
+    down flushes its routes, neighbours and proxy entries; losing carrier keeps them."""
 
     name: str
     up: bool
     mac: str = ""
     index: int = 0
+    admin_up: bool = True
+
+
+@dataclass(frozen=True)
+class LinkEvent:
+    """The kernel's news of one interface: ``link`` is its state after the change, or
+    ``None`` when it was deleted."""
+
+    name: str
+    link: Link | None
 
 
 @dataclass(frozen=True)
@@ -86,16 +112,19 @@ class HostState:
     interfaces: frozenset[str] = frozenset()  # taps to configure (sysctls)
     routes: frozenset[Route] = frozenset()
     neighbours: frozenset[Neighbour] = frozenset()
+    proxies: frozenset[Proxy] = frozenset()
 
 
 @dataclass(frozen=True)
 class Plan:
-    """What to change, in the order it must be applied."""
+    """What to change, in the order it must be applied (the fields' order)."""
 
     configure: tuple[str, ...] = ()  # interfaces whose sysctls must be (re)set
     neighbours_set: tuple[Neighbour, ...] = ()
+    proxies_set: tuple[Proxy, ...] = ()  # before routes: a routed VM finds its gateway
     routes_set: tuple[Route, ...] = ()
     routes_del: tuple[Route, ...] = ()
+    proxies_del: tuple[Proxy, ...] = ()
     neighbours_del: tuple[Neighbour, ...] = ()
 
     @property
@@ -103,9 +132,23 @@ class Plan:
         return not (
             self.configure
             or self.neighbours_set
+            or self.proxies_set
             or self.routes_set
             or self.routes_del
+            or self.proxies_del
             or self.neighbours_del
+        )
+
+    def steps(self) -> tuple[tuple[str, tuple[object, ...]], ...]:
+        """(step name, operations) in the order they are applied."""
+        return (
+            ("configure", self.configure),
+            ("neighbours_set", self.neighbours_set),
+            ("proxies_set", self.proxies_set),
+            ("routes_set", self.routes_set),
+            ("routes_del", self.routes_del),
+            ("proxies_del", self.proxies_del),
+            ("neighbours_del", self.neighbours_del),
         )
 
 
@@ -114,8 +157,8 @@ class Outcome:
     """What applying a plan did: the operations that failed, for retry with backoff.
 
     ``failed`` holds the failed operations themselves (an interface name for
-    ``configure``, else the :class:`Route` or :class:`Neighbour`); ``errors`` says why,
-    one line per failure, in the same order, naming the plan step
+    ``configure``, else the :class:`Route`, :class:`Neighbour` or :class:`Proxy`);
+    ``errors`` says why, one line per failure, in the same order, naming the plan step
     (``"routes_set 10.0.0.5 dev tap…: No such device"``).
     """
 
@@ -133,6 +176,8 @@ def describe(op: object) -> str:
         return f"{op.address} dev {op.interface}"
     if isinstance(op, Neighbour):
         return f"{op.address} lladdr {op.mac} dev {op.interface}"
+    if isinstance(op, Proxy):
+        return f"proxy {op.address} dev {op.interface}"
     return str(op)
 
 
@@ -144,9 +189,11 @@ __all__ = [
     "HostState",
     "IPAddress",
     "Link",
+    "LinkEvent",
     "Neighbour",
     "Outcome",
     "Plan",
+    "Proxy",
     "Route",
     "describe",
     "tap_sysctls",

@@ -1,8 +1,10 @@
 """The narrow interface between the agent and the kernel, so the agent can run against a
 stateful fake in unit tests and against Linux (in a network namespace) for real.
 
-Reads return only what is routeplane's (routes with our protocol number, permanent
-neighbours on taps) plus the links, so nothing else can ever be swept by mistake.
+Reads return only what is routeplane's (routes and IPv6 proxy entries with our protocol
+number, permanent neighbours on taps) plus the links, so nothing else can ever be swept by
+mistake. Link changes also arrive as events, so a tap that appears, comes up or is
+recreated is seen at once instead of at the next periodic read.
 A read that cannot be done at all raises ``model.errors.DataplaneError``; a change that
 fails is reported in the returned ``Outcome`` and never raised.
 """
@@ -12,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Protocol
 
-from routeplane.dataplane.model import Link, Neighbour, Outcome, Plan, Route
+from routeplane.dataplane.model import Link, LinkEvent, Neighbour, Outcome, Plan, Proxy, Route
 
 
 class Kernel(Protocol):
@@ -26,6 +28,16 @@ class Kernel(Protocol):
 
     def neighbours(self) -> set[Neighbour]:
         """Permanent neighbour entries on tap interfaces."""
+        ...
+
+    def proxies(self) -> set[Proxy]:
+        """IPv6 proxy neighbour entries carrying routeplane's protocol number, on taps."""
+        ...
+
+    def link_events(self) -> list[LinkEvent] | None:
+        """The link changes since the last call, oldest first, without waiting. ``None``
+        when the kernel dropped some (its queue overflowed): every link must then be
+        read again with :meth:`links`."""
         ...
 
     def apply(self, plan: Plan) -> Outcome:

@@ -4,14 +4,18 @@ Derived from the port (and its floating IPs) and written in the same transaction
 port, so an agent never sees a port change without its dataplane consequence, nor the
 other way round. The record carries everything the agent needs and nothing it must look
 up: interface name, MAC, the addresses to route to the tap (fixed IPs, allowed address
-pairs, floating IPs' external addresses), NAT pairs and security groups.
+pairs, floating IPs' external addresses), NAT pairs, security groups, and the gateways of
+the subnets the port has addresses on (the host answers neighbour solicitations for an
+IPv6 gateway on the VM's tap).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from routeplane.services.repo import key
+from routeplane.services.move_hints import endpoint_hints
+from routeplane.services.repo import Repo, key
 
 
 def interface_name(port_id: str) -> str:
@@ -23,7 +27,22 @@ def endpoint_key(host: str, port_id: str) -> str:
     return key("endpoints", host, port_id)
 
 
-def endpoint_record(port: dict[str, Any], floating: list[dict[str, Any]]) -> dict[str, Any]:
+def subnet_gateways(repo: Repo, port: dict[str, Any]) -> list[str]:
+    """The ``gateway_ip`` of each subnet the port has a fixed IP on, both families, in
+    the order of its fixed IPs, once each; a subnet without a gateway adds nothing."""
+    found: list[str] = []
+    for subnet_id in dict.fromkeys(str(ip["subnet_id"]) for ip in port.get("fixed_ips", [])):
+        subnet = repo.get("subnets", subnet_id)
+        gateway = None if subnet is None else subnet.value.get("gateway_ip")
+        if gateway and gateway not in found:
+            found.append(str(gateway))
+    return found
+
+
+def endpoint_record(
+    port: dict[str, Any], floating: list[dict[str, Any]], gateways: Sequence[str]
+) -> dict[str, Any]:
+    """What the port's host must realise; ``gateways`` from :func:`subnet_gateways`."""
     fixed = [ip["ip_address"] for ip in port.get("fixed_ips", [])]
     pairs = [p["ip_address"] for p in port.get("allowed_address_pairs", [])]
     nat = sorted(
@@ -46,12 +65,15 @@ def endpoint_record(port: dict[str, Any], floating: list[dict[str, Any]]) -> dic
         "mac_address": port["mac_address"],
         "admin_state_up": bool(port.get("admin_state_up", True)),
         "fixed_ips": fixed,
+        "gateways": list(gateways),
         "allowed_addresses": pairs,
         "floating_ips": nat,
         "port_security_enabled": bool(port.get("port_security_enabled", True)),
         "security_groups": list(port.get("security_groups", [])),
         "port_revision": port.get("revision_number", 0),
+        # preferred / moved_in / moved_out: make-before-break after a move (move_hints)
+        **endpoint_hints(port),
     }
 
 
-__all__ = ["endpoint_key", "endpoint_record", "interface_name"]
+__all__ = ["endpoint_key", "endpoint_record", "interface_name", "subnet_gateways"]

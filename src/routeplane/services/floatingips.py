@@ -25,7 +25,7 @@ from routeplane.services.attributes import Attr, ip_address, is_uuid, uuid_or_no
 from routeplane.services.common import bump, check_if_match, new_doc, require_write, standard_attrs
 from routeplane.services.context import ADMIN, Context
 from routeplane.services.docs import DocService
-from routeplane.services.endpoints import endpoint_key, endpoint_record
+from routeplane.services.endpoints import endpoint_key, endpoint_record, subnet_gateways
 from routeplane.services.errors import ApiFault, bad_resource_request
 from routeplane.services.networks import NetworkService
 from routeplane.services.ports import PortService
@@ -220,7 +220,9 @@ class FloatingIPService(DocService):
                     d.value for d in self.repo.list("fip_by_port", port_id) if d.key != index_key
                 ]
                 floating += [] if entry is None else [entry]
-                change.put(endpoint_key(host, port_id), endpoint_record(port.value, floating))
+                gateways = subnet_gateways(self.repo, port.value)
+                record = endpoint_record(port.value, floating, gateways)
+                change.put(endpoint_key(host, port_id), record)
 
     # create, update, delete ------------------------------------------------------------
     def create(self, ctx: Context, data: dict[str, Any]) -> dict[str, Any]:

@@ -32,10 +32,11 @@ from routeplane.services.common import (
 )
 from routeplane.services.context import Context
 from routeplane.services.docs import DocService
-from routeplane.services.endpoints import endpoint_key, endpoint_record
+from routeplane.services.endpoints import endpoint_key, endpoint_record, subnet_gateways
 from routeplane.services.errors import ApiFault, bad_request
 from routeplane.services.fixed_ips import FixedIP, Resolver, check_format, clean, parse_held
 from routeplane.services.listing import Matcher
+from routeplane.services.move_hints import public, service_ip_index
 from routeplane.services.networks import NetworkService
 from routeplane.services.repo import Change, Doc, Outcome, Repo, key, new_mac
 from routeplane.services.security_groups import SecurityGroupService
@@ -199,7 +200,7 @@ class PortService(DocService):
     def render(
         self, ctx: Context, doc: dict[str, Any], programmed: set[str] | None = None
     ) -> dict[str, Any]:
-        shown = dict(doc)
+        shown = public(doc)  # without the make-before-break bookkeeping (move_hints)
         shown["status"] = self._status(doc, programmed)
         return super().render(ctx, shown)
 
@@ -257,7 +258,8 @@ class PortService(DocService):
             change.delete(endpoint_key(old_host, old["id"]))
         if new is not None and new_host:
             floating = [d.value for d in self.repo.list("fip_by_port", new["id"])]
-            change.put(endpoint_key(new_host, new["id"]), endpoint_record(new, floating))
+            gateways = subnet_gateways(self.repo, new)
+            change.put(endpoint_key(new_host, new["id"]), endpoint_record(new, floating, gateways))
 
     def after_update(self, change: Change, old: dict[str, Any], new: dict[str, Any]) -> None:
         self._write_endpoint(change, old, new)
@@ -375,6 +377,7 @@ class PortService(DocService):
                     clean(data["fixed_ips"]), old
                 )
                 self._guard_floating(resource_id, old, new)
+                self._guard_service_ips(resource_id, old, new, change)
                 updated["fixed_ips"] = [ip.as_json() for ip in new]
                 self._claim_addresses(change, resource_id, old, new)
             if "security_groups" in data:
@@ -433,6 +436,23 @@ class PortService(DocService):
                     400,
                     f"Bad port request: Cannot update the fixed_ips of the port {port_id}, "
                     "because its original fixed_ip has been associated to a floating ip.",
+                )
+
+    def _guard_service_ips(
+        self, port_id: str, old: list[FixedIP], new: list[FixedIP], change: Change
+    ) -> None:
+        """A service IP's address leaves its port only by a move (``fixed_ip_moves``)."""
+        for ip in set(old) - set(new):
+            index_key = service_ip_index(ip.subnet_id, ip.ip_address)
+            index = self.repo.get_key(index_key)
+            change.depends_on(index, index_key)
+            if index is not None:
+                raise ApiFault(
+                    "BadRequest",
+                    400,
+                    f"Bad port request: Cannot update the fixed_ips of the port {port_id}, "
+                    f"because its fixed_ip {ip.ip_address} is the address of service IP "
+                    f"{index.value.get('id')}.",
                 )
 
     # delete --------------------------------------------------------------------------

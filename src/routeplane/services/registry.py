@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from routeplane.services.fixed_ip_moves import FixedIPMoves
 from routeplane.services.floatingips import FloatingIPService
 from routeplane.services.networks import NetworkService
 from routeplane.services.ports import PortService
@@ -9,6 +10,7 @@ from routeplane.services.repo import Repo
 from routeplane.services.resource import ResourceService
 from routeplane.services.routers import RouterService
 from routeplane.services.security_groups import SecurityGroupRuleService, SecurityGroupService
+from routeplane.services.service_ips import ServiceIPService
 from routeplane.services.subnets import SubnetService
 from routeplane.store import Store
 
@@ -26,6 +28,8 @@ class Services:
         self.floatingips = FloatingIPService(
             self.repo, self.networks, self.ports, self.routers.topology
         )
+        self.fixed_ip_moves = FixedIPMoves(self.repo, self.ports)
+        self.service_ips = ServiceIPService(self.repo, self.ports, self.fixed_ip_moves)
         # URL path segment -> service; the order is the order of GET /v2.0/
         self.by_path: dict[str, ResourceService] = {
             "networks": self.networks,
@@ -35,6 +39,7 @@ class Services:
             "security-group-rules": self.security_group_rules,
             "routers": self.routers,
             "floatingips": self.floatingips,
+            "service_ips": self.service_ips,
         }
 
 

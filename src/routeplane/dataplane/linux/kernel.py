@@ -1,14 +1,19 @@
 """``LinuxKernel``: the ``Kernel`` port for a real Linux network namespace.
 
-Reads dump links, routes and neighbours over rtnetlink and keep only what is
-routeplane's (routes with ``ROUTE_PROTO`` in the main table; permanent neighbours on
-``tap…`` interfaces). ``apply(plan)`` works in the plan's order:
+Reads dump links, routes, neighbours and proxy entries over rtnetlink and keep only
+what is routeplane's (routes with ``ROUTE_PROTO`` in the main table; permanent
+neighbours on ``tap…`` interfaces; IPv6 proxy entries with ``ROUTE_PROTO`` on ``tap…``
+interfaces). ``apply(plan)`` works in the plan's order:
 
 1. interface sysctls for every tap to configure, written to ``/proc/sys`` from a thread
    inside the namespace (one hand-off for the whole plan);
-2. one netlink batch: taps set up, neighbours replaced, routes replaced, routes
-   deleted, neighbours deleted — each request acknowledged on its own, so a refused one
-   is reported exactly and the others still happen.
+2. one netlink batch: taps set up, neighbours replaced, proxy entries replaced, routes
+   replaced, routes deleted, proxy entries deleted, neighbours deleted — each request
+   acknowledged on its own, so a refused one is reported exactly and the others still
+   happen.
+
+Link changes are read from a second socket subscribed to the namespace's link group
+(``monitor.LinkMonitor``), drained without blocking by :meth:`LinuxKernel.link_events`.
 
 Nothing here raises for a failed change: it lands in the ``Outcome``. Reads raise
 ``DataplaneError`` when the namespace cannot be read at all. Connection tracking is
@@ -30,15 +35,18 @@ from functools import partial
 from typing import TypeVar
 
 from routeplane.dataplane.linux import rtnl, sysctl
+from routeplane.dataplane.linux.monitor import LinkMonitor
 from routeplane.dataplane.linux.namespace import NETNS_DIR, Namespace
 from routeplane.dataplane.model import (
     HOST_SYSCTLS,
     ROUTE_PROTO,
     TAP_PREFIX,
     Link,
+    LinkEvent,
     Neighbour,
     Outcome,
     Plan,
+    Proxy,
     Route,
     describe,
     tap_sysctls,
@@ -64,6 +72,25 @@ def _neigh_set(neighbour: Neighbour, index: int) -> rtnl.Request:
 
 def _neigh_del(neighbour: Neighbour, index: int) -> rtnl.Request:
     return rtnl.neighbour_delete(neighbour.address, index)
+
+
+def _proxy_set(proxy: Proxy, index: int) -> rtnl.Request:
+    return rtnl.proxy_replace(proxy.address, index, ROUTE_PROTO)
+
+
+def _proxy_del(proxy: Proxy, index: int) -> rtnl.Request:
+    return rtnl.proxy_delete(proxy.address, index)
+
+
+def _link(info: rtnl.LinkInfo) -> Link:
+    admin_up = bool(info.flags & rtnl.IFF_UP)
+    return Link(
+        name=info.name,
+        up=admin_up and bool(info.flags & rtnl.IFF_LOWER_UP),
+        mac=info.mac,
+        index=info.index,
+        admin_up=admin_up,
+    )
 
 
 def _indexes(names: Iterable[str]) -> dict[str, int]:
@@ -119,6 +146,12 @@ class LinuxKernel:
         except OSError as exc:
             self._ns.close()
             raise DataplaneError(f"netlink socket in {netns or 'this namespace'}: {exc}") from exc
+        try:
+            self._monitor = self._ns.run(LinkMonitor.open)
+        except OSError as exc:
+            self._rtnl.close()
+            self._ns.close()
+            raise DataplaneError(f"link monitor in {netns or 'this namespace'}: {exc}") from exc
 
     def __enter__(self) -> LinuxKernel:
         return self
@@ -127,6 +160,7 @@ class LinuxKernel:
         self.close()
 
     def close(self) -> None:
+        self._monitor.close()
         self._rtnl.close()
         self._ns.close()
 
@@ -141,15 +175,22 @@ class LinuxKernel:
             ) from exc
 
     def links(self) -> dict[str, Link]:
-        return {
-            info.name: Link(
-                name=info.name,
-                up=bool(info.flags & rtnl.IFF_UP and info.flags & rtnl.IFF_LOWER_UP),
-                mac=info.mac,
-                index=info.index,
-            )
-            for info in self._read("links", self._rtnl.links)
-        }
+        return {info.name: _link(info) for info in self._read("links", self._rtnl.links)}
+
+    def link_events(self) -> list[LinkEvent] | None:
+        try:
+            changes, lost = self._monitor.drain()
+        except OSError as exc:
+            raise DataplaneError(
+                f"reading link events in {self.netns or 'this namespace'}: {exc}"
+            ) from exc
+        if lost:
+            return None
+        return [
+            LinkEvent(c.info.name, None if c.deleted else _link(c.info))
+            for c in changes
+            if c.info.name
+        ]
 
     def _names(self) -> dict[int, str]:
         return {info.index: info.name for info in self._read("links", self._rtnl.links)}
@@ -177,20 +218,24 @@ class LinuxKernel:
                     found.add(Neighbour(entry.address, name, entry.mac))
         return found
 
+    def proxies(self) -> set[Proxy]:
+        names = self._names()
+        dump = partial(self._rtnl.neighbours, socket.AF_INET6, proxy=True)
+        return {
+            Proxy(entry.address, names[entry.index])
+            for entry in self._read("proxy entries", dump)
+            if entry.protocol == ROUTE_PROTO and names.get(entry.index, "").startswith(TAP_PREFIX)
+        }
+
     # --- changes ----------------------------------------------------------------------
     def apply(self, plan: Plan) -> Outcome:
         outcome = Outcome()
         if plan.empty:
             return outcome
-        steps: list[tuple[str, tuple[object, ...]]] = [
-            ("configure", plan.configure),
-            ("neighbours_set", plan.neighbours_set),
-            ("routes_set", plan.routes_set),
-            ("routes_del", plan.routes_del),
-            ("neighbours_del", plan.neighbours_del),
-        ]
-        objects: tuple[Route | Neighbour, ...] = (
-            *plan.neighbours_set, *plan.routes_set, *plan.routes_del, *plan.neighbours_del,
+        steps = plan.steps()
+        objects: tuple[Route | Neighbour | Proxy, ...] = (
+            *plan.neighbours_set, *plan.proxies_set, *plan.routes_set, *plan.routes_del,
+            *plan.proxies_del, *plan.neighbours_del,
         )  # fmt: skip
         names = sorted(set(plan.configure) | {op.interface for op in objects})
         try:
@@ -210,10 +255,14 @@ class LinuxKernel:
             batch.add("configure", name, name, rtnl.link_up)
         for n in plan.neighbours_set:
             batch.add("neighbours_set", n, n.interface, partial(_neigh_set, n))
+        for p in plan.proxies_set:
+            batch.add("proxies_set", p, p.interface, partial(_proxy_set, p))
         for r in plan.routes_set:
             batch.add("routes_set", r, r.interface, partial(_route_set, r))
         for r in plan.routes_del:
             batch.add("routes_del", r, r.interface, partial(_route_del, r))
+        for p in plan.proxies_del:
+            batch.add("proxies_del", p, p.interface, partial(_proxy_del, p))
         for n in plan.neighbours_del:
             batch.add("neighbours_del", n, n.interface, partial(_neigh_del, n))
         results: list[rtnl.NetlinkError | str | None]

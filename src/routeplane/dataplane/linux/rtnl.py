@@ -16,9 +16,14 @@ sequence number; the kernel handles them in order and answers each, so the calle
 exactly which request failed and why (``errno`` plus the kernel's extended-ack text),
 at the kernel's own speed (~55,000 routes/s). Dumps decode only the attributes asked for.
 
-What this module must not do: subscribe to multicast groups (no unsolicited messages
-can fill the socket), or know anything of routeplane's policy (which protocol number,
-which interfaces): callers pass that in.
+Link changes are followed on a second socket of their own (``monitor.LinkMonitor``),
+subscribed to the link multicast group and read without blocking, so unsolicited
+messages never mix with the answers the request socket waits for; this module parses
+what it reads (:func:`parse_link_changes`).
+
+What this module must not do: subscribe the request socket to multicast groups, or know
+anything of routeplane's policy (which protocol number, which interfaces): callers pass
+that in.
 """
 
 from __future__ import annotations
@@ -34,7 +39,8 @@ from dataclasses import dataclass
 
 # netlink and rtnetlink constants (linux/netlink.h, linux/rtnetlink.h, linux/neighbour.h)
 NLMSG_ERROR, NLMSG_DONE = 2, 3
-RTM_NEWLINK, RTM_GETLINK = 16, 18
+RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
+RTNLGRP_LINK = 1
 RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
 RTM_NEWNEIGH, RTM_DELNEIGH, RTM_GETNEIGH = 28, 29, 30
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_DUMP_INTR = 0x1, 0x4, 0x10
@@ -46,8 +52,9 @@ IFLA_ADDRESS, IFLA_IFNAME, IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS = 1, 3, 29, 1 
 IFF_UP, IFF_LOWER_UP = 0x1, 0x10000
 RTA_DST, RTA_OIF, RTA_TABLE = 1, 4, 15
 RT_TABLE_MAIN, RT_SCOPE_LINK, RT_SCOPE_NOWHERE, RTN_UNICAST = 254, 253, 255, 1
-NDA_DST, NDA_LLADDR = 1, 2
+NDA_DST, NDA_LLADDR, NDA_PROTOCOL = 1, 2, 12
 NUD_PERMANENT = 0x80
+NTF_PROXY, NTF_ROUTER = 0x08, 0x80
 
 _HEADER = struct.Struct("=IHHII")  # nlmsghdr: length, type, flags, seq, pid
 _ATTR = struct.Struct("=HH")  # rtattr: length, type
@@ -159,6 +166,21 @@ def neighbour_delete(address: str, index: int) -> Request:
     return Request(RTM_DELNEIGH, 0, body)
 
 
+def proxy_replace(address: str, index: int, protocol: int) -> Request:
+    """``neigh replace proxy <address> dev <index> router protocol <protocol>``: answer
+    neighbour solicitations for ``address`` on that interface, as a router."""
+    ip = ipaddress.ip_address(address)
+    body = _NDMSG.pack(_family(ip), index, NUD_PERMANENT, NTF_PROXY | NTF_ROUTER, 0)
+    body += _attr(NDA_DST, ip.packed) + _attr(NDA_PROTOCOL, struct.pack("=B", protocol))
+    return Request(RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_REPLACE, body)
+
+
+def proxy_delete(address: str, index: int) -> Request:
+    ip = ipaddress.ip_address(address)
+    body = _NDMSG.pack(_family(ip), index, 0, NTF_PROXY, 0) + _attr(NDA_DST, ip.packed)
+    return Request(RTM_DELNEIGH, 0, body)
+
+
 # --- what dumps return ----------------------------------------------------------------
 @dataclass(frozen=True)
 class LinkInfo:
@@ -186,6 +208,35 @@ class NeighbourInfo:
     state: int
     address: str
     mac: str
+    protocol: int = 0  # who made it (proxy entries and neighbours may carry one)
+
+
+def _link_info(payload: bytes) -> LinkInfo:
+    _, _, index, flags, _ = _IFINFO.unpack_from(payload, 0)
+    attrs = _attrs(payload, _IFINFO.size)
+    name = attrs.get(IFLA_IFNAME, b"").rstrip(b"\0").decode(errors="replace")
+    return LinkInfo(index, name, flags, mac_text(attrs.get(IFLA_ADDRESS, b"")))
+
+
+@dataclass(frozen=True)
+class LinkChange:
+    """One link message: the interface as it is now, or as it was when ``deleted``."""
+
+    info: LinkInfo
+    deleted: bool
+
+
+def parse_link_changes(data: bytes) -> list[LinkChange]:
+    """The link messages of one datagram of the link multicast group (others skipped:
+    only ``AF_UNSPEC`` messages describe the interface itself; bridge ports' are not)."""
+    found = []
+    for kind, _flags, _seq, payload in _messages(data):
+        if kind not in (RTM_NEWLINK, RTM_DELLINK) or len(payload) < _IFINFO.size:
+            continue
+        if payload[0] != socket.AF_UNSPEC:
+            continue
+        found.append(LinkChange(_link_info(payload), kind == RTM_DELLINK))
+    return found
 
 
 class Rtnl:
@@ -254,13 +305,7 @@ class Rtnl:
         request = _IFINFO.pack(0, 0, 0, 0, 0) + _attr(
             IFLA_EXT_MASK, struct.pack("=I", RTEXT_FILTER_SKIP_STATS)
         )
-        found = []
-        for payload in self._dump(RTM_GETLINK, request):
-            _, _, index, flags, _ = _IFINFO.unpack_from(payload, 0)
-            attrs = _attrs(payload, _IFINFO.size)
-            name = attrs.get(IFLA_IFNAME, b"").rstrip(b"\0").decode(errors="replace")
-            found.append(LinkInfo(index, name, flags, mac_text(attrs.get(IFLA_ADDRESS, b""))))
-        return found
+        return [_link_info(payload) for payload in self._dump(RTM_GETLINK, request)]
 
     def routes(self, family: int, table: int, protocol: int) -> list[RouteInfo]:
         """Routes of ``family`` in ``table`` with ``protocol`` (filtered by the kernel when
@@ -289,18 +334,21 @@ class Rtnl:
             )
         return found
 
-    def neighbours(self, family: int) -> list[NeighbourInfo]:
+    def neighbours(self, family: int, *, proxy: bool = False) -> list[NeighbourInfo]:
+        """The neighbour entries of ``family``, or (``proxy``) its proxy entries: the
+        kernel keeps those in a table of their own, dumped only when asked by flag."""
+        flags = NTF_PROXY if proxy else 0
         found = []
-        for payload in self._dump(RTM_GETNEIGH, _NDMSG.pack(family, 0, 0, 0, 0)):
-            fam, index, state, _flags, _type = _NDMSG.unpack_from(payload)
+        for payload in self._dump(RTM_GETNEIGH, _NDMSG.pack(family, 0, 0, flags, 0)):
+            fam, index, state, got_flags, _type = _NDMSG.unpack_from(payload)
             attrs = _attrs(payload, _NDMSG.size)
             dst = attrs.get(NDA_DST)
-            if fam != family or not dst:
+            if fam != family or not dst or bool(got_flags & NTF_PROXY) != proxy:
                 continue
             address = str(ipaddress.ip_address(dst))
-            found.append(
-                NeighbourInfo(fam, index, state, address, mac_text(attrs.get(NDA_LLADDR, b"")))
-            )
+            protocol = attrs.get(NDA_PROTOCOL, b"\0")[0]
+            mac = mac_text(attrs.get(NDA_LLADDR, b""))
+            found.append(NeighbourInfo(fam, index, state, address, mac, protocol))
         return found
 
     def _dump(self, kind: int, body: bytes) -> list[bytes]:
@@ -335,14 +383,18 @@ class Rtnl:
 
     def _receive(self) -> Iterator[tuple[int, int, int, bytes]]:
         """The messages of one datagram: (type, flags, seq, payload)."""
-        data = self._sock.recv(1 << 18)
-        offset = 0
-        while offset + _HEADER.size <= len(data):
-            length, kind, flags, seq, _pid = _HEADER.unpack_from(data, offset)
-            if length < _HEADER.size:
-                break
-            yield kind, flags, seq, data[offset + _HEADER.size : offset + length]
-            offset += (length + 3) & ~3
+        return _messages(self._sock.recv(1 << 18))
+
+
+def _messages(data: bytes) -> Iterator[tuple[int, int, int, bytes]]:
+    """The messages of one datagram: (type, flags, seq, payload)."""
+    offset = 0
+    while offset + _HEADER.size <= len(data):
+        length, kind, flags, seq, _pid = _HEADER.unpack_from(data, offset)
+        if length < _HEADER.size:
+            break
+        yield kind, flags, seq, data[offset + _HEADER.size : offset + length]
+        offset += (length + 3) & ~3
 
 
 def _error(flags: int, payload: bytes) -> NetlinkError | None:
@@ -364,6 +416,7 @@ def _error(flags: int, payload: bytes) -> NetlinkError | None:
 
 
 __all__ = [
+    "LinkChange",
     "LinkInfo",
     "NeighbourInfo",
     "NetlinkError",
@@ -374,6 +427,9 @@ __all__ = [
     "mac_text",
     "neighbour_delete",
     "neighbour_replace",
+    "parse_link_changes",
+    "proxy_delete",
+    "proxy_replace",
     "route_delete",
     "route_replace",
 ]

@@ -1,0 +1,63 @@
+"""``routeplane controller``: run the service-IP failover controller.
+
+The composition root of the controller: the store from ``--store``, the services over it,
+and the controller loop until SIGTERM or SIGINT. Run as many as you like (one per api
+host, say): they elect one leader through the store and the others wait to take over.
+A clean stop hands leadership over at once; a crash leaves it to expire with the lease.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import socket
+import threading
+from typing import Any
+
+from routeplane.cli.store import open_creating
+from routeplane.services.controller import Controller, ControllerSettings
+from routeplane.services.registry import Services
+
+
+def _run(args: argparse.Namespace) -> int:
+    name = args.name or f"{socket.gethostname()}-{os.getpid()}"
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format=f"%(asctime)s controller[{name}] %(levelname)s %(message)s",
+    )
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    store = open_creating(args.store)
+    settings = ControllerSettings(name=name, lease_ttl=args.lease_ttl)
+    controller = Controller(store, Services(store).service_ips, settings)
+    try:
+        controller.run(stop.is_set)
+    finally:
+        controller.close()
+        store.close()
+    return 0
+
+
+def _ttl(value: str) -> int:
+    ttl = int(value)
+    if ttl < 1:
+        raise argparse.ArgumentTypeError("--lease-ttl takes a whole number of seconds >= 1")
+    return ttl
+
+
+def add_parser(commands: Any) -> None:
+    parser: argparse.ArgumentParser = commands.add_parser(
+        "controller", help="move service IPs away from ports that fail their health checks"
+    )
+    parser.add_argument("--name", help="this controller's name in the leader record")
+    parser.add_argument(
+        "--lease-ttl",
+        type=_ttl,
+        default=3,
+        help="seconds after which another controller takes over from a dead leader",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true")
+    parser.set_defaults(run=_run)

@@ -1,0 +1,144 @@
+"""The ``walkthrough`` scenario of ``routeplane demo`` (what ``make demo`` plays).
+
+It brings up a lab of its own (``routeplane lab up --name demo``: two compute hosts, the
+access node, BGP, the api) and plays ``shared/seed/service-ips.md`` in it with the
+commands a person would type — ``routeplane lab …`` for Nova's and the operator's part,
+the real ``openstack`` CLI for Neutron's — printing each command and what it answered:
+
+1. boot testvm1 on node1;
+2. add the service IP 10.28.0.23 to its port (``openstack port set --fixed-ip``);
+3. the route on the compute host (``dev tap… scope link``) and on the access node
+   (``via 192.168.8.3 … proto bird``);
+4. add the address inside the VM, connect from the access node: ``testvm1`` answers;
+5. boot testvm2 on node2, move the address (``port unset`` / ``port set``), add it inside
+   testvm2 (and drop it in testvm1): ``testvm2`` answers;
+6. a floating IP on testvm1: it answers on the floating address, which it never sees.
+
+Then the lab comes down, also when a step fails. A step whose expected answer does not
+come within its time makes the demo fail (exit 1), so the demo is also a check.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from routeplane.lab import lab as lab_ops
+from routeplane.lab import report, teardown
+from routeplane.lab.topology import STATE_ROOT
+
+LAB = "demo"
+PORT = 9697
+SERVICE_IP = "10.28.0.23"
+FIXED_IP = "subnet=demo-v4,ip-address=10.28.0.23"
+
+
+class StepFailed(RuntimeError):
+    """An expected answer did not come."""
+
+
+class Walkthrough:
+    def __init__(self, env: dict[str, str], state_root: Path) -> None:
+        self.env = env
+        self.bin = Path(sys.executable).parent
+        self.state_root = state_root
+        self.client = [sys.executable, "-m", "routeplane.lab.vm_service", "connect"]
+
+    def say(self, text: str) -> None:
+        print(f"\n== {text}", flush=True)
+
+    def run(self, shown: str, argv: list[str], *, expect: str = "", timeout: float = 15.0) -> str:
+        """Print ``$ shown``, run ``argv`` (again, until its output contains ``expect`` or
+        ``timeout`` passes), print the last output; ``StepFailed`` if ``expect`` never came."""
+        print(f"$ {shown}", flush=True)
+        deadline = time.monotonic() + timeout
+        while True:
+            done = subprocess.run(
+                argv, env=self.env, capture_output=True, text=True, check=False, timeout=60
+            )
+            out = (done.stdout + done.stderr).rstrip()
+            if not expect or expect in out or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        if out:
+            print(out, flush=True)
+        if expect and expect not in out:
+            raise StepFailed(f"expected {expect!r} from: {shown}")
+        return out
+
+    def openstack(self, *args: str, expect: str = "") -> str:
+        return self.run(
+            "openstack " + shlex.join(args), [str(self.bin / "openstack"), *args], expect=expect
+        )
+
+    def lab(self, *args: str, expect: str = "", timeout: float = 15.0) -> str:
+        argv = [str(self.bin / "routeplane"), "lab", *args[:1], "--name", LAB, *args[1:]]
+        return self.run("routeplane lab " + shlex.join(args), argv, expect=expect, timeout=timeout)
+
+    def connect(self, node: str, address: str, expect: str) -> str:
+        print(f"# from {node}, connect to {address} port 22 (the walkthrough's `ssh … hostname`)")
+        return self.lab("exec", node, "--", *self.client, address, expect=expect)
+
+    def play(self) -> None:
+        self.say("boot testvm1 on node1 (Nova's part: a port bound to node1, a tap, a VM)")
+        self.lab("boot", "testvm1", "--network", "demo-net", "--host", "node1")
+        self.openstack("port", "show", "testvm1", "-c", "fixed_ips", "-c", "status",
+                       "-c", "binding_host_id", expect="ACTIVE")  # fmt: skip
+
+        self.say(f"add the service IP {SERVICE_IP} to testvm1's port")
+        self.openstack("port", "set", "--fixed-ip", FIXED_IP, "testvm1")
+        self.openstack("port", "show", "testvm1", "-c", "fixed_ips", expect=SERVICE_IP)
+        self.say("node1 routes it to testvm1's tap; BGP tells the access node")
+        self.lab("exec", "node1", "--", "ip", "route", "show", SERVICE_IP, expect="scope link")
+        self.lab("exec", "access", "--", "ip", "route", "show", SERVICE_IP,
+                 expect="via 192.168.8.3")  # fmt: skip
+        self.say("inside testvm1, add the address (the VM must hold a fixed service IP)")
+        self.lab("exec", "testvm1", "--", "ip", "addr", "add", f"{SERVICE_IP}/16", "dev", "eth0")
+        self.lab("exec", "testvm1", "--", "ip", "-4", "addr", "show", "eth0", expect=SERVICE_IP)
+        self.connect("access", SERVICE_IP, expect="testvm1")
+
+        self.say("boot testvm2 on node2, and move the service IP to it")
+        self.lab("boot", "testvm2", "--network", "demo-net", "--host", "node2")
+        self.openstack("port", "unset", "--fixed-ip", FIXED_IP, "testvm1")
+        self.openstack("port", "set", "--fixed-ip", FIXED_IP, "testvm2")
+        self.lab("exec", "testvm2", "--", "ip", "addr", "add", f"{SERVICE_IP}/16", "dev", "eth0")
+        self.lab("exec", "testvm1", "--", "ip", "addr", "del", f"{SERVICE_IP}/16", "dev", "eth0")
+        self.lab("exec", "access", "--", "ip", "route", "show", SERVICE_IP,
+                 expect="via 192.168.8.4")  # fmt: skip
+        self.connect("access", SERVICE_IP, expect="testvm2")
+
+        self.say("a floating IP on testvm1: DNAT'd on node1 to 10.28.0.x; the VM never sees it")
+        self.openstack("floating", "ip", "create", "public", "--port", "testvm1",
+                       "-c", "floating_ip_address", "-c", "fixed_ip_address")  # fmt: skip
+        floating = self.openstack("floating", "ip", "list", "--port", "testvm1", "-f", "value",
+                                  "-c", "Floating IP Address").split()[0]  # fmt: skip
+        self.lab("exec", "access", "--", "ip", "route", "show", floating, expect="proto bird")
+        self.connect("access", floating, expect="testvm1")
+        self.lab("exec", "testvm1", "--", "ip", "-4", "addr", "show", "eth0")
+        print(f"(testvm1 holds its fixed address only: {floating} is not on it)", flush=True)
+
+
+def walkthrough(state_root: Path = STATE_ROOT) -> int:
+    print(f"== routeplane lab up --name {LAB} --hosts 2", flush=True)
+    teardown.down(LAB, state_root=state_root)  # a demo left over by a crash
+    try:
+        lab_state = lab_ops.up(LAB, 2, PORT, state_root=state_root, say=print)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
+        env.update(report.env(lab_state))
+        print(f'(the openstack CLI is pointed at it as `eval "$(routeplane lab env --name {LAB})"`'
+              " would)", flush=True)  # fmt: skip
+        Walkthrough(env, state_root).play()
+        print("\n== the walkthrough worked; bringing the lab down", flush=True)
+        return 0
+    except StepFailed as exc:
+        print(f"\n!! demo failed: {exc}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        teardown.down(LAB, state_root=state_root, say=print)
+
+
+__all__ = ["walkthrough"]

@@ -1,0 +1,122 @@
+"""``routeplane lab``: a whole routed cloud on one machine, in network namespaces.
+
+``up`` (fabric, access node with BIRD, compute hosts with agents, the api on loopback),
+``boot`` (a VM on a host), ``exec`` (a command in a node or VM), ``status``, ``env`` (the
+``openstack`` CLI's variables) and ``down``. The work is in ``routeplane.lab``; this module
+only parses arguments and prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from routeplane.lab import lab as lab_ops
+from routeplane.lab import report, teardown
+from routeplane.lab.netns import LabError
+from routeplane.lab.neutron import ApiError
+from routeplane.lab.topology import DEFAULT_API_PORT, DEFAULT_LAB
+from routeplane.model.errors import RouteplaneError
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+def _up(args: argparse.Namespace) -> int:
+    lab_state = lab_ops.up(args.name, args.hosts, args.port, empty=args.empty, say=_say)
+    print(report.guide(lab_state), end="")
+    return 0
+
+
+def _boot(args: argparse.Namespace) -> int:
+    vm = lab_ops.boot(
+        args.name, args.vm, args.network, host=args.host, fixed_ips=args.fixed_ip or ()
+    )
+    print(f"{vm.name}: ACTIVE on {vm.host} ({vm.namespace}, {vm.tap}) {' '.join(vm.addresses)}")
+    return 0
+
+
+def _exec(args: argparse.Namespace) -> int:
+    command = list(args.command)
+    if command and command[0] == "--":
+        command = command[1:]
+    return report.run_in(args.name, args.node, command)
+
+
+def _status(args: argparse.Namespace) -> int:
+    print(report.status(args.name), end="")
+    return 0
+
+
+def _env(args: argparse.Namespace) -> int:
+    _, lab_state = lab_ops.open_lab(args.name)
+    print(report.env_script(lab_state), end="")
+    return 0
+
+
+def _down(args: argparse.Namespace) -> int:
+    if not teardown.down(args.name, say=_say):
+        print(f"lab {args.name}: nothing to remove")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    if os.geteuid() != 0:  # namespaces, BIRD's sockets, and a state file holding credentials
+        print("routeplane lab: needs root", file=sys.stderr)
+        return 1
+    try:
+        code: int = args.lab_run(args)
+    except (LabError, ApiError, ValueError, RouteplaneError) as exc:
+        print(f"routeplane lab: {exc}", file=sys.stderr)
+        return 1
+    return code
+
+
+def add_parser(commands: Any) -> None:
+    parser: argparse.ArgumentParser = commands.add_parser(
+        "lab", help="a routed cloud on this machine, in network namespaces (issue #5)"
+    )
+    named = argparse.ArgumentParser(add_help=False)
+    named.add_argument("--name", default=DEFAULT_LAB, help="the lab's name (default %(default)s)")
+    labs = parser.add_subparsers(dest="lab_command", required=True, metavar="LAB_COMMAND")
+
+    up = labs.add_parser("up", parents=[named], help="build the lab and start its processes")
+    up.add_argument("--hosts", type=int, default=2, help="compute hosts (default %(default)s)")
+    up.add_argument("--empty", action="store_true", help="create no networks")
+    up.add_argument(
+        "--port",
+        type=int,
+        default=DEFAULT_API_PORT,
+        help="api port on 127.0.0.1 (default %(default)s)",
+    )
+    up.set_defaults(lab_run=_up)
+
+    boot = labs.add_parser("boot", parents=[named], help="boot a VM (a namespace) on a host")
+    boot.add_argument("vm", metavar="NAME")
+    boot.add_argument("--network", required=True, help="network name or id")
+    boot.add_argument("--host", default="node1", help="compute host (default %(default)s)")
+    boot.add_argument(
+        "--fixed-ip", action="append", metavar="ADDRESS", help="a fixed IP (repeatable)"
+    )
+    boot.set_defaults(lab_run=_boot)
+
+    run = labs.add_parser(
+        "exec", parents=[named], help="run a command in a node: access, nodeN or a VM"
+    )
+    run.add_argument("node", metavar="NODE")
+    run.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD")
+    run.set_defaults(lab_run=_exec)
+
+    labs.add_parser("status", parents=[named], help="namespaces, processes, BGP, VMs").set_defaults(
+        lab_run=_status
+    )
+    labs.add_parser(
+        "env", parents=[named], help="OS_* variables for the openstack CLI (for eval)"
+    ).set_defaults(lab_run=_env)
+    labs.add_parser("down", parents=[named], help="remove everything the lab made").set_defaults(
+        lab_run=_down
+    )
+    parser.set_defaults(run=_run)

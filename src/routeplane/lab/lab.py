@@ -1,0 +1,334 @@
+"""``lab up`` and ``lab boot``: a cloud on one machine, and VMs in it.
+
+``up`` makes, in this order, recording each step in the state file before taking the next
+(so ``down`` can undo a crash at any point):
+
+1. the state directory, the api's config (an admin user and a static admin token), the
+   api process on loopback and the service-IP failover controller, both on the embedded
+   store in the state directory;
+2. the fabric, the access node and the compute hosts (``fabric``);
+3. BIRD on the access node, then one agent process per host, each running its host's
+   BIRD; ``up`` waits until every host has registered and its BGP session is up;
+4. unless ``--empty``, the walkthrough's networks and security rule (``seed``).
+
+``boot`` is Nova's part for one VM: a port bound to a host through the api, the VM's
+namespace and tap (``vm``), its service, and a wait until the agent reports the port
+ACTIVE. A failed ``up`` or ``boot`` removes what it made.
+
+What this module must not do: talk to the kernel or the store except through the
+topology's namespaces and the lab's own store; start anything it does not record.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import socket
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from routeplane.lab import fabric, netns, processes, seed, state, vm
+from routeplane.lab.neutron import ApiError, Neutron
+from routeplane.lab.state import LabState, VmRecord
+from routeplane.lab.teardown import down
+from routeplane.lab.topology import STATE_ROOT, Node, Topology, check_vm_name, tap_name
+from routeplane.model.errors import BgpError
+from routeplane.store import open_store
+
+ADMIN_USER = "admin"
+API_START_TIMEOUT = 30.0
+HOSTS_TIMEOUT = 30.0
+BGP_TIMEOUT = 30.0
+ACTIVE_TIMEOUT = 30.0
+SERVICE_TIMEOUT = 10.0
+
+API_CONFIG = """\
+# routeplane lab: the api's identity (written by `routeplane lab up`)
+admin_token = "{token}"
+
+[[projects]]
+name = "admin"
+id = "admin"
+
+[[users]]
+name = "{user}"
+password = "{password}"
+project = "admin"
+roles = ["admin", "member", "reader"]
+"""
+
+
+def _tail(path: str | Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _wait(check: Callable[[], bool], timeout: float, interval: float = 0.1) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(interval)
+    return check()
+
+
+class Recorder:
+    """The lab's state, saved after every change (see the module docstring)."""
+
+    def __init__(self, topology: Topology, lab_state: LabState) -> None:
+        self.topology = topology
+        self.state = lab_state
+
+    def save(self) -> None:
+        state.save(self.topology.state_file, self.state)
+
+    def namespace(self, name: str) -> None:
+        if name not in self.state.namespaces:
+            self.state.namespaces.append(name)
+        self.save()
+
+    def start(self, key: str, argv: Sequence[str]) -> None:
+        """Start and record a background process; LabError (with its log) if it dies."""
+        log = self.topology.log(key)
+        record = processes.start(argv, log)
+        self.state.processes[key] = record
+        self.save()
+        if not processes.wait_started(record):
+            raise netns.LabError(f"{key} exited at once; {log}:\n{_tail(log)}")
+
+
+def open_lab(name: str, state_root: Path = STATE_ROOT) -> tuple[Topology, LabState]:
+    """The topology and state of a lab that is up (LabError when it is not)."""
+    probe = Topology.plan(name, 1, state_root)
+    found = state.load(probe.state_file)
+    if found is None:
+        raise netns.LabError(f"lab {name} is not up (no {probe.state_file})")
+    return Topology.plan(name, found.hosts, state_root), found
+
+
+def _sessions_up(topology: Topology) -> int:
+    """How many BGP sessions the access node has established."""
+    try:
+        shown = fabric.access_bird(topology).birdc("show", "protocols")
+    except BgpError:
+        return 0
+    return sum(1 for line in shown.splitlines() if " BGP " in line and "Established" in line)
+
+
+def _hosts_registered(topology: Topology) -> Callable[[], bool]:
+    def check() -> bool:
+        store = open_store(topology.store_url)
+        try:
+            return all(
+                store.get(f"/routeplane/v1/hosts/{host.name}") is not None
+                for host in topology.hosts
+            )
+        finally:
+            store.close()
+
+    return check
+
+
+def up(
+    name: str,
+    hosts: int,
+    port: int,
+    *,
+    empty: bool = False,
+    state_root: Path = STATE_ROOT,
+    say: Callable[[str], None] = print,
+) -> LabState:
+    topology = Topology.plan(name, hosts, state_root)
+    existing = [ns for ns in netns.names() if topology.owns(ns)]
+    if topology.state_file.exists() or existing:
+        raise netns.LabError(
+            f"lab {name} is already up (or left over: {', '.join(existing) or topology.state_dir});"
+            f" run `routeplane lab down --name {name}` first"
+        )
+    if not _port_free(port):
+        raise netns.LabError(f"127.0.0.1:{port} is in use: choose another with --port")
+    lab_state = LabState(
+        lab=name,
+        hosts=hosts,
+        api_port=port,
+        admin_token=secrets.token_urlsafe(24),
+        admin_password=secrets.token_urlsafe(12),
+    )
+    recorder = Recorder(topology, lab_state)
+    with state.locked(topology.state_dir):
+        try:
+            _build(topology, recorder, empty, say)
+        except BaseException:
+            down(name, state_root=state_root, locked=False)
+            raise
+    return lab_state
+
+
+def _build(topology: Topology, recorder: Recorder, empty: bool, say: Callable[[str], None]) -> None:
+    lab_state = recorder.state
+    recorder.save()
+    topology.api_config.write_text(
+        API_CONFIG.format(
+            token=lab_state.admin_token, user=ADMIN_USER, password=lab_state.admin_password
+        )
+    )
+    topology.api_config.chmod(0o600)
+    say(f"api: {lab_state.api_url} (store {topology.store_url})")
+    recorder.start("api", topology.api_command(lab_state.api_port))
+    recorder.start("controller", topology.controller_command())
+
+    say(f"fabric: {topology.fabric}, access node {topology.access.ipv4}")
+    fabric.build_switch(topology, recorder.namespace)
+    for node in (topology.access, *topology.hosts):
+        fabric.build_node(topology, node, recorder.namespace)
+    lab_state.bird_dirs["access"] = str(topology.bird_dir("access"))
+    recorder.save()
+    fabric.start_access_bird(topology)
+
+    api = Neutron(lab_state.api_url, lab_state.admin_token)
+    try:
+        if not _wait(_answers(api), API_START_TIMEOUT):
+            log = topology.log("api")
+            raise netns.LabError(f"the api did not answer; {log}:\n{_tail(log)}")
+        for host in topology.hosts:
+            say(f"host {host.name}: {host.namespace} {host.ipv4} {host.ipv6}, agent + BIRD")
+            directory = topology.bird_dir(host.name)
+            directory.mkdir(parents=True, exist_ok=True)
+            lab_state.bird_dirs[host.name] = str(directory)
+            recorder.start(f"agent-{host.name}", topology.agent_command(host))
+        if not _wait(_hosts_registered(topology), HOSTS_TIMEOUT, interval=0.2):
+            logs = [topology.log(f"agent-{host.name}") for host in topology.hosts]
+            tails = "\n".join(f"{log}:\n{_tail(log, 5)}" for log in logs)
+            raise netns.LabError(f"not every host's agent registered:\n{tails}")
+        if not empty:
+            say("seeding: demo-net (10.28.0.0/16, fd5f:5d21:845:1c2e::/64), public, demo-router")
+            seed.seed(api, topology.access)
+            lab_state.seeded = True
+            recorder.save()
+    finally:
+        api.close()
+    if not _wait(lambda: _sessions_up(topology) >= topology.host_count, BGP_TIMEOUT, 0.2):
+        say(
+            f"warning: not every BGP session is up yet: routeplane lab status --name {topology.lab}"
+        )
+
+
+def _answers(api: Neutron) -> Callable[[], bool]:
+    def check() -> bool:
+        try:
+            api.request("GET", "networks?limit=1")
+        except ApiError:
+            return False
+        return True
+
+    return check
+
+
+def boot(
+    name: str,
+    vm_name: str,
+    network: str,
+    *,
+    host: str = "node1",
+    fixed_ips: Sequence[str] = (),
+    state_root: Path = STATE_ROOT,
+) -> VmRecord:
+    """Boot VM ``vm_name`` on ``host``: port, namespace, tap, addresses, service, ACTIVE."""
+    check_vm_name(vm_name)
+    topology, _ = open_lab(name, state_root)
+    node = topology.host(host)
+    with state.locked(topology.state_dir):
+        lab_state = state.load(topology.state_file)
+        if lab_state is None:
+            raise netns.LabError(f"lab {name} is not up")
+        namespace = topology.vm_namespace(vm_name)
+        if vm_name in lab_state.vms or netns.exists(namespace):
+            raise netns.LabError(f"lab {name} has a VM {vm_name} already")
+        recorder = Recorder(topology, lab_state)
+        api = Neutron(lab_state.api_url, lab_state.admin_token)
+        try:
+            return _boot(
+                recorder, api, vm_name=vm_name, network=network, node=node, fixed_ips=fixed_ips
+            )
+        except BaseException:
+            _unboot(recorder, api, vm_name)
+            raise
+        finally:
+            api.close()
+
+
+def _boot(
+    recorder: Recorder,
+    api: Neutron,
+    *,
+    vm_name: str,
+    network: str,
+    node: Node,
+    fixed_ips: Sequence[str],
+) -> VmRecord:
+    topology = recorder.topology
+    net = api.find("network", network)
+    body: dict[str, object] = {
+        "network_id": net["id"],
+        "name": vm_name,
+        "binding:host_id": node.name,
+        "device_owner": "compute:nova",
+        "device_id": str(uuid.uuid4()),
+    }
+    if fixed_ips:
+        body["fixed_ips"] = [{"ip_address": address} for address in fixed_ips]
+    port = api.create("port", body)
+    record = VmRecord(
+        name=vm_name,
+        host=node.name,
+        namespace=topology.vm_namespace(vm_name),
+        port_id=port["id"],
+        tap=tap_name(port["id"]),
+        mac=port["mac_address"],
+        network=net["name"] or net["id"],
+        addresses=[],
+    )
+    recorder.state.vms[vm_name] = record  # before the namespace: a crash leaves it recorded
+    recorder.namespace(record.namespace)
+    subnets = {f["subnet_id"]: api.show("subnet", f["subnet_id"]) for f in port["fixed_ips"]}
+    addresses = vm.guest_addresses(port, subnets)
+    record.addresses = [a.address for a in addresses]
+    vm.build(record.namespace, node, port, addresses)
+    recorder.start(f"vm-{vm_name}", topology.vm_service_command(vm_name))
+    if not _wait(lambda: vm.listening(record.namespace), SERVICE_TIMEOUT):
+        raise netns.LabError(f"{vm_name}'s service does not listen on port 22")
+    api.wait_port_status(port["id"], "ACTIVE", ACTIVE_TIMEOUT)
+    return record
+
+
+def _unboot(recorder: Recorder, api: Neutron, vm_name: str) -> None:
+    """Undo a failed boot: the service, the namespace, the port, the records."""
+    lab_state = recorder.state
+    service = lab_state.processes.pop(f"vm-{vm_name}", None)
+    if service is not None:
+        processes.stop(service)
+    record = lab_state.vms.pop(vm_name, None)
+    if record is not None:
+        netns.delete(record.namespace)
+        if record.namespace in lab_state.namespaces:
+            lab_state.namespaces.remove(record.namespace)
+        with contextlib.suppress(ApiError):
+            api.request("DELETE", f"ports/{record.port_id}")
+    recorder.save()
+
+
+__all__ = ["ADMIN_USER", "Recorder", "boot", "open_lab", "up"]

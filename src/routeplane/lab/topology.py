@@ -1,0 +1,239 @@
+"""The lab's plan: every name, address and command line, decided before anything is made.
+
+A pure function of (lab name, number of hosts, state directory). The builders
+(``fabric``, ``vm``, ``lab``) only execute this plan; ``down`` uses the same plan to
+recognise what is the lab's own after a crash, when the state file may be missing or
+partial. That is why names are strict here:
+
+- a lab name is letters and digits only (no ``-``), so the prefix ``rp-<lab>-`` can never
+  also be the start of another lab's namespaces (``rp-lab-…`` vs ``rp-lab2-…``);
+- a namespace belongs to the lab only if it matches one of the shapes the lab makes
+  (``fabric``, ``access``, ``node<N>``, ``vm-<name>``), so namespaces that others named
+  ``rp-<lab>-<hex>`` (the kernel tests' ``unique_name``) are never mistaken for ours.
+
+Addresses follow the walkthrough: the fabric is 192.168.8.0/24 (and fd00:192:168:8::/64),
+the access node is ``.1``, compute host ``nodeK`` is ``.K+2`` (node1 = 192.168.8.3).
+
+What this module must not do: any I/O.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from routeplane.lab.netns import PREFIX
+
+FABRIC_V4 = ipaddress.IPv4Network("192.168.8.0/24")
+FABRIC_V6 = ipaddress.IPv6Network("fd00:192:168:8::/64")
+ACCESS_INDEX = 1  # the access node is 192.168.8.1, as in the walkthrough
+FIRST_HOST_INDEX = 3  # node1 is 192.168.8.3, as in the walkthrough
+MAX_HOSTS = 64
+AS_NUMBER = 64512
+BRIDGE = "br0"  # the fabric's switch, inside the fabric namespace
+UPLINK = "fabric0"  # each node's interface on the fabric
+STATE_ROOT = Path("/run/routeplane")
+DEFAULT_LAB = "lab"
+DEFAULT_API_PORT = 9696
+
+_LAB_NAME = re.compile(r"^[a-z][a-z0-9]{0,11}$")
+_VM_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+_HOST_NAME = re.compile(r"^node([1-9][0-9]*)$")
+RESERVED_VM_NAMES = frozenset({"access", "fabric"})
+
+
+def check_lab_name(name: str) -> str:
+    if not _LAB_NAME.match(name):
+        raise ValueError(
+            f"lab names are 1-12 lower-case letters and digits, starting with a letter: {name!r}"
+        )
+    return name
+
+
+def check_vm_name(name: str) -> str:
+    """A VM name the lab can use as a namespace suffix and tell apart from the nodes."""
+    if not _VM_NAME.match(name) or name in RESERVED_VM_NAMES or _HOST_NAME.match(name):
+        raise ValueError(
+            f"VM names are 1-32 lower-case letters, digits and '-', and not 'access', "
+            f"'fabric' or 'node<N>': {name!r}"
+        )
+    return name
+
+
+def tap_name(port_id: str) -> str:
+    """The host side of a VM's interface, as Nova names it: ``tap`` + 11 chars of the port id."""
+    return "tap" + port_id[:11]
+
+
+@dataclass(frozen=True)
+class Node:
+    """A machine on the fabric: the access node or a compute host."""
+
+    name: str  # "access", "node1", …
+    namespace: str
+    index: int  # the last part of its fabric addresses
+
+    @property
+    def ipv4(self) -> str:
+        return str(FABRIC_V4.network_address + self.index)
+
+    @property
+    def ipv6(self) -> str:
+        # "host N at ::N": the decimal digits read as the last group (node1 is ::3)
+        return str(ipaddress.IPv6Address(f"{FABRIC_V6.network_address}{self.index}"))
+
+    @property
+    def ipv4_interface(self) -> str:
+        return f"{self.ipv4}/{FABRIC_V4.prefixlen}"
+
+    @property
+    def ipv6_interface(self) -> str:
+        return f"{self.ipv6}/{FABRIC_V6.prefixlen}"
+
+
+@dataclass(frozen=True)
+class Topology:
+    """One lab's names, addresses and command lines."""
+
+    lab: str
+    host_count: int
+    state_dir: Path
+
+    @staticmethod
+    def plan(lab: str, host_count: int, state_root: Path = STATE_ROOT) -> Topology:
+        check_lab_name(lab)
+        if not 1 <= host_count <= MAX_HOSTS:
+            raise ValueError(f"a lab has 1 to {MAX_HOSTS} hosts, not {host_count}")
+        return Topology(lab, host_count, state_root / lab)
+
+    # --- names ----------------------------------------------------------------------
+    @property
+    def prefix(self) -> str:
+        return f"{PREFIX}{self.lab}-"
+
+    @property
+    def fabric(self) -> str:
+        return f"{self.prefix}fabric"
+
+    @property
+    def access(self) -> Node:
+        return Node("access", f"{self.prefix}access", ACCESS_INDEX)
+
+    @property
+    def hosts(self) -> tuple[Node, ...]:
+        return tuple(
+            Node(f"node{k}", f"{self.prefix}node{k}", FIRST_HOST_INDEX + k - 1)
+            for k in range(1, self.host_count + 1)
+        )
+
+    def host(self, name: str) -> Node:
+        for node in self.hosts:
+            if node.name == name:
+                return node
+        raise ValueError(
+            f"lab {self.lab} has no host {name!r} (it has node1…node{self.host_count})"
+        )
+
+    def vm_namespace(self, vm: str) -> str:
+        return f"{self.prefix}vm-{check_vm_name(vm)}"
+
+    def owns(self, namespace: str) -> bool:
+        """Whether ``namespace`` has a shape this lab makes (see the module docstring)."""
+        if not namespace.startswith(self.prefix):
+            return False
+        rest = namespace[len(self.prefix) :]
+        if rest in ("fabric", "access") or _HOST_NAME.match(rest):
+            return True
+        return rest.startswith("vm-") and bool(_VM_NAME.match(rest[3:]))
+
+    # --- files ----------------------------------------------------------------------
+    @property
+    def state_file(self) -> Path:
+        return self.state_dir / "state.json"
+
+    @property
+    def store_url(self) -> str:
+        return f"sqlite://{self.state_dir / 'store.db'}"
+
+    @property
+    def api_config(self) -> Path:
+        return self.state_dir / "api.toml"
+
+    def log(self, process: str) -> Path:
+        return self.state_dir / "logs" / f"{process}.log"
+
+    def bird_dir(self, node: str) -> Path:
+        return self.state_dir / node / "bird"
+
+    # --- command lines --------------------------------------------------------------
+    def routeplane(self, *args: str) -> list[str]:
+        """``routeplane …`` as this interpreter runs it (a venv's script need not be on
+        root's PATH, and ``python -m`` keeps /proc/PID/cmdline predictable)."""
+        return [sys.executable, "-m", "routeplane.cli.main", "--store", self.store_url, *args]
+
+    def api_command(self, port: int) -> list[str]:
+        return self.routeplane(
+            "api", "--listen", f"127.0.0.1:{port}", "--config", str(self.api_config)
+        )
+
+    def controller_command(self) -> list[str]:
+        """The service-IP failover controller (one is enough in a lab; a short lease so a
+        killed one is replaced quickly when a test starts another)."""
+        return self.routeplane("controller", "--name", f"{self.lab}-controller", "--lease-ttl", "2")
+
+    def agent_command(self, node: Node) -> list[str]:
+        return self.routeplane(
+            "agent",
+            "--host", node.name,
+            "--netns", node.namespace,
+            "--bgp-address", node.ipv4,
+            "--bgp-address6", node.ipv6,
+            "--bgp-peer", self.access.ipv4,
+            "--bird-dir", str(self.bird_dir(node.name)),
+            "--as-number", str(AS_NUMBER),
+        )  # fmt: skip
+
+    def vm_service_command(self, vm: str) -> list[str]:
+        """The VM's service, run inside its namespace."""
+        return [
+            "ip", "netns", "exec", self.vm_namespace(vm),
+            sys.executable, "-m", "routeplane.lab.vm_service", "serve", vm,
+        ]  # fmt: skip
+
+
+def resolve(topology: Topology, node: str, vms: set[str] | frozenset[str]) -> str:
+    """The namespace of ``node``: ``access``, ``fabric``, a host name or a VM name."""
+    if node == "access":
+        return topology.access.namespace
+    if node == "fabric":
+        return topology.fabric
+    if _HOST_NAME.match(node):
+        return topology.host(node).namespace
+    if node in vms:
+        return topology.vm_namespace(node)
+    raise ValueError(
+        f"lab {topology.lab} has no node {node!r}: use access, node1…node{topology.host_count}"
+        f" or a VM ({', '.join(sorted(vms)) or 'none booted'})"
+    )
+
+
+__all__ = [
+    "ACCESS_INDEX",
+    "AS_NUMBER",
+    "BRIDGE",
+    "DEFAULT_API_PORT",
+    "DEFAULT_LAB",
+    "FABRIC_V4",
+    "FABRIC_V6",
+    "STATE_ROOT",
+    "UPLINK",
+    "Node",
+    "Topology",
+    "check_lab_name",
+    "check_vm_name",
+    "resolve",
+    "tap_name",
+]

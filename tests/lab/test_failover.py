@@ -1,0 +1,128 @@
+"""Health-driven failover of a service IP in the lab, end to end.
+
+testvm1 on node1 holds the service IP 10.28.0.23 as a ``service_ip`` (active: its port,
+standby: testvm2's port on node2, TCP health check on port 22). Both VMs have the address
+on ``eth0`` (what ``routeplane guest`` will do for them), so which VM answers is decided
+by the network alone. When testvm1's service dies, the checker on node1 reports it, the
+lab's controller moves the address to testvm2's port in one transaction, node2 routes
+it, BGP tells the access node, and connects from the access node reach testvm2.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from routeplane.lab import lab as lab_ops
+from routeplane.lab import netns
+from routeplane.lab.neutron import Neutron
+from routeplane.lab.state import LabState, VmRecord
+from routeplane.lab.teardown import down
+from routeplane.lab.topology import Topology
+from routeplane.store import open_store
+from routeplane.testing.api import free_port
+
+pytestmark = [
+    pytest.mark.kernel,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces"),
+]
+
+SERVICE_IP = "10.28.0.23"
+INTERVAL, THRESHOLD = 0.2, 3
+CONNECT = [sys.executable, "-m", "routeplane.lab.vm_service", "connect"]
+
+
+def wait_for(check: Callable[[], bool], timeout: float, what: str) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if check():
+            return time.monotonic() - started
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class Failover:
+    def __init__(self, name: str, state: LabState) -> None:
+        self.name = name
+        self.topology = Topology.plan(name, state.hosts)
+        self.api = Neutron(state.api_url, state.admin_token)
+
+    def answer(self, address: str = SERVICE_IP) -> str:
+        done = subprocess.run(
+            ["ip", "netns", "exec", self.topology.access.namespace, *CONNECT, address],
+            capture_output=True, text=True, timeout=10, check=False,
+        )  # fmt: skip
+        return done.stdout.strip()
+
+    def healthy(self, sip_id: str) -> int:
+        """How many of the service IP's ports the hosts report healthy."""
+        store = open_store(self.topology.store_url)
+        try:
+            records = store.range("/routeplane/v1/health/").items
+        finally:
+            store.close()
+        return sum(
+            1 for kv in records
+            if f"/{sip_id}/" in kv.key and isinstance(kv.value, dict) and kv.value["healthy"]
+        )  # fmt: skip
+
+    def service_ip(self, sip_id: str) -> dict[str, Any]:
+        found: dict[str, Any] = self.api.request("GET", f"service_ips/{sip_id}")["service_ip"]
+        return found
+
+
+@pytest.fixture(scope="module")
+def failover() -> Iterator[tuple[Failover, VmRecord, VmRecord]]:
+    name = "f" + secrets.token_hex(4)
+    try:
+        state = lab_ops.up(name, 2, free_port(), say=lambda _: None)
+        vm1 = lab_ops.boot(name, "testvm1", "demo-net", host="node1")
+        vm2 = lab_ops.boot(name, "testvm2", "demo-net", host="node2")
+        for vm in (vm1, vm2):
+            netns.ip(vm.namespace, "addr", "add", f"{SERVICE_IP}/16", "dev", "eth0")
+        the = Failover(name, state)
+        yield the, vm1, vm2
+        the.api.close()
+    finally:
+        down(name)
+
+
+def test_the_standby_takes_over_when_the_active_service_dies(
+    failover: tuple[Failover, VmRecord, VmRecord],
+) -> None:
+    lab, vm1, vm2 = failover
+    body = {
+        "name": "ssh", "ip_address": SERVICE_IP, "active_port_id": vm1.port_id,
+        "standby_port_ids": [vm2.port_id],
+        "health_check": {"type": "tcp", "port": 22, "interval": INTERVAL,
+                         "failure_threshold": THRESHOLD},
+    }  # fmt: skip
+    sip = lab.api.request("POST", "service_ips", {"service_ip": body})["service_ip"]
+    wait_for(lambda: lab.answer() == "testvm1", 20, "testvm1 on the service IP")
+    wait_for(lambda: lab.healthy(sip["id"]) == 2, 10, "both ports reported healthy")
+
+    state = lab_ops.open_lab(lab.name)[1]
+    os.kill(state.processes["vm-testvm1"].pid, signal.SIGKILL)  # the VM's service dies
+    moved = wait_for(
+        lambda: lab.service_ip(sip["id"])["active_port_id"] == vm2.port_id, 20, "the move"
+    )
+    answered = wait_for(lambda: lab.answer() == "testvm2", 20, "testvm2 on the service IP")
+    assert moved < INTERVAL * THRESHOLD + 1.0, f"moved after {moved:.2f}s"
+    assert answered < 2.0, f"testvm2 answered {answered:.2f}s after the move"
+
+    after = lab.service_ip(sip["id"])
+    assert after["active_port_id"] == vm2.port_id
+    assert after["moves"][-1]["reason"] == "health"
+    assert after["moves"][-1]["from_port_id"] == vm1.port_id
+    route = netns.ip(lab.topology.access.namespace, "route", "show", SERVICE_IP)
+    assert route.startswith(f"{SERVICE_IP} via 192.168.8.4")
+    node1 = netns.ip(lab.topology.host("node1").namespace, "route", "show", SERVICE_IP)
+    assert "dev tap" not in node1  # the old host no longer routes it to testvm1
