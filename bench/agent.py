@@ -2,16 +2,25 @@
 
 Run with ``make bench`` (as root). A host namespace with N taps (veth pairs whose VM ends
 sit in a second namespace), N endpoint records of two addresses each written to an
-embedded store, then ``routeplane agent --netns`` started as its own process:
+embedded store, all in security group ``default`` with Neutron's default rules (ingress
+from the group's own members — a remote-group set of 2·N addresses — and egress to
+anywhere), then ``routeplane agent --netns`` started as its own process, with its
+nftables policy on:
 
 - cold start: from starting the agent until it has reported every endpoint programmed
-  (all status keys written), and the agent process's peak RSS (VmHWM);
+  (all status keys written: the policy is in place before any route), and the agent
+  process's peak RSS (VmHWM);
 - one change: a third address added to one endpoint's record, until the agent has
-  reported that revision (store write → watch → diff → netlink → status write), p50/p99.
+  reported that revision (store write → watch → policy: anti-spoofing and remote-group
+  set elements → diff → netlink → status write), p50/p99; at the end the last address
+  added must be in the kernel's remote-group set (the policy was really programmed).
 
 Taps are capped (``MAX_TAPS``): bringing up ~10,000 interfaces in one namespace takes the
 kernel itself about a minute on this machine (see bench/dataplane.py); the endpoint count
-is N regardless, sharing taps. Bounded; everything is removed afterwards.
+is N regardless, sharing taps (at N = 10,000 five endpoints to a tap, and a change to one
+re-derives all five). The agent learns of a write by another process from the embedded
+store's poller (every 2-10 ms): that wait is part of every change's latency. Bounded;
+everything is removed afterwards.
 """
 
 from __future__ import annotations
@@ -33,6 +42,31 @@ SIZES = (1000, 10000)
 MAX_TAPS = 2000
 CHANGES = 50
 ROOT = "/routeplane/v1/"
+
+
+def default_group() -> JSONObject:
+    """Neutron's default security group: members reach each other, egress is open."""
+    rules: list[JSONValue] = [
+        {"direction": direction, "ethertype": ethertype, "protocol": None,
+         "port_range_min": None, "port_range_max": None, "remote_ip_prefix": None,
+         "remote_group_id": "default" if direction == "ingress" else None}
+        for direction in ("ingress", "egress") for ethertype in ("IPv4", "IPv6")
+    ]  # fmt: skip
+    rules.append(
+        {"direction": "ingress", "ethertype": "IPv4", "protocol": "tcp", "port_range_min": 22,
+         "port_range_max": 22, "remote_ip_prefix": "0.0.0.0/0", "remote_group_id": None}
+    )  # fmt: skip
+    return {"id": "default", "security_group_rules": rules}
+
+
+def in_group_set(host: str, address: str) -> bool:
+    """Whether the kernel's remote-group set of ``default`` holds ``address``."""
+    element = ["inet", "routeplane", "rg4-default", f"{{ {address} }}"]
+    try:
+        netns.exec_in(host, "nft", "get", "element", *element)
+    except netns.LabError:
+        return False
+    return True
 
 
 def record(i: int, tap: str, extra: int = 0) -> JSONObject:
@@ -66,6 +100,7 @@ def one_size(n: int) -> tuple[int, int, float, float, float, float]:
         host, taps = make_taps(cleanup, tap_count)
         url = f"sqlite://{Path(tmp) / 'store.db'}"
         store = SqliteStore(Path(tmp) / "store.db")
+        store.put(f"{ROOT}security_groups/default", default_group())
         for start in range(0, n, 100):
             ops = [
                 Put(f"{ROOT}endpoints/node1/port{i:06d}", record(i, taps[i % tap_count]))
@@ -106,6 +141,9 @@ def one_size(n: int) -> tuple[int, int, float, float, float, float]:
                     time.sleep(0.0002)
                 latencies.append((time.perf_counter() - began) * 1000)
             rss = peak_rss_mb(agent.pid)
+            last = record(0, "", extra=CHANGES)["fixed_ips"]
+            assert isinstance(last, list)
+            assert in_group_set(host, str(last[-1])), "the policy was not programmed"
         finally:
             agent.terminate()
             agent.wait(timeout=30)
@@ -124,7 +162,8 @@ def one_size(n: int) -> tuple[int, int, float, float, float, float]:
 def main() -> int:
     rows = [one_size(n) for n in SIZES]
     print(
-        "\nagent benchmark: cold start of N endpoints (2 addresses each) and one change at each N"
+        "\nagent benchmark: cold start of N endpoints (2 addresses each, security group with"
+        " a remote-group rule, nftables policy on) and one change at each N"
     )
     print(
         "{:>7} {:>6} {:>14} {:>12} {:>14} {:>10}".format(

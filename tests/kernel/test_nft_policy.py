@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import itertools
 import os
+import random
+import re
 import subprocess
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,9 +23,11 @@ from typing import Any
 
 import pytest
 
+from routeplane.dataplane.linux import libnft
+from routeplane.dataplane.linux.namespace import Namespace
 from routeplane.dataplane.linux.nft import NftTable
 from routeplane.dataplane.nft_delta import blocks, delta
-from routeplane.dataplane.nft_render import render
+from routeplane.dataplane.nft_render import TABLE, render
 from routeplane.lab.netns import Cleanup, add_veth, exec_in, ip
 from routeplane.model.errors import DataplaneError
 
@@ -139,12 +143,17 @@ def connect(vm: Vm, address: str, source: str | None = None, port: int = 22) -> 
     return exec_in(vm.namespace, "python3", "-c", CLIENT, *args).strip()
 
 
-@pytest.fixture
-def host() -> Iterator[Host]:
+@pytest.fixture(params=["libnftables", "nft command"])
+def host(request: pytest.FixtureRequest) -> Iterator[Host]:
+    """A host namespace whose table goes through libnftables in this process or, as where
+    the library is missing, through the ``nft`` command."""
     with Cleanup() as cleanup:
         namespace = cleanup.namespace("nfthost")
         exec_in(namespace, "sysctl", "-qw", "net.ipv4.ip_forward=1")
-        the_host = Host(cleanup, namespace, NftTable(namespace))
+        table = NftTable(namespace, library=request.param == "libnftables")
+        assert table.engine == request.param
+        cleanup.add("close the nft table", table.close)
+        the_host = Host(cleanup, namespace, table)
         try:
             yield the_host
         finally:
@@ -177,6 +186,44 @@ def test_a_bad_script_raises_with_nfts_message_and_keeps_the_previous_one(host: 
     with pytest.raises(DataplaneError, match=r"nft -f .* failed .*Error"):
         host.table.apply("table inet routeplane {\n\tchain c { nonsense }\n}\n")
     assert "chain forward" in host.table.list()
+    # a transaction that fails half-way (the element's set does not exist) takes nothing
+    with pytest.raises(DataplaneError, match="No such file or directory"):
+        host.table.apply(
+            'add element inet routeplane vm-taps { "tapx" }\n'
+            'add element inet routeplane nosuchset { "tapx" }\n'
+        )
+    assert "tapx" not in host.table.list()
+
+
+def _tables(namespace: str) -> list[str]:
+    """The tables of a namespace, as the ``nft`` command sees them from inside it."""
+    return exec_in(namespace, "nft", "list", "tables").splitlines()
+
+
+def test_the_library_acts_in_its_namespace_whichever_namespace_the_caller_is_in() -> None:
+    """libnftables' netlink socket belongs to the namespace it was opened in: the table
+    lands in the namespace the driver was given, not in the caller's, and without a name
+    in the caller's own."""
+    with Cleanup() as cleanup:
+        target, caller = cleanup.namespace("nfttarget"), cleanup.namespace("nftcaller")
+        elsewhere = Namespace(caller)  # a thread of this process sitting in ``caller``
+        cleanup.add("close the caller thread", elsewhere.close)
+
+        def program(netns: str | None) -> None:
+            table = NftTable(netns)
+            try:
+                assert table.engine == "libnftables"
+                table.apply(render([], {}, {}))
+                table.apply('add element inet routeplane vm-taps { "tapprobe" }\n')
+            finally:
+                table.close()
+
+        elsewhere.run(lambda: program(target))
+        assert _tables(target) == ["table inet routeplane"]
+        assert '"tapprobe"' in exec_in(target, "nft", "list", "set", "inet", TABLE, "vm-taps")
+        assert _tables(caller) == []
+        elsewhere.run(lambda: program(None))  # no namespace: the caller's own
+        assert _tables(caller) == ["table inet routeplane"]
 
 
 def test_walkthrough_rule_admits_the_allowed_source_and_drops_another(three: Host) -> None:
@@ -256,6 +303,20 @@ def test_vm_to_host_only_metadata_and_the_like(three: Host) -> None:
     assert connect(vm1, "169.254.169.254", port=8080).startswith("failed")
 
 
+def _held(listing: str) -> dict[tuple[str, str], tuple[str, frozenset[str]]]:
+    """What the kernel holds, by block: a chain's rules, or a set's declaration and its
+    elements as a set (a pipapo set lists them in the order they were added)."""
+    held: dict[tuple[str, str], tuple[str, frozenset[str]]] = {}
+    for key, body in blocks(listing).items():
+        match = re.search(r"\t\telements = \{ (.*?) \}\n", body, re.DOTALL)
+        if match is None:
+            held[key] = (body, frozenset())
+            continue
+        elements = frozenset(e.strip() for e in match.group(1).split(","))
+        held[key] = (body[: match.start()] + body[match.end() :], elements)
+    return held
+
+
 def test_an_update_between_any_two_rulesets_equals_the_full_replacement(host: Host) -> None:
     """``nft_delta``: going from one golden ruleset to another with only the changed
     blocks leaves the kernel with exactly what a full replacement gives."""
@@ -263,11 +324,72 @@ def test_an_update_between_any_two_rulesets_equals_the_full_replacement(host: Ho
     cases.append(render([], {}, {}))
     for old, new in itertools.permutations(cases, 2):
         host.table.apply(new)
-        wanted = blocks(host.table.list())  # by name: the kernel lists in creation order
+        wanted = _held(host.table.list())  # by name: the kernel lists in creation order
         assert len(wanted) >= len(blocks(new)) > 0
         host.table.apply(old)
         update = delta(blocks(old), blocks(new))
         assert update is not None
         if update:
             host.table.apply(update)
-        assert blocks(host.table.list()) == wanted
+        assert _held(host.table.list()) == wanted
+
+
+def _random_endpoints(rng: random.Random) -> tuple[list[dict[str, Any]], dict[str, list[str]]]:
+    pool = ["10.28.0.13", "10.28.0.14", "10.28.0.0/29", "10.28.1.0/24", "10.28.1.0/25",
+            "2001:db8:28::31", "2001:db8:28::/120"]  # fmt: skip
+    endpoints = []
+    for tap in rng.sample(["tapa", "tapb", "tapc", "tapd"], rng.randint(0, 4)):
+        fixed = rng.sample(pool, rng.randint(0, 3))
+        nat = [
+            {"floating_ip_address": f, "fixed_ip_address": fixed[0]}
+            for f in rng.sample(["203.0.113.5", "203.0.113.6"], rng.randint(0, 1))
+            if fixed and ":" not in fixed[0]
+        ]
+        endpoints.append(
+            {"interface": tap, "fixed_ips": fixed, "allowed_addresses": rng.sample(pool, 1),
+             "floating_ips": nat, "port_security_enabled": rng.random() > 0.2,
+             "security_groups": rng.sample(sorted(GROUPS), rng.randint(0, 2))}
+        )  # fmt: skip
+    members = {GROUP_CLIENTS: rng.sample(pool, rng.randint(0, 4))}
+    return endpoints, members
+
+
+def test_a_run_of_updates_keeps_the_kernel_equal_to_a_full_replacement(host: Host) -> None:
+    """Random tables one after another: one namespace only ever gets the updates, the
+    other each table whole; the kernel must hold the same in both, every time."""
+    reference = NftTable(host.cleanup.namespace("nftref"))
+    host.cleanup.add("close the reference table", reference.close)
+    rng = random.Random(4)
+    before = render([], GROUPS, {})
+    host.table.apply(before)
+    for _ in range(25):
+        endpoints, members = _random_endpoints(rng)
+        after = render(endpoints, GROUPS, members)
+        update = delta(blocks(before), blocks(after))
+        assert update is not None
+        if update:
+            host.table.apply(update)
+        reference.apply(after)
+        assert _held(host.table.list()) == _held(reference.list())
+        before = after
+
+
+def test_a_table_of_thousands_then_one_member_more(host: Host) -> None:
+    """A whole table this size goes through the ``nft`` command (its parse would be the
+    agent's memory peak); the one-element update after it through the engine in use."""
+    endpoints = [
+        {"interface": f"tap{i:05d}", "fixed_ips": [f"10.{i // 256}.{i % 256}.1"],
+         "security_groups": [GROUP_FROM_CLIENTS]}
+        for i in range(3000)
+    ]  # fmt: skip
+    members = {GROUP_CLIENTS: [f"10.99.{i // 256}.{i % 256}" for i in range(3000)]}
+    before = render(endpoints, GROUPS, members)
+    assert len(before) >= libnft.BIG
+    host.table.apply(before)
+    after = render(endpoints, GROUPS, {GROUP_CLIENTS: [*members[GROUP_CLIENTS], "10.98.0.1"]})
+    update = delta(blocks(before), blocks(after))
+    assert update == "add element inet routeplane rg4-sg-clients { 10.98.0.1 }\n"
+    host.table.apply(update)
+    held = _held(host.table.list())
+    assert len(held[("set", "rg4-sg-clients")][1]) == 3001
+    assert len(held[("set", "sources4")][1]) == 3000

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from routeplane.dataplane.nft_render import render
+from routeplane.dataplane.nft_delta import blocks, split
+from routeplane.dataplane.nft_render import FIXED, canonical, classify, profile_name, render
 
 pytestmark = pytest.mark.unit
 
@@ -62,24 +63,80 @@ def test_walkthrough_rule_and_floating_ip() -> None:
     text = _render("walkthrough")
     assert "ip saddr 192.168.8.1/32 tcp dport 22 accept" in text
     assert "203.0.113.5 : 10.28.0.13" in text
-    assert "snat ip to 203.0.113.5" in text
+    assert "10.28.0.13 . 10.28.0.13 . 203.0.113.5 : 203.0.113.5" in text  # hairpin snat
+
+
+def _elements(text: str, kind: str, name: str) -> set[str]:
+    return split(blocks(text)[(kind, name)])[1]
 
 
 def test_port_security_disabled_port_is_not_filtered() -> None:
     text = _render("port-security-disabled")
-    assert "from-tap22222222-aa" not in text
-    assert "to-tap22222222-aa" not in text
-    assert "jump from-tap11111111-aa" in text
+    guarded = '"tap11111111-aa"'
+    assert _elements(text, "set", "guarded") == {guarded}
+    assert _elements(text, "set", "vm-taps") == {guarded, '"tap22222222-aa"'}  # metadata only
+    assert _elements(text, "map", "from-vm") == {f"{guarded} : jump egress-sg-web"}
+    assert _elements(text, "set", "sources4") == {f"{guarded} . 10.28.0.21"}
 
 
 def test_remote_group_is_a_set_of_members() -> None:
     text = _render("remote-group")
     assert "ip saddr @rg4-sg-app tcp dport 5432 accept" in text
-    assert "elements = { 10.28.0.51, 10.28.0.61 }" in text
+    assert "ip saddr @rgn4-sg-app tcp dport 5432 accept" in text  # the members' prefixes
+    assert _elements(text, "set", "rg4-sg-app") == {"10.28.0.51", "10.28.0.61"}
+    assert _elements(text, "set", "rgn4-sg-db") == {"10.28.5.0/24"}
     assert "ip6 daddr @rg6-sg-app udp dport 1000-2000 return" in text
 
 
 def test_no_endpoints_still_renders_a_valid_empty_policy() -> None:
     text = render([], {}, {})
-    assert "vmap" not in text
-    assert "jump from-vm-to-host" not in text
+    assert set(blocks(text)) == set(FIXED)  # no profile chains, no member sets
+    assert "elements" not in text
+
+
+def test_taps_with_the_same_groups_share_one_pair_of_chains() -> None:
+    data = json.loads((GOLDEN / "walkthrough" / "input.json").read_text())
+    text = render(data["endpoints"], data["groups"], data["members"])
+    chains = [
+        k for k in blocks(text) if k[0] == "chain" and k[1].startswith(("egress-", "ingress-"))
+    ]
+    group = data["groups"]["0d5a3e4b-1111-4a2b-8c3d-000000000001"]["id"]
+    assert sorted(chains) == [("chain", f"egress-{group}"), ("chain", f"ingress-{group}")]
+    assert len(_elements(text, "map", "to-vm")) == 2
+
+
+def test_endpoints_sharing_a_tap_are_judged_together() -> None:
+    one = {"interface": "tapshared", "fixed_ips": ["10.0.0.1"], "security_groups": ["a"]}
+    two = {"interface": "tapshared", "fixed_ips": ["10.0.0.2"], "security_groups": ["b"],
+           "port_security_enabled": False}  # fmt: skip
+    text = render([one, two], {}, {})
+    assert _elements(text, "set", "sources4") == {
+        '"tapshared" . 10.0.0.1',
+        '"tapshared" . 10.0.0.2',
+    }
+    assert _elements(text, "map", "from-vm") == {'"tapshared" : jump egress-a.b'}
+
+
+def test_prefixes_cover_the_addresses_inside_them() -> None:
+    addresses = ["10.0.0.5", "10.0.0.0/24", "10.0.0.0/25", "10.0.1.7", "fd00::1", "bogus"]
+    assert canonical(addresses, 4) == ["10.0.0.0/24", "10.0.1.7"]
+    assert canonical(addresses, 6) == ["fd00::1"]
+    assert classify(addresses)[4] == ({"10.0.0.5", "10.0.1.7"}, {"10.0.0.0/24", "10.0.0.0/25"})
+
+
+def test_names_that_nft_cannot_take_are_digested() -> None:
+    assert profile_name(("sg-a", "sg-b")) == "sg-a.sg-b"
+    odd = profile_name(("a b",))
+    assert odd.startswith("h")
+    assert " " not in odd
+    assert profile_name(()) != profile_name(("",))
+
+
+def test_a_rule_with_an_unknown_protocol_admits_nothing() -> None:
+    rule = {"direction": "ingress", "ethertype": "IPv4", "protocol": "carrier-pigeon"}
+    text = render(
+        [{"interface": "tapa", "security_groups": ["g"]}],
+        {"g": {"security_group_rules": [rule]}},
+        {},
+    )
+    assert blocks(text)[("chain", "ingress-g")] == "\t\tdrop\n"

@@ -34,7 +34,6 @@ from routeplane.agent.policy import PolicyFeed, PolicyTable
 from routeplane.agent.registration import Registration
 from routeplane.agent.status import StatusWriter
 from routeplane.dataplane.diff import diff
-from routeplane.dataplane.nft_delta import blocks, delta
 from routeplane.dataplane.ports import Kernel
 from routeplane.model.errors import DataplaneError, StoreError
 from routeplane.store import Event, EventType, Store
@@ -231,30 +230,35 @@ class Agent:
         self._report(ids)
 
     def _apply_policy(self, ids: set[str]) -> None:
-        """Program the host's whole nftables table when anything it depends on changed.
-        On failure the previous table stays, and endpoints not covered by it get no
-        routes (fail closed); it is tried again on the next round."""
+        """Program the policy of these endpoints' taps and whatever else changed (remote
+        members, groups), as one nftables transaction of only the difference. On failure
+        the previous table stays, and endpoints not covered by it get no routes (fail
+        closed); the next round replaces the whole table."""
         if self.policy is None or self.policy_feed is None:
             return
-        if not (ids or self.policy_feed.dirty):
-            return
-        script = self.policy_feed.script(self.cache.endpoints.values())
-        rendered = blocks(script)
-        applied = self.policy_feed.applied
-        update = None if applied is None else delta(applied, rendered)
-        try:
-            if update is None:
-                self.policy.apply(script)  # the whole table, atomically replaced
-            elif update:
-                self.policy.apply(update)  # only what changed, in one transaction
-        except DataplaneError as exc:
-            LOG.warning("policy: %s; endpoints without policy stay unrouted", exc)
-            self.policy_feed.applied = None  # next time: the whole table again
-            self.dirty |= ids
-            return
-        self.policy_feed.applied = rendered
-        self.policy_ok = set(self.cache.endpoints)
-        self.policy_feed.dirty = False
+        feed, endpoints = self.policy_feed, self.cache.endpoints
+        feed.local(
+            {i: str(endpoints[i].get("interface", "")) if i in endpoints else "" for i in ids},
+            lambda tap: [
+                endpoints[i] for i in sorted(self.cache.on_tap.get(tap, ())) if i in endpoints
+            ],
+        )
+        if feed.dirty:
+            try:
+                script = feed.script()
+                if script:
+                    self.policy.apply(script)
+            except DataplaneError as exc:
+                LOG.warning("policy: %s; endpoints without policy stay unrouted", exc)
+                feed.failed()
+                self.dirty |= ids
+                return
+            feed.committed()
+        for i in ids:  # the table now covers exactly the endpoints in the cache
+            if i in self.cache.endpoints:
+                self.policy_ok.add(i)
+            else:
+                self.policy_ok.discard(i)
 
     def _report(self, ids: Iterable[str]) -> None:
         programmed: dict[str, int] = {}

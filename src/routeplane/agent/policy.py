@@ -1,84 +1,371 @@
-"""What the host's nftables policy is made of, kept current from the store.
+"""What the host's nftables policy is made of, kept current from the store one change at
+a time.
 
 Security groups are global, and a rule with ``remote_group_id`` admits the addresses of
 every port in that group on every host, so this follows all endpoint records and all
-security groups (not only this host's) and renders the host's whole table from them with
-the pure ``dataplane.nft_render.render``. The executor applies it with one atomic
-``nft -f``; the agent routes an endpoint only once its policy is in place, so a policy
-that cannot be programmed fails closed (no route, no traffic) rather than open.
+security groups (not only this host's). The agent tells it which of its own taps changed
+(``local``); from those and from the followed records it keeps the table it wants — the
+blocks (declarations, chain rules) and, for each set and map, how many contributions hold
+each element — and notes what changed since the table was last programmed:
+
+- a tap's change re-renders only that tap's elements (``dataplane.nft_render.tap_policy``
+  and ``tap_elements``) and, if its groups changed, takes or releases the chains of its
+  group combination (shared by all taps with it: a "profile");
+- an endpoint record anywhere changes only its own addresses in its groups' member sets;
+- a security group's change re-renders only the profiles that include it; a remote group
+  gets its member sets while some profile's rule names it.
+
+``script()`` then writes only the difference (``dataplane.nft_delta``), or the whole table
+when nothing is known to be programmed (at start, after a failure): either way one atomic
+``nft -f`` transaction, and the same table a full render of everything gives. The agent
+routes an endpoint only once its policy is in place, so a policy that cannot be
+programmed fails closed (no route, no traffic) rather than open.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import operator
+from collections import Counter
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from routeplane.dataplane.nft_delta import Blocks
-from routeplane.dataplane.nft_render import render
+from routeplane.dataplane.nft_delta import Update, changes, script
+from routeplane.dataplane.nft_render import (
+    FIXED,
+    FLOATING,
+    Key,
+    TapPolicy,
+    canonical,
+    classify,
+    endpoint_addresses,
+    group_set_names,
+    group_sets,
+    profile_chains,
+    table_script,
+    tap_elements,
+    tap_policy,
+)
 from routeplane.store import Event, EventType, Store
 from routeplane.store.watcher import Follower, Snapshot
 
 ROOT = "/routeplane/v1/"
+VERSIONS = (4, 6)
+# One endpoint's groups, and its IPv4 addresses, IPv4 prefixes, IPv6 addresses, IPv6 prefixes.
+_Member = tuple[tuple[str, ...], tuple[frozenset[str], ...]]
+_NONE: _Member = ((), (frozenset(),) * 4)
 
 
 class PolicyTable(Protocol):
-    """The executor's port for the host's table: apply a whole script atomically, or raise
-    ``DataplaneError`` and keep the previous one."""
+    """The executor's port for the host's table: apply a script atomically, or raise
+    ``DataplaneError`` and keep the previous table."""
 
     def apply(self, script: str) -> None: ...
+
+
+class Elements:
+    """Every set's and map's elements, each with how many contributions hold it (two ports
+    may share an address), and what changed since ``take``. In the maps named in
+    ``unique`` one key has one value: when two contributions disagree (a floating IP
+    moving between two ports of this host, seen half-way), the least element wins, as in
+    ``nft_render.render``, rather than a transaction the kernel refuses."""
+
+    def __init__(self, unique: Collection[Key] = ()) -> None:
+        self.counts: dict[Key, Counter[str]] = {}
+        self.changed: dict[Key, dict[str, bool]] = {}  # element -> now present?
+        self.unique = frozenset(unique)
+        self.rivals: dict[Key, dict[str, set[str]]] = {}  # map key -> elements held
+
+    def replace(self, key: Key, old: Collection[str], new: Collection[str]) -> None:
+        """One contribution to set ``key`` was ``old`` and is now ``new``."""
+        if old == new:
+            return
+        counts = self.counts.setdefault(key, Counter())
+        for element in old:
+            if element not in new:
+                counts[element] -= 1
+                if counts[element] <= 0:
+                    del counts[element]
+                    self._held(key, element, False)
+        for element in new:
+            if element not in old:
+                counts[element] += 1
+                if counts[element] == 1:
+                    self._held(key, element, True)
+
+    def _held(self, key: Key, element: str, held: bool) -> None:
+        if key not in self.unique:
+            self._note(key, element, held)
+            return
+        rivals = self.rivals.setdefault(key, {})
+        name = element.partition(" : ")[0]
+        same = rivals.setdefault(name, set())
+        before = min(same, default=None)
+        (same.add if held else same.discard)(element)
+        after = min(same, default=None)
+        if not same:
+            del rivals[name]
+        if before != after:
+            if before is not None:
+                self._note(key, before, False)
+            if after is not None:
+                self._note(key, after, True)
+
+    def _note(self, key: Key, element: str, present: bool) -> None:
+        changed = self.changed.setdefault(key, {})
+        if changed.get(element, present) != present:
+            del changed[element]  # back to what was programmed
+        else:
+            changed[element] = present
+
+    def current(self, key: Key) -> Collection[str]:
+        if key in self.unique:
+            return [min(same) for same in self.rivals.get(key, {}).values()]
+        return self.counts.get(key, {}).keys()
+
+    def take(self) -> dict[Key, dict[str, bool]]:
+        changed, self.changed = self.changed, {}
+        return changed
+
+
+@dataclass
+class _Profile:
+    users: int
+    chains: dict[Key, str]
+    needs: frozenset[tuple[str, int]]
+
+
+@dataclass
+class _Wanted:
+    """The table the host wants, kept by contribution."""
+
+    heads: dict[Key, str] = field(default_factory=lambda: dict(FIXED))
+    elements: Elements = field(default_factory=lambda: Elements(FLOATING.values()))
+    taps: dict[str, TapPolicy] = field(default_factory=dict)
+    seen: dict[str, tuple[Mapping[str, Any], ...]] = field(default_factory=dict)  # tap -> records
+    profiles: dict[tuple[str, ...], _Profile] = field(default_factory=dict)
+    by_group: dict[str, set[tuple[str, ...]]] = field(default_factory=dict)  # -> profiles
+    needed: Counter[tuple[str, int]] = field(default_factory=Counter)  # remote group sets
+    members: dict[str, _Member] = field(default_factory=dict)  # endpoint key -> membership
+    nets: dict[tuple[str, int], Counter[str]] = field(default_factory=dict)  # group prefixes
 
 
 class PolicyFeed:
     def __init__(self, store: Store) -> None:
         self.endpoints = Follower(store, f"{ROOT}endpoints/")
         self.groups_follower = Follower(store, f"{ROOT}security_groups/")
-        self.all_endpoints: dict[str, dict[str, Any]] = {}
         self.groups: dict[str, dict[str, Any]] = {}
+        self.want = _Wanted()
+        self.port_taps: dict[str, str] = {}  # this host's port id -> its tap
+        self.applied: dict[Key, str] | None = None  # blocks last programmed; None: unknown
         self.dirty = True
-        self.applied: Blocks | None = None  # the table as last programmed; None: unknown
 
+    # taking in changes -----------------------------------------------------------------
     def poll(self) -> None:
         """Take in whatever changed, without waiting (raises ``StoreError``)."""
-        self._take(self.groups_follower.poll(0), self.groups, f"{ROOT}security_groups/")
-        self._take(self.endpoints.poll(0), self.all_endpoints, f"{ROOT}endpoints/")
+        self._take_groups(self.groups_follower.poll(0))
+        self._take_endpoints(self.endpoints.poll(0))
 
-    def _take(
-        self, news: Snapshot | list[Event], into: dict[str, dict[str, Any]], prefix: str
-    ) -> None:
+    def _take_groups(self, news: Snapshot | list[Event]) -> None:
+        prefix = f"{ROOT}security_groups/"
         if isinstance(news, Snapshot):
-            into.clear()
-            into.update(
-                {
-                    k[len(prefix) :]: kv.value
-                    for k, kv in news.items.items()
-                    if isinstance(kv.value, dict)
-                }
-            )
-            self.dirty = True
+            fresh = {
+                k[len(prefix) :]: kv.value
+                for k, kv in news.items.items()
+                if isinstance(kv.value, dict)
+            }
+            touched = {g for g in {*self.groups, *fresh} if self.groups.get(g) != fresh.get(g)}
+            self.groups = fresh
+        else:
+            touched = set()
+            for event in news:
+                group_id = event.key[len(prefix) :]
+                touched.add(group_id)
+                if event.type is EventType.PUT and isinstance(event.value, dict):
+                    self.groups[group_id] = event.value
+                else:
+                    self.groups.pop(group_id, None)
+        for group_id in touched:
+            for profile in self.want.by_group.get(group_id, set()).copy():
+                self._render_profile(profile)
+
+    def _take_endpoints(self, news: Snapshot | list[Event]) -> None:
+        prefix = f"{ROOT}endpoints/"
+        if isinstance(news, Snapshot):
+            fresh = {
+                k[len(prefix) :]: kv.value
+                for k, kv in news.items.items()
+                if isinstance(kv.value, dict)
+            }
+            for key in set(self.want.members) - set(fresh):
+                self._member(key, None)
+            for key, record in fresh.items():
+                self._member(key, record)
             return
         for event in news:
-            key = event.key[len(prefix) :]
-            if event.type is EventType.PUT and isinstance(event.value, dict):
-                into[key] = event.value
-            else:
-                into.pop(key, None)
+            value = event.value if event.type is EventType.PUT else None
+            self._member(event.key[len(prefix) :], value if isinstance(value, dict) else None)
+
+    def _member(self, key: str, record: Mapping[str, Any] | None) -> None:
+        """Endpoint ``key`` (on any host) is now ``record``: its addresses in its groups."""
+        want = self.want
+        old = want.members.pop(key, _NONE)
+        new = _NONE
+        if record is not None:
+            groups = tuple(sorted({str(g) for g in record.get("security_groups", [])}))
+            found = classify(endpoint_addresses(record))
+            new = (groups, tuple(frozenset(found[v][i]) for v in VERSIONS for i in (0, 1)))
+            want.members[key] = new
+        if old == new:
+            return
+        for group_id in set(old[0]) | set(new[0]):
+            before = old[1] if group_id in old[0] else _NONE[1]
+            after = new[1] if group_id in new[0] else _NONE[1]
+            for index, version in enumerate(VERSIONS):
+                host_key, _ = group_set_names(group_id, version)
+                hosts, nets = 2 * index, 2 * index + 1
+                want.elements.replace(host_key, before[hosts], after[hosts])
+                if before[nets] != after[nets]:
+                    self._nets(group_id, version, before[nets], after[nets])
+        self.dirty = True
+
+    def _nets(
+        self, group_id: str, version: int, before: frozenset[str], after: frozenset[str]
+    ) -> None:
+        """Prefixes of a group's members, as non-overlapping interval-set elements."""
+        counts = self.want.nets.setdefault((group_id, version), Counter())
+        was = canonical(counts, version)
+        counts.subtract(before)
+        counts.update(after)
+        for net in [n for n, c in counts.items() if c <= 0]:
+            del counts[net]
+        _, net_key = group_set_names(group_id, version)
+        self.want.elements.replace(net_key, was, canonical(counts, version))
+
+    def local(
+        self, ports: Mapping[str, str], on_tap: Callable[[str], Sequence[Mapping[str, Any]]]
+    ) -> None:
+        """These ports of this host changed and are now on these taps (``""``: gone);
+        ``on_tap(tap)`` gives every endpoint now on a tap. The taps they were on before
+        and the taps they are on now are looked at again."""
+        want = self.want
+        taps = set()
+        for port_id, tap in ports.items():
+            taps.add(self.port_taps.pop(port_id, ""))
+            if tap:
+                self.port_taps[port_id] = tap
+                taps.add(tap)
+        taps.discard("")
+        for tap in taps:
+            endpoints = tuple(on_tap(tap))
+            seen = want.seen.pop(tap, ())
+            if endpoints:
+                want.seen[tap] = endpoints
+            if len(seen) == len(endpoints) and all(map(operator.is_, seen, endpoints)):
+                continue  # the very same records (a resync): nothing to render again
+            old = want.taps.pop(tap, None)
+            new = tap_policy(endpoints) if endpoints else None
+            if new is not None:
+                want.taps[tap] = new
+            if old == new:
+                continue
+            had = tap_elements(tap, old) if old is not None else {}
+            has = tap_elements(tap, new) if new is not None else {}
+            for key in {*had, *has}:
+                want.elements.replace(key, had.get(key, frozenset()), has.get(key, frozenset()))
+            if new is not None and new.guarded:
+                self._use_profile(new.groups, +1)
+            if old is not None and old.guarded:
+                self._use_profile(old.groups, -1)
             self.dirty = True
 
-    def members(self) -> dict[str, list[str]]:
-        """Security-group id -> the addresses of its ports, on any host."""
-        found: dict[str, list[str]] = {}
-        for endpoint in self.all_endpoints.values():
-            addresses = [*endpoint.get("fixed_ips", []), *endpoint.get("allowed_addresses", [])]
-            for group in endpoint.get("security_groups", []):
-                found.setdefault(str(group), []).extend(str(a) for a in addresses)
-        return {group: sorted(set(addresses)) for group, addresses in found.items()}
+    def _use_profile(self, groups: tuple[str, ...], delta: int) -> None:
+        want = self.want
+        profile = want.profiles.get(groups)
+        if profile is None:
+            profile = want.profiles[groups] = _Profile(0, {}, frozenset())
+            for group_id in groups:
+                want.by_group.setdefault(group_id, set()).add(groups)
+            self._render_profile(groups)
+        profile.users += delta
+        if profile.users > 0:
+            return
+        for key in profile.chains:
+            del want.heads[key]
+        self._need(profile.needs, -1)
+        del want.profiles[groups]
+        for group_id in groups:
+            users = want.by_group[group_id]
+            users.discard(groups)
+            if not users:
+                del want.by_group[group_id]
 
-    def script(self, local: Iterable[Mapping[str, Any]]) -> str:
-        return render(list(local), self.groups, self.members())
+    def _render_profile(self, groups: tuple[str, ...]) -> None:
+        profile = self.want.profiles[groups]
+        chains, needs = profile_chains(groups, self.groups)
+        self.want.heads.update(chains)
+        self._need(needs - profile.needs, +1)
+        self._need(profile.needs - needs, -1)
+        profile.chains, profile.needs = chains, needs
+        self.dirty = True
+
+    def _need(self, groups: Collection[tuple[str, int]], delta: int) -> None:
+        """Remote groups' member sets exist while some profile's rule names them."""
+        for group_id, version in groups:
+            self.want.needed[(group_id, version)] += delta
+            count = self.want.needed[(group_id, version)]
+            if count == 1 and delta > 0:
+                self.want.heads.update(group_sets(group_id, version))
+            elif count <= 0:
+                del self.want.needed[(group_id, version)]
+                for key in group_set_names(group_id, version):
+                    self.want.heads.pop(key, None)
+
+    # programming -----------------------------------------------------------------------
+    def script(self) -> str:
+        """What brings the kernel's table to the wanted one: the difference from what was
+        last programmed, or the whole table (``""``: nothing to do)."""
+        want = self.want
+        changed = want.elements.take()
+        update = None if self.applied is None else changes(self.applied, want.heads)
+        if update is None:
+            return self.table()
+        for key in update.created:
+            if key[0] != "chain":
+                update.added[key] = set(want.elements.current(key))
+        for key, elements in changed.items():
+            if key in want.heads and key not in update.created:
+                _split(elements, key, update)
+        return script(update)
+
+    def table(self) -> str:
+        """The whole wanted table, as a script replacing the kernel's."""
+        heads = self.want.heads
+        sets = {k: self.want.elements.current(k) for k in heads if k[0] != "chain"}
+        return table_script(heads, sets)
+
+    def committed(self) -> None:
+        """The last ``script()`` is programmed."""
+        self.applied = dict(self.want.heads)
+        self.dirty = False
+
+    def failed(self) -> None:
+        """The last ``script()`` was refused: the kernel kept its previous table, which
+        is no longer known here in detail, so the next script replaces it whole."""
+        self.applied = None
 
     def close(self) -> None:
         self.endpoints.close()
         self.groups_follower.close()
 
 
-__all__ = ["PolicyFeed", "PolicyTable"]
+def _split(elements: Mapping[str, bool], key: Key, update: Update) -> None:
+    added = {e for e, present in elements.items() if present}
+    removed = {e for e, present in elements.items() if not present}
+    if added:
+        update.added[key] = added
+    if removed:
+        update.removed[key] = removed
+
+
+__all__ = ["Elements", "PolicyFeed", "PolicyTable"]

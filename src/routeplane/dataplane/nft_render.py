@@ -1,36 +1,53 @@
-"""The nftables ruleset of one host, rendered as an ``nft -f`` script: a pure function.
+"""The nftables ruleset of one host, rendered piece by piece: pure functions.
 
 ``render(endpoints, groups, members)`` turns the host's endpoint records, the security
-groups they use and the addresses of each group's members into the complete text of the
-table ``inet routeplane`` — routeplane's only table, its ownership mark. The script
+groups and the addresses of each group's members into the complete ``nft -f`` script for
+the table ``inet routeplane`` — routeplane's only table, its ownership mark. The script
 declares the table, deletes it and defines it again, so ``nft -f`` applies it as one
-atomic transaction that replaces the previous version entirely (stale chains and sets go
-with it) and never touches any other table.
+atomic transaction that replaces the previous version entirely and never touches any
+other table. The same pieces (``tap_policy``/``tap_elements``, ``profile_chains``,
+``classify``, ``table_script``) let the agent keep the table current one change at a
+time (``agent/policy.py``) and render the very same text when it must start over.
 
-Shape (all names sorted, so the same input always renders the same text):
+Shape. Why so few named objects: libnftables reads every chain and set of the table (and
+every element of the plain interval sets) before each command, so a table with per-tap
+chains or sets costs tens of milliseconds per change at a few thousand taps; here the
+number of chains and sets does not grow with the taps, only the number of elements does.
 
 - ``forward`` (policy accept: only traffic to or from our taps is judged): conntrack
-  established/related accepted, invalid dropped on our taps; from a tap → ``from-<tap>``,
-  to a tap → ``to-<tap>``;
-- ``from-<tap>``: anti-spoofing (the source must be in the port's address sets
-  ``src4-<tap>``/``src6-<tap>``: fixed IPs and allowed-address pairs), then the egress
-  rules of its groups (``return``, so the destination's ``to-<tap>`` still judges
-  VM-to-VM traffic), then drop;
-- ``to-<tap>``: the ingress rules of its groups (``accept``), then drop;
-- a port with ``port_security_enabled`` false gets neither chain (nothing filtered);
-- ``input``: from a tap only DHCP, DHCPv6, DNS, ICMPv6 neighbour discovery and the metadata
-  address (tcp 169.254.169.254:80) reach the host;
-- ``remote_group_id`` matches the set ``rg4-<group>``/``rg6-<group>`` of member addresses;
-- floating IPs: ``dnat`` floating → fixed in prerouting and output (one map per family),
-  ``snat`` to the floating address only for hairpin (the VM reaching its own floating IP).
+  established/related accepted; on a tap in ``guarded`` (port security on): invalid
+  dropped, a source address not in ``sources4``/``sources6`` (``tap . address``: fixed
+  IPs and allowed-address pairs) nor in ``sourcenets4``/``sourcenets6`` (``tap . prefix``:
+  allowed-address-pair prefixes) dropped, then ``from-vm`` jumps to the egress chain of
+  the tap's security groups (its rules ``return``, so the destination still judges
+  VM-to-VM traffic; anything else is dropped) and ``to-vm`` to their ingress chain (rules
+  ``accept``, then drop);
+- ``egress-<profile>``/``ingress-<profile>``: one pair per combination of groups in use
+  (``profile_name``), shared by every tap with that combination;
+- ``remote_group_id`` matches ``rg4-<group>``/``rg6-<group>`` (member addresses) or
+  ``rgn4-<group>``/``rgn6-<group>`` (member prefixes). Addresses and prefixes are kept
+  apart because libnftables reads every element of a plain interval set before any
+  command: the many addresses go in hash sets it never reads, the few prefixes in
+  interval sets (the ``tap . …`` concatenations use the kernel's pipapo sets, which it
+  does not read either, but whose updates copy the whole set: hash again for addresses);
+- ``input``: from a tap in ``vm-taps`` only DHCP, DHCPv6, DNS, ICMPv6 neighbour discovery
+  and the metadata address (tcp 169.254.169.254:80) reach the host;
+- floating IPs: ``dnat`` floating → fixed in prerouting and output (maps ``floating4``/
+  ``floating6``), ``snat`` to the floating address only for hairpin (``hairpin4``/
+  ``hairpin6``: the VM reaching its own floating IP).
 
-What this module must not do: any I/O, or name anything outside ``table inet routeplane``.
+Everything is sorted, so the same input always renders the same text. What this module
+must not do: any I/O, or name anything outside ``table inet routeplane``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
-from collections.abc import Iterable, Mapping, Sequence
+import json
+import re
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 TABLE = "routeplane"
@@ -47,37 +64,157 @@ ANY_PROTOCOL = (None, "", "any", "ip")
 PORT_PROTOCOLS = {6: "tcp", 17: "udp", 33: "dccp", 132: "sctp", 136: "udplite"}
 ND_TYPES = "nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert"
 
-_Address = ipaddress.IPv4Network | ipaddress.IPv6Network
+Key = tuple[str, str]  # (kind, name): ("set" | "map" | "chain", name)
+
+SOURCES: dict[int, Key] = {4: ("set", "sources4"), 6: ("set", "sources6")}
+SOURCE_NETS: dict[int, Key] = {4: ("set", "sourcenets4"), 6: ("set", "sourcenets6")}
+GUARDED: Key = ("set", "guarded")
+VM_TAPS: Key = ("set", "vm-taps")
+FROM_VM: Key = ("map", "from-vm")
+TO_VM: Key = ("map", "to-vm")
+FLOATING: dict[int, Key] = {4: ("map", "floating4"), 6: ("map", "floating6")}
+HAIRPIN: dict[int, Key] = {4: ("map", "hairpin4"), 6: ("map", "hairpin6")}
+
+_Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+_SAFE = re.compile(r"[A-Za-z0-9_-]{1,200}")
 
 
-def _network(text: str) -> _Address | None:
+def _head(kind: str, interval: bool = False) -> str:
+    return f"\t\ttype {kind}\n" + ("\t\tflags interval\n" if interval else "")
+
+
+def _chain(*rules: str) -> str:
+    return "".join(f"\t\t{rule}\n" for rule in rules)
+
+
+def _nat(hook: str, priority: str, *rules: str) -> str:
+    return _chain(f"type nat hook {hook} priority {priority}; policy accept;", *rules)
+
+
+_DNAT = ("dnat ip to ip daddr map @floating4", "dnat ip6 to ip6 daddr map @floating6")
+# Blocks every table has, whatever the endpoints: sets and maps (their type and flags;
+# elements come from the taps) and the chains that hook into the kernel.
+FIXED: dict[Key, str] = {
+    SOURCES[4]: _head("ifname . ipv4_addr"),
+    SOURCES[6]: _head("ifname . ipv6_addr"),
+    SOURCE_NETS[4]: _head("ifname . ipv4_addr", interval=True),
+    SOURCE_NETS[6]: _head("ifname . ipv6_addr", interval=True),
+    GUARDED: _head("ifname"),
+    VM_TAPS: _head("ifname"),
+    FLOATING[4]: _head("ipv4_addr : ipv4_addr"),
+    FLOATING[6]: _head("ipv6_addr : ipv6_addr"),
+    HAIRPIN[4]: _head("ipv4_addr . ipv4_addr . ipv4_addr : ipv4_addr"),
+    HAIRPIN[6]: _head("ipv6_addr . ipv6_addr . ipv6_addr : ipv6_addr"),
+    FROM_VM: _head("ifname : verdict"),
+    TO_VM: _head("ifname : verdict"),
+    ("chain", "from-vm-to-host"): _chain(
+        "ct state established,related accept",
+        "ct state invalid drop",
+        "udp dport { 53, 67, 547 } accept",
+        "tcp dport 53 accept",
+        f"icmpv6 type {{ {ND_TYPES} }} accept",
+        f"ip daddr {METADATA_ADDRESS} tcp dport 80 accept",
+        "drop",
+    ),
+    ("chain", "forward"): _chain(
+        "type filter hook forward priority filter; policy accept;",
+        "ct state established,related accept",
+        "iifname @guarded ct state invalid drop",
+        "oifname @guarded ct state invalid drop",
+        "iifname @guarded iifname . ip saddr != @sources4 iifname . ip saddr != @sourcenets4 drop",
+        "iifname @guarded iifname . ip6 saddr != @sources6 iifname . ip6 saddr != @sourcenets6 drop",
+        "iifname vmap @from-vm",
+        "oifname vmap @to-vm",
+    ),
+    ("chain", "input"): _chain(
+        "type filter hook input priority filter; policy accept;",
+        "iifname @vm-taps jump from-vm-to-host",
+    ),
+    ("chain", "nat-prerouting"): _nat("prerouting", "dstnat", *_DNAT),
+    ("chain", "nat-output"): _nat("output", "-100", *_DNAT),
+    ("chain", "nat-postrouting"): _nat(
+        "postrouting",
+        "srcnat",
+        "snat ip to ip saddr . ip daddr . ct original ip daddr map @hairpin4",
+        "snat ip6 to ip6 saddr . ip6 daddr . ct original ip6 daddr map @hairpin6",
+    ),
+}
+
+
+def _network(text: object) -> _Network | None:
     try:
         return ipaddress.ip_network(str(text), strict=False)
     except ValueError:
         return None
 
 
-def _elements(addresses: Iterable[str], version: int) -> list[str]:
-    """Canonical, de-duplicated, sorted set elements of one IP version."""
+def _text(network: _Network) -> str:
+    whole = network.prefixlen == network.max_prefixlen
+    return str(network.network_address) if whole else str(network)
+
+
+def classify(addresses: Iterable[object]) -> dict[int, tuple[set[str], set[str]]]:
+    """Each IP version's single addresses and prefixes, as canonical text (each parsed
+    once, and plain addresses the cheap way: there are tens of thousands of them)."""
+    found: dict[int, tuple[set[str], set[str]]] = {4: (set(), set()), 6: (set(), set())}
+    for address in addresses:
+        text = str(address)
+        try:
+            if "/" not in text:
+                parsed = ipaddress.ip_address(text)
+                found[parsed.version][0].add(str(parsed))
+                continue
+            network = ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            continue
+        whole = network.prefixlen == network.max_prefixlen
+        found[network.version][0 if whole else 1].add(_text(network))
+    return found
+
+
+def canonical(addresses: Iterable[object], version: int) -> list[str]:
+    """The addresses and prefixes of one IP version as interval-set elements: de-duplicated,
+    without any that a wider one already covers (the kernel refuses overlapping intervals),
+    sorted."""
     networks = {n for a in addresses if (n := _network(a)) is not None and n.version == version}
-    ordered = sorted(networks, key=lambda n: (int(n.network_address), n.prefixlen))
-    return [str(n.network_address) if n.prefixlen == n.max_prefixlen else str(n) for n in ordered]
+    kept: list[_Network] = []
+    for network in sorted(networks, key=lambda n: (int(n.network_address), n.prefixlen)):
+        if not kept or int(network.broadcast_address) > int(kept[-1].broadcast_address):
+            kept.append(network)
+    return [_text(n) for n in kept]
 
 
-def _set(name: str, version: int, elements: list[str]) -> list[str]:
+def endpoint_addresses(endpoint: Mapping[str, Any]) -> list[str]:
+    """The addresses a port may send from and is reached on: fixed IPs and pairs."""
+    return [
+        str(a) for a in (*endpoint.get("fixed_ips", []), *endpoint.get("allowed_addresses", []))
+    ]
+
+
+def safe_name(text: str) -> str:
+    """``text`` if it can be part of an nft name as it is, else a digest of it."""
+    if _SAFE.fullmatch(text):
+        return text
+    return "h" + hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def group_set_names(group_id: str, version: int) -> tuple[Key, Key]:
+    """The member-address set and the member-prefix set of one group and IP version."""
+    name = safe_name(group_id)
+    return ("set", f"rg{version}-{name}"), ("set", f"rgn{version}-{name}")
+
+
+def group_sets(group_id: str, version: int) -> dict[Key, str]:
     kind = "ipv4_addr" if version == 4 else "ipv6_addr"
-    lines = [f"\tset {name} {{", f"\t\ttype {kind}", "\t\tflags interval", "\t\tauto-merge"]
-    if elements:
-        lines.append(f"\t\telements = {{ {', '.join(elements)} }}")
-    return [*lines, "\t}"]
+    hosts, nets = group_set_names(group_id, version)
+    return {hosts: _head(kind), nets: _head(kind, interval=True)}
 
 
-def _quoted(names: Iterable[str]) -> str:
-    return ", ".join(f'"{n}"' for n in names)
-
-
-def _verdicts(taps: Iterable[str], side: str) -> str:
-    return ", ".join(f'"{t}" : jump {side}-{t}' for t in taps)
+def profile_name(groups: Sequence[str]) -> str:
+    """The name shared by the chains of one combination of security groups."""
+    if groups and all(_SAFE.fullmatch(g) for g in groups) and len(".".join(groups)) <= 200:
+        return ".".join(groups)
+    return safe_name(json.dumps(list(groups)))
 
 
 def _protocol_number(protocol: Any, version: int) -> int | None:
@@ -93,28 +230,30 @@ def _protocol_number(protocol: Any, version: int) -> int | None:
     return number
 
 
-def group_set_name(group_id: str, version: int) -> str:
-    return f"rg{version}-{group_id}"
-
-
-def _rule(rule: Mapping[str, Any], direction: str) -> tuple[str, int] | None:
-    """One security-group rule as an nft match (without verdict) and the remote group it
-    needs a set for (as its IP version, 0 for none); ``None`` if it never matches."""
+def _rule(rule: Mapping[str, Any], direction: str) -> tuple[list[str], tuple[str, int] | None]:
+    """One security-group rule as nft matches (without verdict; two for a remote group:
+    its addresses and its prefixes; none for a rule that can never match) and the remote
+    group whose sets it needs, if any."""
     version = 6 if str(rule.get("ethertype", "IPv4")).lower() == "ipv6" else 4
     family = "ip" if version == 4 else "ip6"
     remote = "saddr" if direction == "ingress" else "daddr"
     parts = [f"meta nfproto ipv{version}"]
     prefix = rule.get("remote_ip_prefix")
     group = rule.get("remote_group_id")
+    need = None
     if prefix:
         network = _network(prefix)
         if network is None or network.version != version:
-            return None
+            return [], None
         if network.prefixlen:
             parts.append(f"{family} {remote} {network}")
     elif group:
-        parts.append(f"{family} {remote} @{group_set_name(str(group), version)}")
-    number = _protocol_number(rule.get("protocol"), version)
+        need = (str(group), version)
+        parts.append(f"{family} {remote} @{{set}}")
+    try:
+        number = _protocol_number(rule.get("protocol"), version)
+    except ValueError:
+        return [], None  # the api accepts no such rule; one from elsewhere admits nothing
     low, high = rule.get("port_range_min"), rule.get("port_range_max")
     if number is None:
         pass
@@ -131,37 +270,124 @@ def _rule(rule: Mapping[str, Any], direction: str) -> tuple[str, int] | None:
     else:
         named = {1: "icmp", 58: "ipv6-icmp", **PORT_PROTOCOLS}.get(number, str(number))
         parts.append(f"meta l4proto {named}")
-    return " ".join(parts), (version if group and not prefix else 0)
+    match = " ".join(parts)
+    if need is None:
+        return [match], None
+    sets = group_set_names(*need)
+    return [match.replace("{set}", key[1]) for key in sets], need
 
 
 def _group_rules(
-    endpoint: Mapping[str, Any], groups: Mapping[str, Mapping[str, Any]], direction: str
+    groups: Sequence[str], docs: Mapping[str, Mapping[str, Any]], direction: str
 ) -> tuple[list[str], set[tuple[str, int]]]:
     matches: set[str] = set()
     needed: set[tuple[str, int]] = set()
-    for group_id in endpoint.get("security_groups", []):
-        for rule in groups.get(group_id, {}).get("security_group_rules", []):
+    for group_id in groups:
+        for rule in docs.get(group_id, {}).get("security_group_rules", []):
             if rule.get("direction") != direction:
                 continue
-            rendered = _rule(rule, direction)
-            if rendered is None:
-                continue
-            match, version = rendered
-            matches.add(match)
-            if version:
-                needed.add((str(rule["remote_group_id"]), version))
+            rendered, need = _rule(rule, direction)
+            matches.update(rendered)
+            if need is not None:
+                needed.add(need)
     return sorted(matches), needed
 
 
-def _nat_pairs(endpoints: Sequence[Mapping[str, Any]], version: int) -> list[tuple[str, str]]:
+def profile_chains(
+    groups: Sequence[str], docs: Mapping[str, Mapping[str, Any]]
+) -> tuple[dict[Key, str], frozenset[tuple[str, int]]]:
+    """The egress and ingress chains of one combination of groups (sorted ids), and the
+    remote groups (id, IP version) whose sets their rules match."""
+    name = profile_name(groups)
+    egress, need_out = _group_rules(groups, docs, "egress")
+    ingress, need_in = _group_rules(groups, docs, "ingress")
+    chains = {
+        ("chain", f"egress-{name}"): _chain(*(f"{m} return" for m in egress), "drop"),
+        ("chain", f"ingress-{name}"): _chain(*(f"{m} accept" for m in ingress), "drop"),
+    }
+    return chains, frozenset(need_out | need_in)
+
+
+@dataclass(frozen=True)
+class TapPolicy:
+    """What the endpoints on one tap ask of the table (all of them at once: a tap could
+    carry several ports; it is guarded if any of them has port security)."""
+
+    guarded: bool
+    groups: tuple[str, ...]  # sorted, unique: the tap's profile
+    hosts: tuple[tuple[str, ...], tuple[str, ...]]  # IPv4, IPv6 addresses it may send from
+    nets: tuple[tuple[str, ...], tuple[str, ...]]  # IPv4, IPv6 prefixes (canonical)
+    floating: tuple[tuple[int, str, str], ...]  # (version, floating, fixed), sorted
+
+
+def tap_policy(endpoints: Iterable[Mapping[str, Any]]) -> TapPolicy:
+    endpoints = list(endpoints)
+    own = classify(a for e in endpoints for a in endpoint_addresses(e))
     pairs = set()
     for endpoint in endpoints:
         for nat in endpoint.get("floating_ips", []):
-            floating = _network(nat["floating_ip_address"])
-            fixed = _network(nat["fixed_ip_address"])
-            if floating and fixed and floating.version == fixed.version == version:
-                pairs.add((str(floating.network_address), str(fixed.network_address)))
-    return sorted(pairs)
+            floating = _network(nat.get("floating_ip_address"))
+            fixed = _network(nat.get("fixed_ip_address"))
+            if floating and fixed and floating.version == fixed.version:
+                pairs.add(
+                    (floating.version, str(floating.network_address), str(fixed.network_address))
+                )
+    return TapPolicy(
+        guarded=any(e.get("port_security_enabled", True) for e in endpoints),
+        groups=tuple(sorted({str(g) for e in endpoints for g in e.get("security_groups", [])})),
+        hosts=(tuple(sorted(own[4][0])), tuple(sorted(own[6][0]))),
+        nets=(tuple(canonical(own[4][1], 4)), tuple(canonical(own[6][1], 6))),
+        floating=tuple(sorted(pairs)),
+    )
+
+
+def tap_elements(tap: str, policy: TapPolicy) -> dict[Key, frozenset[str]]:
+    """The elements one tap puts into the table's shared sets and maps."""
+    name = f'"{tap}"'
+    found: dict[Key, frozenset[str]] = {VM_TAPS: frozenset((name,))}
+    if policy.guarded:
+        profile = profile_name(policy.groups)
+        found[GUARDED] = frozenset((name,))
+        found[FROM_VM] = frozenset((f"{name} : jump egress-{profile}",))
+        found[TO_VM] = frozenset((f"{name} : jump ingress-{profile}",))
+        for index, version in enumerate((4, 6)):
+            for key, elements in ((SOURCES, policy.hosts), (SOURCE_NETS, policy.nets)):
+                if elements[index]:
+                    found[key[version]] = frozenset(f"{name} . {a}" for a in elements[index])
+    for version, floating, fixed in policy.floating:
+        hairpin = f"{fixed} . {fixed} . {floating} : {floating}"
+        found[FLOATING[version]] = found.get(FLOATING[version], frozenset()) | {
+            f"{floating} : {fixed}"
+        }
+        found[HAIRPIN[version]] = found.get(HAIRPIN[version], frozenset()) | {hairpin}
+    return found
+
+
+def _rank(key: Key, head: str) -> tuple[int, str]:
+    """Definition order: a name is declared before anything refers to it — data sets,
+    regular chains (their rules use the sets), verdict maps (they jump to the chains),
+    then the base chains."""
+    if key[0] == "chain":
+        return (3 if "hook" in head else 1), key[1]
+    return (2 if ": verdict" in head else 0), key[1]
+
+
+def block(key: Key, head: str, elements: Collection[str] = ()) -> str:
+    """One named block as ``nft -f`` text; a set's or map's elements sorted."""
+    body = head + (f"\t\telements = {{ {', '.join(sorted(elements))} }}\n" if elements else "")
+    return f"\t{key[0]} {key[1]} {{\n{body}\t}}\n"
+
+
+def table_script(heads: Mapping[Key, str], elements: Mapping[Key, Collection[str]]) -> str:
+    """The script replacing the whole table with these blocks (a chain's head is its
+    body; a set's or map's is its type and flags, its elements are in ``elements``)."""
+    order = sorted(heads, key=lambda k: _rank(k, heads[k]))
+    body = "".join(block(k, heads[k], elements.get(k, ())) for k in order)
+    return (
+        f"table {FAMILY} {TABLE}\n"
+        f"delete table {FAMILY} {TABLE}\n"
+        f"table {FAMILY} {TABLE} {{\n{body}}}\n"
+    )
 
 
 def render(
@@ -174,113 +400,57 @@ def render(
     ``endpoints``: the host's endpoint records; ``groups``: security-group documents by
     id; ``members``: security-group id → the addresses of the ports in it.
     """
-    by_tap = {str(e["interface"]): e for e in endpoints}
-    taps = sorted(by_tap)
-    guarded = [t for t in taps if by_tap[t].get("port_security_enabled", True)]
-    sets: list[str] = []
-    chains: list[str] = []
+    by_tap: dict[str, list[Mapping[str, Any]]] = {}
+    for endpoint in endpoints:
+        if endpoint.get("interface"):
+            by_tap.setdefault(str(endpoint["interface"]), []).append(endpoint)
+    heads = dict(FIXED)
+    elements: dict[Key, set[str]] = {}
+    profiles = set()
+    for tap, on_tap in by_tap.items():
+        policy = tap_policy(on_tap)
+        for key, found in tap_elements(tap, policy).items():
+            elements.setdefault(key, set()).update(found)
+        if policy.guarded:
+            profiles.add(policy.groups)
+    for key in FLOATING.values():  # one fixed IP per floating IP, even if two ports claim it
+        winners: dict[str, str] = {}
+        for element in sorted(elements.get(key, ())):
+            winners.setdefault(element.partition(" : ")[0], element)
+        elements[key] = set(winners.values())
     needed: set[tuple[str, int]] = set()
-
-    for tap in guarded:
-        endpoint = by_tap[tap]
-        own = [*endpoint.get("fixed_ips", []), *endpoint.get("allowed_addresses", [])]
-        sets += _set(f"src4-{tap}", 4, _elements(own, 4))
-        sets += _set(f"src6-{tap}", 6, _elements(own, 6))
-        egress, need_out = _group_rules(endpoint, groups, "egress")
-        ingress, need_in = _group_rules(endpoint, groups, "ingress")
-        needed |= need_out | need_in
-        chains += [
-            f"\tchain from-{tap} {{",
-            f"\t\tip saddr != @src4-{tap} drop",
-            f"\t\tip6 saddr != @src6-{tap} drop",
-            *(f"\t\t{m} return" for m in egress),
-            "\t\tdrop",
-            "\t}",
-            f"\tchain to-{tap} {{",
-            *(f"\t\t{m} accept" for m in ingress),
-            "\t\tdrop",
-            "\t}",
-        ]
-    for group_id, version in sorted(needed):
-        addresses = members.get(group_id, [])
-        sets += _set(group_set_name(group_id, version), version, _elements(addresses, version))
-
-    forward = [
-        "\tchain forward {",
-        "\t\ttype filter hook forward priority filter; policy accept;",
-        "\t\tct state established,related accept",
-    ]
-    if guarded:
-        names = _quoted(guarded)
-        forward += [
-            f"\t\tiifname {{ {names} }} ct state invalid drop",
-            f"\t\toifname {{ {names} }} ct state invalid drop",
-            f"\t\tiifname vmap {{ {_verdicts(guarded, 'from')} }}",
-            f"\t\toifname vmap {{ {_verdicts(guarded, 'to')} }}",
-        ]
-    forward.append("\t}")
-
-    host = [
-        "\tchain input {",
-        "\t\ttype filter hook input priority filter; policy accept;",
-    ]
-    if taps:
-        host.append(f"\t\tiifname {{ {_quoted(taps)} }} jump from-vm-to-host")
-    host += [
-        "\t}",
-        "\tchain from-vm-to-host {",
-        "\t\tct state established,related accept",
-        "\t\tct state invalid drop",
-        "\t\tudp dport { 53, 67, 547 } accept",
-        "\t\ttcp dport 53 accept",
-        f"\t\ticmpv6 type {{ {ND_TYPES} }} accept",
-        f"\t\tip daddr {METADATA_ADDRESS} tcp dport 80 accept",
-        "\t\tdrop",
-        "\t}",
-    ]
-
-    nat: list[str] = []
-    dnat: list[str] = []
-    snat: list[str] = []
-    for version, family in ((4, "ip"), (6, "ip6")):
-        pairs = _nat_pairs(endpoints, version)
-        if not pairs:
-            continue
-        elements = ", ".join(f"{f} : {x}" for f, x in pairs)
-        nat += [
-            f"\tmap floating{version} {{",
-            f"\t\ttype ipv{version}_addr : ipv{version}_addr",
-            f"\t\telements = {{ {elements} }}",
-            "\t}",
-        ]
-        dnat.append(f"\t\tdnat {family} to {family} daddr map @floating{version}")
-        snat += [
-            f"\t\t{family} saddr {x} {family} daddr {x} ct original {family} daddr {f} "
-            f"snat {family} to {f}"
-            for f, x in pairs
-        ]
-    if dnat:
-        for hook, priority in (("prerouting", "dstnat"), ("output", "-100")):
-            nat += [
-                f"\tchain nat-{hook} {{",
-                f"\t\ttype nat hook {hook} priority {priority}; policy accept;",
-                *dnat,
-                "\t}",
-            ]
-        nat += [
-            "\tchain nat-postrouting {",
-            "\t\ttype nat hook postrouting priority srcnat; policy accept;",
-            *snat,
-            "\t}",
-        ]
-
-    body = [*sets, *nat, *forward, *host, *chains]
-    header = [
-        f"table {FAMILY} {TABLE}",
-        f"delete table {FAMILY} {TABLE}",
-        f"table {FAMILY} {TABLE} {{",
-    ]
-    return "\n".join([*header, *body, "}"]) + "\n"
+    for profile in profiles:
+        chains, needs = profile_chains(profile, groups)
+        heads.update(chains)
+        needed |= needs
+    for group_id, version in needed:
+        heads.update(group_sets(group_id, version))
+        hosts, nets = classify(members.get(group_id, []))[version]
+        host_key, net_key = group_set_names(group_id, version)
+        elements[host_key] = hosts
+        elements[net_key] = set(canonical(nets, version))
+    return table_script(heads, elements)
 
 
-__all__ = ["FAMILY", "METADATA_ADDRESS", "TABLE", "group_set_name", "render"]
+__all__ = [
+    "FAMILY",
+    "FIXED",
+    "FLOATING",
+    "METADATA_ADDRESS",
+    "TABLE",
+    "Key",
+    "TapPolicy",
+    "block",
+    "canonical",
+    "classify",
+    "endpoint_addresses",
+    "group_set_names",
+    "group_sets",
+    "profile_chains",
+    "profile_name",
+    "render",
+    "safe_name",
+    "table_script",
+    "tap_elements",
+    "tap_policy",
+]
