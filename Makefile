@@ -72,6 +72,7 @@ bench: system-deps venv
 	$(BIN)/python bench/agent.py
 	$(BIN)/python bench/dataplane.py
 	$(BIN)/python bench/convergence.py
+	$(BIN)/python bench/failover.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
