@@ -141,13 +141,13 @@ class HealthChecker:
                 ok = _result(state.running)
                 state.running = None
                 state.failures = 0 if ok else state.failures + 1
-                self._write(key, state, now)
-            elif state.running is None and now >= state.due:
+                self._write(key, state, now, force=now - state.written_at >= self.heartbeat)
+            if state.running is None and now >= state.due:
                 state.due = now + state.check.interval
                 timeout = min(state.check.interval * 0.9, 1.0)
                 state.running = self.pool.submit(self.probe, state.check, timeout)
             elif state.running is None and now - state.written_at >= self.heartbeat:
-                self._write(key, state, now, force=True)
+                self._write(key, state, now, force=True)  # idle between long intervals
 
     def _take(self, news: Any, into: dict[str, dict[str, Any]], prefix: str) -> None:
         if isinstance(news, Snapshot):
