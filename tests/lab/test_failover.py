@@ -1,11 +1,12 @@
 """Health-driven failover of a service IP in the lab, end to end.
 
 testvm1 on node1 holds the service IP 10.28.0.23 as a ``service_ip`` (active: its port,
-standby: testvm2's port on node2, TCP health check on port 22). Both VMs have the address
-on ``eth0`` (what ``routeplane guest`` will do for them), so which VM answers is decided
-by the network alone. When testvm1's service dies, the checker on node1 reports it, the
-lab's controller moves the address to testvm2's port in one transaction, node2 routes
-it, BGP tells the access node, and connects from the access node reach testvm2.
+standby: testvm2's port on node2, TCP health check on port 22). No one configures the
+address inside the VMs: each runs ``routeplane guest``, which adds it to ``eth0`` when the
+port has it and drops it when the port loses it. When testvm1's service dies, the checker
+on node1 reports it, the lab's controller moves the address to testvm2's port in one
+transaction, node2 routes it, BGP tells the access node, connects from the access node
+reach testvm2, testvm2 holds the address and testvm1 has dropped it.
 """
 
 from __future__ import annotations
@@ -15,8 +16,7 @@ import secrets
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -29,6 +29,7 @@ from routeplane.lab.teardown import down
 from routeplane.lab.topology import Topology
 from routeplane.store import open_store
 from routeplane.testing.api import free_port
+from tests.waiting import wait_for
 
 pytestmark = [
     pytest.mark.kernel,
@@ -38,15 +39,6 @@ pytestmark = [
 SERVICE_IP = "10.28.0.23"
 INTERVAL, THRESHOLD = 0.2, 3
 CONNECT = [sys.executable, "-m", "routeplane.lab.vm_service", "connect"]
-
-
-def wait_for(check: Callable[[], bool], timeout: float, what: str) -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if check():
-            return time.monotonic() - started
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 class Failover:
@@ -74,6 +66,11 @@ class Failover:
             if f"/{sip_id}/" in kv.key and isinstance(kv.value, dict) and kv.value["healthy"]
         )  # fmt: skip
 
+    @staticmethod
+    def holds(vm: VmRecord, address: str = SERVICE_IP) -> bool:
+        """Whether ``address`` is on the VM's ``eth0`` (put there by its guest)."""
+        return f"inet {address}/" in netns.ip(vm.namespace, "addr", "show", "dev", "eth0")
+
     def service_ip(self, sip_id: str) -> dict[str, Any]:
         found: dict[str, Any] = self.api.request("GET", f"service_ips/{sip_id}")["service_ip"]
         return found
@@ -86,8 +83,6 @@ def failover() -> Iterator[tuple[Failover, VmRecord, VmRecord]]:
         state = lab_ops.up(name, 2, free_port(), say=lambda _: None)
         vm1 = lab_ops.boot(name, "testvm1", "demo-net", host="node1")
         vm2 = lab_ops.boot(name, "testvm2", "demo-net", host="node2")
-        for vm in (vm1, vm2):
-            netns.ip(vm.namespace, "addr", "add", f"{SERVICE_IP}/16", "dev", "eth0")
         the = Failover(name, state)
         yield the, vm1, vm2
         the.api.close()
@@ -106,6 +101,8 @@ def test_the_standby_takes_over_when_the_active_service_dies(
                          "failure_threshold": THRESHOLD},
     }  # fmt: skip
     sip = lab.api.request("POST", "service_ips", {"service_ip": body})["service_ip"]
+    wait_for(lambda: lab.holds(vm1), 20, "testvm1's guest adding the service IP")
+    assert not lab.holds(vm2)
     wait_for(lambda: lab.answer() == "testvm1", 20, "testvm1 on the service IP")
     wait_for(lambda: lab.healthy(sip["id"]) == 2, 10, "both ports reported healthy")
 
@@ -115,6 +112,8 @@ def test_the_standby_takes_over_when_the_active_service_dies(
         lambda: lab.service_ip(sip["id"])["active_port_id"] == vm2.port_id, 20, "the move"
     )
     answered = wait_for(lambda: lab.answer() == "testvm2", 20, "testvm2 on the service IP")
+    assert lab.holds(vm2)  # no manual step: testvm2's guest added it
+    wait_for(lambda: not lab.holds(vm1), 5, "testvm1's guest dropping the service IP")
     assert moved < INTERVAL * THRESHOLD + 1.0, f"moved after {moved:.2f}s"
     assert answered < 2.0, f"testvm2 answered {answered:.2f}s after the move"
 

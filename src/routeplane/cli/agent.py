@@ -3,8 +3,8 @@
 The composition root of the agent: the store from ``--store``, the Linux kernel adapter
 (acting on ``--netns`` when given — the lab runs one agent per host namespace from the
 root namespace), the host's BIRD when ``--bird-dir`` is given, the health checker of the
-service IPs' ports on this host (its own thread), and the reconcile loop, until SIGTERM
-or SIGINT.
+service IPs' ports on this host and the metadata service for its VMs (each in threads of
+its own), and the reconcile loop, until SIGTERM or SIGINT.
 """
 
 from __future__ import annotations
@@ -20,7 +20,10 @@ from typing import Any
 from routeplane.agent.bgp import BgpSettings, BgpSpeaker
 from routeplane.agent.health import HealthChecker
 from routeplane.agent.loop import Agent, AgentSettings
+from routeplane.agent.metadata import ADDRESS as METADATA_ADDRESS
+from routeplane.agent.metadata import MetadataService
 from routeplane.bgp.bird import Bird
+from routeplane.model.errors import DataplaneError
 from routeplane.store import Store, open_store
 
 
@@ -41,6 +44,25 @@ def _speaker(args: argparse.Namespace, store: Store) -> BgpSpeaker | None:
         log_path=str(directory / "bird.log"),
     )
     return BgpSpeaker(store, Bird(directory, args.netns), args.host, settings, time.monotonic)
+
+
+def _metadata(args: argparse.Namespace, store: Store) -> MetadataService | None:
+    """The metadata service on 169.254.169.254 in the host's namespace (the agent holds
+    that address on the host's ``lo``), or None: disabled, or it cannot listen — then
+    the VMs go without it and routing goes on."""
+    from routeplane.dataplane.linux.listener import NamespaceListener, hold_address  # noqa: PLC0415
+
+    if args.no_metadata:
+        return None
+    try:
+        hold_address(args.netns, METADATA_ADDRESS)
+        listener = NamespaceListener(args.netns, METADATA_ADDRESS, args.metadata_port)
+    except DataplaneError as exc:
+        logging.getLogger("routeplane.agent").error("metadata service not started: %s", exc)
+        return None
+    service = MetadataService(store, args.host, listener)
+    service.start()
+    return service
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -67,9 +89,12 @@ def _run(args: argparse.Namespace) -> int:
     probe = NamespaceProbe(args.netns)
     health = HealthChecker(store, args.host, probe)
     health.start()  # beside the loop: a slow probe never holds up routing
+    metadata = _metadata(args, store)  # beside it too: a VM's long poll never holds it up
     try:
         agent.run(stop.is_set)
     finally:
+        if metadata is not None:
+            metadata.close()
         health.close()
         probe.close()
         agent.close()
@@ -103,5 +128,10 @@ def add_parser(commands: Any) -> None:
         "--reflector", action="store_true", help="this host reflects routes to all other hosts"
     )
     bgp.add_argument("--no-bfd", action="store_true", help="no BFD on the BGP sessions")
+    metadata = parser.add_argument_group("metadata service (for routeplane guest)")
+    metadata.add_argument(
+        "--no-metadata", action="store_true", help=f"do not serve VMs on {METADATA_ADDRESS}"
+    )
+    metadata.add_argument("--metadata-port", type=int, default=80, help="default %(default)s")
     parser.add_argument("-v", "--verbose", action="store_true")
     parser.set_defaults(run=_run)

@@ -9,9 +9,11 @@ the real ``openstack`` CLI for Neutron's — printing each command and what it a
 2. add the service IP 10.28.0.23 to its port (``openstack port set --fixed-ip``);
 3. the route on the compute host (``dev tap… scope link``) and on the access node
    (``via 192.168.8.3 … proto bird``);
-4. add the address inside the VM, connect from the access node: ``testvm1`` answers;
-5. boot testvm2 on node2, move the address (``port unset`` / ``port set``), add it inside
-   testvm2 (and drop it in testvm1): ``testvm2`` answers;
+4. no one logs into the VM: its ``routeplane guest`` (started by ``lab boot``) learns the
+   new address from the host's metadata service and adds it to ``eth0`` (shown with
+   ``ip addr show eth0`` inside the VM); connect from the access node: ``testvm1`` answers;
+5. boot testvm2 on node2, move the address (``port unset`` / ``port set``): testvm2's
+   guest adds it, testvm1's drops it (both shown), and ``testvm2`` answers;
 6. a floating IP on testvm1: it answers on the floating address, which it never sees.
 
 Then the lab comes down, also when a step fails. A step whose expected answer does not
@@ -35,6 +37,7 @@ LAB = "demo"
 PORT = 9697
 SERVICE_IP = "10.28.0.23"
 FIXED_IP = "subnet=demo-v4,ip-address=10.28.0.23"
+HELD = f"inet {SERVICE_IP}/32"  # how `ip addr show` lists it once the VM's guest added it
 
 
 class StepFailed(RuntimeError):
@@ -51,23 +54,34 @@ class Walkthrough:
     def say(self, text: str) -> None:
         print(f"\n== {text}", flush=True)
 
-    def run(self, shown: str, argv: list[str], *, expect: str = "", timeout: float = 15.0) -> str:
-        """Print ``$ shown``, run ``argv`` (again, until its output contains ``expect`` or
-        ``timeout`` passes), print the last output; ``StepFailed`` if ``expect`` never came."""
+    def run(
+        self, shown: str, argv: list[str], *, expect: str = "", absent: str = "",
+        timeout: float = 15.0,
+    ) -> str:  # fmt: skip
+        """Print ``$ shown``, run ``argv`` (again, until its output contains ``expect`` and
+        not ``absent``, or ``timeout`` passes), print the last output; ``StepFailed`` if
+        that never came."""
         print(f"$ {shown}", flush=True)
         deadline = time.monotonic() + timeout
+
+        def good(out: str) -> bool:
+            return (not expect or expect in out) and not (absent and absent in out)
+
         while True:
             done = subprocess.run(
                 argv, env=self.env, capture_output=True, text=True, check=False, timeout=60
             )
             out = (done.stdout + done.stderr).rstrip()
-            if not expect or expect in out or time.monotonic() > deadline:
+            if good(out) or time.monotonic() > deadline:
                 break
             time.sleep(0.1)
         if out:
             print(out, flush=True)
-        if expect and expect not in out:
-            raise StepFailed(f"expected {expect!r} from: {shown}")
+        if not good(out):
+            wanted = [repr(expect)] if expect else []
+            if absent:
+                wanted.append(f"no {absent!r}")
+            raise StepFailed(f"expected {' and '.join(wanted)} from: {shown}")
         return out
 
     def openstack(self, *args: str, expect: str = "") -> str:
@@ -75,9 +89,12 @@ class Walkthrough:
             "openstack " + shlex.join(args), [str(self.bin / "openstack"), *args], expect=expect
         )
 
-    def lab(self, *args: str, expect: str = "", timeout: float = 15.0) -> str:
+    def lab(self, *args: str, expect: str = "", absent: str = "", timeout: float = 15.0) -> str:
         argv = [str(self.bin / "routeplane"), "lab", *args[:1], "--name", LAB, *args[1:]]
-        return self.run("routeplane lab " + shlex.join(args), argv, expect=expect, timeout=timeout)
+        return self.run(
+            "routeplane lab " + shlex.join(args), argv, expect=expect, absent=absent,
+            timeout=timeout,
+        )  # fmt: skip
 
     def connect(self, node: str, address: str, expect: str) -> str:
         print(f"# from {node}, connect to {address} port 22 (the walkthrough's `ssh … hostname`)")
@@ -96,17 +113,18 @@ class Walkthrough:
         self.lab("exec", "node1", "--", "ip", "route", "show", SERVICE_IP, expect="scope link")
         self.lab("exec", "access", "--", "ip", "route", "show", SERVICE_IP,
                  expect="via 192.168.8.3")  # fmt: skip
-        self.say("inside testvm1, add the address (the VM must hold a fixed service IP)")
-        self.lab("exec", "testvm1", "--", "ip", "addr", "add", f"{SERVICE_IP}/16", "dev", "eth0")
-        self.lab("exec", "testvm1", "--", "ip", "-4", "addr", "show", "eth0", expect=SERVICE_IP)
+        self.say("the VM must hold a fixed service IP: no one logs in, its `routeplane guest`"
+                 " learns it from the metadata service (169.254.169.254) and adds it")  # fmt: skip
+        self.lab("exec", "testvm1", "--", "ip", "addr", "show", "eth0", expect=HELD)
         self.connect("access", SERVICE_IP, expect="testvm1")
 
         self.say("boot testvm2 on node2, and move the service IP to it")
         self.lab("boot", "testvm2", "--network", "demo-net", "--host", "node2")
         self.openstack("port", "unset", "--fixed-ip", FIXED_IP, "testvm1")
         self.openstack("port", "set", "--fixed-ip", FIXED_IP, "testvm2")
-        self.lab("exec", "testvm2", "--", "ip", "addr", "add", f"{SERVICE_IP}/16", "dev", "eth0")
-        self.lab("exec", "testvm1", "--", "ip", "addr", "del", f"{SERVICE_IP}/16", "dev", "eth0")
+        self.say("the guests follow: testvm2's adds the address, testvm1's drops it")
+        self.lab("exec", "testvm2", "--", "ip", "addr", "show", "eth0", expect=HELD)
+        self.lab("exec", "testvm1", "--", "ip", "addr", "show", "eth0", absent=HELD)
         self.lab("exec", "access", "--", "ip", "route", "show", SERVICE_IP,
                  expect="via 192.168.8.4")  # fmt: skip
         self.connect("access", SERVICE_IP, expect="testvm2")

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from routeplane import __version__
-from routeplane.cli import agent, api, controller, demo, lab, store
+from routeplane.cli import agent, api, controller, demo, guest, lab, store
 from routeplane.model.errors import RouteplaneError
 from routeplane.store import DEFAULT_STORE_URL
 
@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     store.add_parser(commands)
     demo.add_parser(commands)
     lab.add_parser(commands)
+    guest.add_parser(commands)
     return parser
 
 

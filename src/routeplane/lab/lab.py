@@ -12,8 +12,9 @@
 4. unless ``--empty``, the walkthrough's networks and security rule (``seed``).
 
 ``boot`` is Nova's part for one VM: a port bound to a host through the api, the VM's
-namespace and tap (``vm``), its service, and a wait until the agent reports the port
-ACTIVE. A failed ``up`` or ``boot`` removes what it made.
+namespace and tap (``vm``), its service and its ``routeplane guest`` (which keeps the
+port's further addresses, such as a service IP, on the VM's ``eth0``), and a wait until
+the agent reports the port ACTIVE. A failed ``up`` or ``boot`` removes what it made.
 
 What this module must not do: talk to the kernel or the store except through the
 topology's namespaces and the lab's own store; start anything it does not record.
@@ -309,6 +310,7 @@ def _boot(
     record.addresses = [a.address for a in addresses]
     vm.build(record.namespace, node, port, addresses)
     recorder.start(f"vm-{vm_name}", topology.vm_service_command(vm_name))
+    recorder.start(vm.guest_key(vm_name), vm.guest_command(topology, vm_name))
     if not _wait(lambda: vm.listening(record.namespace), SERVICE_TIMEOUT):
         raise netns.LabError(f"{vm_name}'s service does not listen on port 22")
     api.wait_port_status(port["id"], "ACTIVE", ACTIVE_TIMEOUT)
@@ -318,9 +320,10 @@ def _boot(
 def _unboot(recorder: Recorder, api: Neutron, vm_name: str) -> None:
     """Undo a failed boot: the service, the namespace, the port, the records."""
     lab_state = recorder.state
-    service = lab_state.processes.pop(f"vm-{vm_name}", None)
-    if service is not None:
-        processes.stop(service)
+    for key in (f"vm-{vm_name}", vm.guest_key(vm_name)):
+        started = lab_state.processes.pop(key, None)
+        if started is not None:
+            processes.stop(started)
     record = lab_state.vms.pop(vm_name, None)
     if record is not None:
         netns.delete(record.namespace)

@@ -8,7 +8,9 @@ left for the agent to configure) in the host's namespace and whose other end is 
     default via 10.28.0.1 dev eth0
 
 and for IPv6 the address as a /64 with ``noprefixroute`` (nothing is on-link: every packet
-goes to the host) and a default route via the v6 subnet's gateway.
+goes to the host) and a default route via the v6 subnet's gateway. After that the VM runs
+``routeplane guest`` (``guest_command``), which adds and removes the port's further
+addresses — a service IP moved onto it or away — as a cloud image would.
 
 What this module must not do: configure the host side (that is the agent's job, and what
 the lab demonstrates).
@@ -17,11 +19,12 @@ the lab demonstrates).
 from __future__ import annotations
 
 import ipaddress
+import sys
 from dataclasses import dataclass
 from typing import Any
 
 from routeplane.lab import netns
-from routeplane.lab.topology import Node, tap_name
+from routeplane.lab.topology import Node, Topology, tap_name
 
 GUEST_INTERFACE = "eth0"
 
@@ -86,6 +89,22 @@ def build(namespace: str, host: Node, port: dict[str, Any], addresses: list[Gues
     return tap
 
 
+def guest_key(vm: str) -> str:
+    """The guest daemon's key in the lab state's ``processes``."""
+    return f"guest-{vm}"
+
+
+def guest_command(topology: Topology, vm: str) -> list[str]:
+    """``routeplane guest`` inside the VM, remembering what it added in the lab's state
+    directory (one file per VM: they share the machine's /run)."""
+    state = topology.state_dir / f"{guest_key(vm)}.json"
+    return [
+        "ip", "netns", "exec", topology.vm_namespace(vm),
+        sys.executable, "-m", "routeplane.guest", "--interface", GUEST_INTERFACE,
+        "--state", str(state),
+    ]  # fmt: skip
+
+
 def listening(namespace: str, port: int = 22) -> bool:
     """Whether something listens on TCP ``port`` inside the VM (its service is ready)."""
     shown = netns.exec_in(namespace, "ss", "-Hltn", f"sport = :{port}", check_rc=False)
@@ -97,6 +116,8 @@ __all__ = [
     "GuestAddress",
     "build",
     "guest_addresses",
+    "guest_command",
     "guest_commands",
+    "guest_key",
     "listening",
 ]

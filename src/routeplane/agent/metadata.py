@@ -1,0 +1,360 @@
+"""The metadata service: what a VM may learn about its own port, served by its host.
+
+VMs reach it at ``169.254.169.254:80``; the agent listens there inside its host's network
+namespace (``dataplane.linux.listener``). It answers
+
+- ``GET /routeplane/v1/addresses`` → ``{"port_id", "revision", "addresses":
+  [{"ip_address": …}, …]}``: the port's fixed IPs, service IPs on it included, which
+  ``routeplane guest`` keeps on the VM's interface. ``?wait=<revision>`` is a long poll:
+  the answer comes when the port's endpoint record has another revision than that, or
+  after ``wait_limit`` (25 s) with the current state, so a guest learns of a move within
+  milliseconds without polling;
+- ``GET /openstack/latest/meta_data.json`` → ``{"uuid", "name", "hostname",
+  "project_id"}`` (the port's ``device_id`` and name, one store read), enough for
+  cloud-init's first questions.
+
+Who asks is decided by the connection, never by the request: the interface it came in on
+(a tap) and its source address must belong to one endpoint record of this host — the
+address a fixed IP of that record (or, failing that, in exactly one of the tap's
+allowed-address pairs). A completed TCP handshake proves the asker receives what is
+routed to that address, and the agent routes it only to that record's tap; a VM sending
+from another port's address never completes one. Unknown askers get 404, and nothing
+is answered before the first snapshot (503).
+
+The records come from a ``Follower`` of ``endpoints/<host>/`` of its own, so serving
+never waits for the reconcile loop and the loop never waits for a VM. Requests are
+served by a thread each (a long poll holds one per VM). What this module must not do:
+write anything, or answer with another port's data.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import socket
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Protocol, cast
+from urllib.parse import parse_qs, urlsplit
+
+from routeplane.model.errors import StoreError
+from routeplane.store import Event, EventType, Store
+from routeplane.store.watcher import Follower, Snapshot
+
+LOG = logging.getLogger("routeplane.agent")
+ROOT = "/routeplane/v1/"
+ADDRESS = "169.254.169.254"
+PORT = 80
+WAIT_LIMIT = 25.0
+ADDRESSES_PATH = "/routeplane/v1/addresses"
+META_DATA_PATH = "/openstack/latest/meta_data.json"
+
+_Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+_Answer = tuple[int, dict[str, Any]]
+
+
+class Listener(Protocol):
+    """The listening socket (made where the VMs can reach it) and how to tell which
+    interface an accepted connection came in on."""
+
+    sock: socket.socket
+
+    def interface_of(self, conn: socket.socket) -> str | None: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One endpoint record of this host, with the store revision it was written at."""
+
+    port_id: str
+    revision: int
+    record: Mapping[str, Any]
+
+    @property
+    def interface(self) -> str:
+        return str(self.record.get("interface", ""))
+
+
+def _address(text: object) -> _Address | None:
+    try:
+        return ipaddress.ip_address(str(text))
+    except ValueError:
+        return None
+
+
+def _covers(pair: object, source: _Address) -> bool:
+    try:
+        return source in ipaddress.ip_network(str(pair), strict=False)
+    except (ValueError, TypeError):
+        return False
+
+
+def find_port(endpoints: Iterable[Endpoint], interface: str | None, source: str) -> Endpoint | None:
+    """The endpoint that asks: on ``interface``, holding ``source`` as a fixed IP, or else
+    covering it by an allowed-address pair of exactly one endpoint there. Pure."""
+    asker = _address(source)
+    if interface is None or asker is None:
+        return None
+    if isinstance(asker, ipaddress.IPv6Address) and asker.ipv4_mapped is not None:
+        asker = asker.ipv4_mapped
+    on_tap = [e for e in endpoints if e.interface == interface]
+    for endpoint in on_tap:
+        if any(_address(a) == asker for a in endpoint.record.get("fixed_ips", [])):
+            return endpoint
+    pairs = [
+        e for e in on_tap if any(_covers(p, asker) for p in e.record.get("allowed_addresses", []))
+    ]
+    return pairs[0] if len(pairs) == 1 else None  # two ports sharing a pair: refuse both
+
+
+def addresses_document(endpoint: Endpoint) -> dict[str, Any]:
+    """What ``GET /routeplane/v1/addresses`` answers for ``endpoint``."""
+    return {
+        "port_id": endpoint.port_id,
+        "revision": endpoint.revision,
+        "addresses": [{"ip_address": str(a)} for a in endpoint.record.get("fixed_ips", [])],
+    }
+
+
+def meta_data_document(endpoint: Endpoint, port: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A minimal OpenStack ``meta_data.json`` from the port document (None: gone)."""
+    port = port or {}
+    name = str(port.get("name") or "")
+    return {
+        "uuid": str(port.get("device_id") or endpoint.port_id),
+        "name": name,
+        "hostname": name,
+        "project_id": str(endpoint.record.get("project_id", "")),
+    }
+
+
+class Mirror:
+    """This host's endpoint records, shared by the follower (writer) and the request
+    threads (readers, some of them waiting for a change)."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._by_tap: dict[str, dict[str, Endpoint]] = {}
+        self._taps: dict[str, str] = {}  # port id -> its tap
+        self.ready = False  # the first snapshot is in
+        self.closing = False
+
+    def replace(self, endpoints: Iterable[Endpoint]) -> None:
+        with self._changed:
+            self._by_tap.clear()
+            self._taps.clear()
+            for endpoint in endpoints:
+                self._put(endpoint)
+            self.ready = True
+            self._changed.notify_all()
+
+    def take(self, news: Snapshot | list[Event], prefix: str) -> None:
+        """A follower's news about the records under ``prefix``."""
+        if isinstance(news, Snapshot):
+            self.replace(
+                Endpoint(k[len(prefix) :], kv.mod_revision, kv.value)
+                for k, kv in news.items.items()
+                if isinstance(kv.value, dict)
+            )
+            return
+        for event in news:
+            port_id = event.key[len(prefix) :]
+            if event.type is EventType.PUT and isinstance(event.value, dict):
+                self.put(Endpoint(port_id, event.revision, event.value))
+            else:
+                self.remove(port_id)
+
+    def put(self, endpoint: Endpoint) -> None:
+        with self._changed:
+            self._put(endpoint)
+            self._changed.notify_all()
+
+    def remove(self, port_id: str) -> None:
+        with self._changed:
+            self._remove(port_id)
+            self._changed.notify_all()
+
+    def _put(self, endpoint: Endpoint) -> None:
+        self._remove(endpoint.port_id)
+        self._by_tap.setdefault(endpoint.interface, {})[endpoint.port_id] = endpoint
+        self._taps[endpoint.port_id] = endpoint.interface
+
+    def _remove(self, port_id: str) -> None:
+        tap = self._taps.pop(port_id, None)
+        if tap is not None:
+            on_tap = self._by_tap[tap]
+            del on_tap[port_id]
+            if not on_tap:
+                del self._by_tap[tap]
+
+    def _find(self, interface: str | None, source: str) -> Endpoint | None:
+        if interface is None:
+            return None
+        return find_port(self._by_tap.get(interface, {}).values(), interface, source)
+
+    def find(self, interface: str | None, source: str) -> Endpoint | None:
+        with self._changed:
+            return self._find(interface, source)
+
+    def wait_change(
+        self, interface: str | None, source: str, revision: int, timeout: float
+    ) -> Endpoint | None:
+        """The asker's endpoint once its revision is not ``revision`` (or it is gone),
+        or as it is after ``timeout`` seconds or when the service closes."""
+
+        def changed() -> bool:
+            found = self._find(interface, source)
+            return self.closing or found is None or found.revision != revision
+
+        with self._changed:
+            self._changed.wait_for(changed, timeout)
+            return self._find(interface, source)
+
+    def close(self) -> None:
+        with self._changed:
+            self.closing = True
+            self._changed.notify_all()
+
+
+class Responder:
+    """What to answer whom: reads the mirror (and, for ``meta_data.json``, the port
+    document from the store); no sockets, so the unit tests drive it directly."""
+
+    def __init__(self, mirror: Mirror, store: Store, wait_limit: float = WAIT_LIMIT) -> None:
+        self.mirror = mirror
+        self.store = store
+        self.wait_limit = wait_limit
+
+    def answer(self, path: str, source: str, interface: str | None) -> _Answer:
+        """Status and JSON body for ``GET path`` from ``source`` arriving on ``interface``."""
+        url = urlsplit(path)
+        if url.path not in (ADDRESSES_PATH, META_DATA_PATH):
+            return 404, {"error": f"no such resource: {url.path}"}
+        if not self.mirror.ready:
+            return 503, {"error": "the metadata service has not read its records yet"}
+        endpoint = self.mirror.find(interface, source)
+        if endpoint is None:
+            LOG.debug("metadata: %s on %s is no port of this host", source, interface)
+            return 404, {"error": f"no port of this host has {source} on {interface}"}
+        if url.path == META_DATA_PATH:
+            try:
+                port = self.store.get(f"{ROOT}ports/{endpoint.port_id}")
+            except StoreError as exc:
+                return 503, {"error": f"store: {exc}"}
+            value = port.value if port is not None and isinstance(port.value, dict) else None
+            return 200, meta_data_document(endpoint, value)
+        wait = parse_qs(url.query).get("wait")
+        if wait:
+            try:
+                known = int(wait[-1])
+            except ValueError:
+                return 400, {"error": "wait must be a revision (an integer)"}
+            if known == endpoint.revision:
+                found = self.mirror.wait_change(interface, source, known, self.wait_limit)
+                if found is None:
+                    return 404, {"error": f"no port of this host has {source} on {interface}"}
+                endpoint = found
+        return 200, addresses_document(endpoint)
+
+
+class MetadataService:
+    """Serves this host's VMs from its own follower of the host's endpoint records."""
+
+    def __init__(
+        self, store: Store, host: str, listener: Listener, *, wait_limit: float = WAIT_LIMIT
+    ) -> None:
+        self.prefix = f"{ROOT}endpoints/{host}/"
+        self.listener = listener
+        self.mirror = Mirror()
+        self.responder = Responder(self.mirror, store, wait_limit)
+        self.follower = Follower(store, self.prefix)
+        self.server = _Server(listener, self.responder)
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def _follow(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.mirror.take(self.follower.poll(0.2), self.prefix)
+            except StoreError as exc:
+                LOG.warning("metadata: store: %s; serving what it knows, retrying", exc)
+                self._stop.wait(0.5)
+
+    # lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        for name, target in (("metadata-follow", self._follow), ("metadata", self._serve)):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def _serve(self) -> None:
+        self.server.serve_forever(poll_interval=0.2)
+
+    def close(self) -> None:
+        """Stop answering (long polls answer at once with what is known) and following."""
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        self.mirror.close()
+        if self._threads:
+            self.server.shutdown()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        self.server.server_close()
+        self.follower.close()
+        self.listener.close()
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+
+    def __init__(self, listener: Listener, responder: Responder) -> None:
+        super().__init__(listener.sock.getsockname()[:2], _Handler, bind_and_activate=False)
+        self.socket.close()  # the one made here, in the wrong namespace: use the listener's
+        self.socket = listener.sock
+        self.listener = listener
+        self.responder = responder
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        LOG.exception("metadata: serving %s failed", client_address[0])
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_version = "routeplane-metadata"
+
+    def do_GET(self) -> None:  # the name http.server calls
+        server = cast(_Server, self.server)
+        interface = server.listener.interface_of(self.connection)
+        status, body = server.responder.answer(self.path, self.client_address[0], interface)
+        payload = json.dumps(body).encode() + b"\n"
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+        except OSError as exc:  # the VM went away while it waited: nothing to tell it
+            LOG.debug("metadata: %s left before the answer: %s", self.client_address[0], exc)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        LOG.debug("metadata: %s %s", self.client_address[0], format % args)
+
+
+__all__ = [
+    "ADDRESS",
+    "PORT",
+    "Endpoint",
+    "Listener",
+    "MetadataService",
+    "Mirror",
+    "Responder",
+    "addresses_document",
+    "find_port",
+    "meta_data_document",
+]
