@@ -14,8 +14,10 @@ from __future__ import annotations
 import os
 import secrets
 import signal
+import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,9 +26,11 @@ import pytest
 from routeplane.lab import lab as lab_ops
 from routeplane.lab import netns
 from routeplane.lab.neutron import Neutron
+from routeplane.lab.service import start_service
 from routeplane.lab.state import LabState, VmRecord
 from routeplane.lab.teardown import down
 from routeplane.lab.topology import Topology
+from routeplane.services.failover import stale_after
 from routeplane.store import open_store
 from routeplane.testing.api import free_port
 from tests.waiting import wait_for
@@ -125,3 +129,78 @@ def test_the_standby_takes_over_when_the_active_service_dies(
     assert route.startswith(f"{SERVICE_IP} via 192.168.8.4")
     node1 = netns.ip(lab.topology.host("node1").namespace, "route", "show", SERVICE_IP)
     assert "dev tap" not in node1  # the old host no longer routes it to testvm1
+
+
+def test_no_move_to_a_standby_nobody_vouches_for_and_convergence_when_it_returns(
+    failover: tuple[Failover, VmRecord, VmRecord],
+) -> None:
+    """The standby's agent is down (frozen): its reports go stale, so when the active
+    fails the address stays where it is — on exactly one port — instead of moving to a
+    port whose health nobody knows. When the agent returns, the move happens."""
+    lab, vm1, vm2 = failover
+    address = "10.28.0.24"
+    start_service(lab.name, "testvm1")  # the first test killed it
+    check: dict[str, Any] = {
+        "type": "tcp", "port": 22, "interval": INTERVAL, "failure_threshold": THRESHOLD
+    }  # fmt: skip
+    body = {
+        "name": "web", "ip_address": address, "active_port_id": vm1.port_id,
+        "standby_port_ids": [vm2.port_id], "health_check": check,
+    }  # fmt: skip
+    sip = lab.api.request("POST", "service_ips", {"service_ip": body})["service_ip"]
+    wait_for(lambda: lab.answer(address) == "testvm1", 20, "testvm1 on the service IP")
+    wait_for(lambda: lab.healthy(sip["id"]) == 2, 10, "both ports reported healthy")
+
+    state = lab_ops.open_lab(lab.name)[1]
+    agent = state.processes["agent-node2"].pid
+    os.kill(agent, signal.SIGSTOP)  # node2's agent is down: no more reports from node2
+    try:
+        time.sleep(stale_after(check) + 0.5)
+        os.kill(state.processes["vm-testvm1"].pid, signal.SIGKILL)
+        time.sleep(INTERVAL * THRESHOLD + 1.5)
+        assert lab.service_ip(sip["id"])["active_port_id"] == vm1.port_id
+        holders = lab.api.request("GET", f"ports?fixed_ips=ip_address%3D{address}")["ports"]
+        assert [p["id"] for p in holders] == [vm1.port_id]
+    finally:
+        os.kill(agent, signal.SIGCONT)
+    wait_for(lambda: lab.service_ip(sip["id"])["active_port_id"] == vm2.port_id, 15, "the move")
+    wait_for(lambda: lab.answer(address) == "testvm2", 10, "testvm2 on the service IP")
+    holders = lab.api.request("GET", f"ports?fixed_ips=ip_address%3D{address}")["ports"]
+    assert [p["id"] for p in holders] == [vm2.port_id]
+
+
+def test_a_failover_during_a_store_outage_completes_once_the_store_returns(
+    failover: tuple[Failover, VmRecord, VmRecord],
+) -> None:
+    """The embedded store is locked by someone else for longer than anyone waits for it
+    (every write fails as unavailable) just as the active VM fails: nothing is lost or
+    doubled, and the move happens — once — when the store is back."""
+    lab, vm1, vm2 = failover
+    address = "10.28.0.25"
+    start_service(lab.name, "testvm1")
+    check: dict[str, Any] = {
+        "type": "tcp", "port": 22, "interval": INTERVAL, "failure_threshold": THRESHOLD
+    }  # fmt: skip
+    body = {
+        "name": "db", "ip_address": address, "active_port_id": vm2.port_id,
+        "standby_port_ids": [vm1.port_id], "health_check": check,
+    }  # fmt: skip
+    sip = lab.api.request("POST", "service_ips", {"service_ip": body})["service_ip"]
+    wait_for(lambda: lab.answer(address) == "testvm2", 20, "testvm2 on the service IP")
+    wait_for(lambda: lab.healthy(sip["id"]) == 2, 10, "both ports reported healthy")
+
+    state = lab_ops.open_lab(lab.name)[1]
+    lock = sqlite3.connect(lab.topology.state_dir / "store.db", timeout=10)
+    lock.execute("BEGIN EXCLUSIVE")  # every other writer now times out (5 s)
+    try:
+        os.kill(state.processes["vm-testvm2"].pid, signal.SIGKILL)
+        time.sleep(6.5)
+    finally:
+        lock.rollback()
+        lock.close()
+    wait_for(lambda: lab.service_ip(sip["id"])["active_port_id"] == vm1.port_id, 20, "the move")
+    wait_for(lambda: lab.answer(address) == "testvm1", 10, "testvm1 on the service IP")
+    holders = lab.api.request("GET", f"ports?fixed_ips=ip_address%3D{address}")["ports"]
+    assert [p["id"] for p in holders] == [vm1.port_id]
+    moves = lab.service_ip(sip["id"])["moves"]
+    assert [m["reason"] for m in moves] == ["health"]  # exactly one move

@@ -40,8 +40,17 @@ def _exec_target(argv: Sequence[str]) -> list[str]:
     return list(argv)
 
 
+def _reap_finished() -> None:
+    """Collect every child of ours that has ended (one a test or benchmark killed itself,
+    say), so none lingers as a zombie or a ``Popen`` still thought to be running."""
+    for pid, child in list(_children.items()):
+        if child.poll() is not None:
+            del _children[pid]
+
+
 def start(argv: Sequence[str], log: Path) -> ProcessRecord:
     """Start ``argv`` detached, its output appended to ``log``."""
+    _reap_finished()
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         proc = subprocess.Popen(
@@ -92,7 +101,7 @@ def _reap(pid: int) -> None:
 def stop(record: ProcessRecord, timeout: float = STOP_TIMEOUT) -> bool:
     """End the recorded process: SIGTERM, then SIGKILL after ``timeout``. True when it had
     to be signalled; False when it was gone already (or the PID is someone else's now)."""
-    _reap(record.pid)
+    _reap_finished()
     if not alive(record):
         return False
     try:
