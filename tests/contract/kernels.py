@@ -44,11 +44,18 @@ class Harness(Protocol):
     def foreign_proxies(self) -> set[tuple[str, str]]:
         """(address, interface) of every proxy entry without our protocol."""
 
-    def add_foreign_route(self, address: str, interface: str) -> None:
-        """``ip route add <address> dev <interface> proto static``."""
+    def add_foreign_route(self, address: str, interface: str, metric: int | None = None) -> None:
+        """``ip route add <address> dev <interface> proto static [metric <metric>]``."""
 
-    def foreign_routes(self) -> set[tuple[str, str]]:
-        """(address, interface) of every ``proto static`` route."""
+    def foreign_routes(self) -> set[tuple[str, str, int]]:
+        """(address, interface, metric) of every ``proto static`` route."""
+
+    def add_fabric(self) -> None:
+        """The host's fabric interface ``fabric0`` (up), with 192.168.8.3/24 and
+        fd00:192:168:8::3/64: next hops on it are reachable."""
+
+    def used_route(self, address: str) -> tuple[str, str]:
+        """(interface, next hop or "") of the route the kernel uses for ``address``."""
 
     def sysctl(self, path: str) -> str: ...
 
@@ -83,15 +90,24 @@ class FakeHarness:
     def foreign_proxies(self) -> set[tuple[str, str]]:
         return {key for key, protocol in self.fake.all_proxies.items() if protocol != ROUTE_PROTO}
 
-    def add_foreign_route(self, address: str, interface: str) -> None:
-        self.fake.add_route(address, interface, FOREIGN_PROTO)
+    def add_foreign_route(self, address: str, interface: str, metric: int | None = None) -> None:
+        self.fake.add_route(address, interface, FOREIGN_PROTO, metric)
 
-    def foreign_routes(self) -> set[tuple[str, str]]:
+    def foreign_routes(self) -> set[tuple[str, str, int]]:
         return {
-            (r.address, r.interface)
+            (r.address, r.interface, r.metric)
             for r in self.fake.all_routes.values()
             if r.protocol == FOREIGN_PROTO
         }
+
+    def add_fabric(self) -> None:
+        self.fake.add_link("fabric0", up=True)
+        self.fake.add_network("192.168.8.3/24", "fabric0")
+        self.fake.add_network("fd00:192:168:8::3/64", "fabric0")
+
+    def used_route(self, address: str) -> tuple[str, str]:
+        route = self.fake.route_to(address)
+        return ("", "") if route is None else (route.interface, route.via)
 
     def sysctl(self, path: str) -> str:
         return self.fake.sysctls.get(path, "")
@@ -143,16 +159,30 @@ class LinuxHarness:
                     found.add((str(ipaddress.ip_address(entry["dst"])), entry["dev"]))
         return found
 
-    def add_foreign_route(self, address: str, interface: str) -> None:
-        netns.ip(self.host, "route", "add", address, "dev", interface, "proto", "static")
+    def add_foreign_route(self, address: str, interface: str, metric: int | None = None) -> None:
+        extra = [] if metric is None else ["metric", str(metric)]
+        netns.ip(self.host, "route", "add", address, "dev", interface, "proto", "static", *extra)
 
-    def foreign_routes(self) -> set[tuple[str, str]]:
+    def foreign_routes(self) -> set[tuple[str, str, int]]:
         found = set()
         for family in ("-4", "-6"):
             listed = netns.ip(self.host, "-j", family, "route", "show", "proto", "static")
             for route in json.loads(listed or "[]"):
-                found.add((str(ipaddress.ip_address(route["dst"])), route["dev"]))
+                address = str(ipaddress.ip_address(route["dst"]))
+                found.add((address, route["dev"], int(route.get("metric", 0))))
         return found
+
+    def add_fabric(self) -> None:
+        netns.add_veth(self.host, "fabric0", self.vm, "fabric", up=True)
+        netns.ip(self.host, "addr", "add", "192.168.8.3/24", "dev", "fabric0")
+        netns.ip(self.host, "addr", "add", "fd00:192:168:8::3/64", "dev", "fabric0", "nodad")
+
+    def used_route(self, address: str) -> tuple[str, str]:
+        family = "-6" if ":" in address else "-4"
+        found = json.loads(netns.ip(self.host, "-j", family, "route", "get", address) or "[]")
+        if not found:
+            return ("", "")
+        return (found[0].get("dev", ""), found[0].get("gateway", ""))
 
     def sysctl(self, path: str) -> str:
         return netns.exec_in(self.host, "cat", f"/proc/sys/{path}").strip()

@@ -3,7 +3,8 @@
 Every test runs twice: against ``FakeKernel`` and against ``LinuxKernel`` in a fresh
 ``rp-`` namespace (skipped without root). What is checked is what the agent relies on:
 plans read back exactly as applied; "up" means administratively up with carrier;
-replace semantics; one refused operation is reported and the others still happen;
+replace semantics (a route is keyed by address and metric; the lowest metric is used;
+a route may go via a next hop); one refused operation is reported and the others still happen;
 routes and IPv6 proxy entries of other owners are never reported, never deleted, and
 survive a sweep; a tap going administratively down loses its routes, neighbours and
 proxy entries, one losing carrier keeps them; every link change arrives as an event
@@ -19,7 +20,10 @@ import pytest
 
 from routeplane.dataplane.diff import diff
 from routeplane.dataplane.model import (
+    BIRD_METRIC,
     HOST_SYSCTLS,
+    PREFERRED_METRIC,
+    ROUTE_METRIC,
     HostState,
     LinkEvent,
     Neighbour,
@@ -178,7 +182,7 @@ def test_other_owners_routes_are_invisible_untouchable_and_survive_a_sweep(
     ready(harness, TAP1)
     harness.add_foreign_route("10.99.0.1", TAP1)
     harness.add_foreign_route("2001:db8::99", TAP1)
-    assert harness.foreign_routes() == {("10.99.0.1", TAP1), ("2001:db8::99", TAP1)}
+    assert harness.foreign_routes() == {("10.99.0.1", TAP1, 0), ("2001:db8::99", TAP1, 1024)}
     ours = Route("10.28.0.13", TAP1)
     assert harness.kernel.apply(Plan(routes_set=(ours,))).ok
     assert harness.kernel.routes() == {ours}
@@ -193,15 +197,92 @@ def test_other_owners_routes_are_invisible_untouchable_and_survive_a_sweep(
     assert outcome.failed == [Route("10.99.0.1", TAP1)]
 
     assert harness.kernel.routes() == set()
-    assert harness.foreign_routes() == {("10.99.0.1", TAP1), ("2001:db8::99", TAP1)}
+    assert harness.foreign_routes() == {("10.99.0.1", TAP1, 0), ("2001:db8::99", TAP1, 1024)}
 
 
-def test_replace_takes_over_another_owners_route_for_the_same_address(harness: Harness) -> None:
+def test_replace_takes_over_another_owners_route_with_the_same_address_and_metric(
+    harness: Harness,
+) -> None:
     ready(harness, TAP1)
-    harness.add_foreign_route("10.28.0.13", TAP1)
-    assert harness.kernel.apply(Plan(routes_set=(Route("10.28.0.13", TAP1),))).ok
-    assert harness.kernel.routes() == {Route("10.28.0.13", TAP1)}
+    harness.add_foreign_route("10.28.0.13", TAP1, ROUTE_METRIC)
+    harness.add_foreign_route("2001:db8::13", TAP1)  # IPv6's default metric is ours
+    ours = {Route("10.28.0.13", TAP1), Route("2001:db8::13", TAP1)}
+    assert harness.kernel.apply(Plan(routes_set=tuple(sorted(ours)))).ok
+    assert harness.kernel.routes() == ours
     assert harness.foreign_routes() == set()
+
+
+def test_routes_with_other_metrics_stand_beside_ours_and_the_lowest_is_used(
+    harness: Harness,
+) -> None:
+    """BIRD's routes (metric 32) against ours: the preferred metric beats them, the
+    ordinary one gives way to them; deleting one route leaves the others."""
+    ready(harness, TAP1, TAP2)
+    harness.add_foreign_route("10.28.0.13", TAP2, BIRD_METRIC)
+    ordinary = Route("10.28.0.13", TAP1)
+    assert harness.kernel.apply(Plan(routes_set=(ordinary,))).ok
+    assert harness.foreign_routes() == {("10.28.0.13", TAP2, BIRD_METRIC)}
+    assert harness.used_route("10.28.0.13") == (TAP2, "")  # theirs: 32 < 1024
+    preferred = Route("10.28.0.13", TAP1, PREFERRED_METRIC)
+    assert harness.kernel.apply(Plan(routes_set=(preferred,))).ok
+    assert harness.kernel.routes() == {ordinary, preferred}  # read back with their metrics
+    assert harness.used_route("10.28.0.13") == (TAP1, "")  # ours: 16 < 32
+    assert harness.kernel.apply(Plan(routes_del=(ordinary,))).ok
+    assert harness.kernel.routes() == {preferred}
+    outcome = harness.kernel.apply(Plan(routes_del=(Route("10.28.0.13", TAP1, 99),)))
+    assert outcome.failed == [Route("10.28.0.13", TAP1, 99)]  # no route with that metric
+    assert harness.foreign_routes() == {("10.28.0.13", TAP2, BIRD_METRIC)}
+
+
+def test_a_metric_change_planned_by_diff_adds_before_it_deletes(harness: Harness) -> None:
+    """Also how an IPv4 route of an older agent (no metric: 0) is brought to ours."""
+    ready(harness, TAP1)
+    before = (Route("10.28.0.13", TAP1), Route("2001:db8::13", TAP1), Route("10.28.0.14", TAP1, 0))
+    assert harness.kernel.apply(Plan(routes_set=before)).ok
+    assert harness.kernel.routes() == set(before)
+    desired = HostState(
+        interfaces=frozenset({TAP1}),
+        routes=frozenset(
+            {
+                Route("10.28.0.13", TAP1, PREFERRED_METRIC),
+                Route("2001:db8::13", TAP1),
+                Route("10.28.0.14", TAP1),
+            }
+        ),
+    )
+    links = harness.kernel.links()
+    plan = diff(desired, links, harness.kernel.routes(), set(), {TAP1}, sweep=False)
+    assert plan.routes_set == (
+        Route("10.28.0.13", TAP1, PREFERRED_METRIC),
+        Route("10.28.0.14", TAP1),
+    )
+    assert plan.routes_del == (Route("10.28.0.13", TAP1), before[2])  # after the adds
+    assert harness.kernel.apply(plan).ok
+    assert harness.kernel.routes() == desired.routes
+    assert diff(desired, links, harness.kernel.routes(), set(), {TAP1}, sweep=True).empty
+
+
+def test_a_route_via_a_next_hop_replaces_the_tap_route_and_reads_back(harness: Harness) -> None:
+    """A draining address: its tap route becomes a route to the new host, in one
+    replace (same address, same metric), and goes when deleted by its next hop."""
+    ready(harness, TAP1)
+    harness.add_fabric()
+    tap_routes = (Route("10.28.0.23", TAP1), Route("2001:db8::23", TAP1))
+    assert harness.kernel.apply(Plan(routes_set=tap_routes)).ok
+    drains = (
+        Route("10.28.0.23", "", ROUTE_METRIC, "192.168.8.4"),
+        Route("2001:db8::23", "", ROUTE_METRIC, "fd00:192:168:8::4"),
+    )
+    assert harness.kernel.apply(Plan(routes_set=drains)).ok
+    assert harness.kernel.routes() == set(drains)
+    assert harness.used_route("10.28.0.23") == ("fabric0", "192.168.8.4")
+    assert harness.used_route("2001:db8::23") == ("fabric0", "fd00:192:168:8::4")
+    off_link = Route("10.28.0.24", "", ROUTE_METRIC, "192.168.9.4")
+    assert harness.kernel.apply(Plan(routes_set=(off_link,))).failed == [off_link]
+    # a delete names the next hop: the tap route it replaced is not there to delete
+    assert harness.kernel.apply(Plan(routes_del=tap_routes[:1])).failed == [tap_routes[0]]
+    assert harness.kernel.apply(Plan(routes_del=drains)).ok
+    assert harness.kernel.routes() == set()
 
 
 def test_a_tap_going_down_loses_its_routes_neighbours_and_proxies(harness: Harness) -> None:

@@ -25,7 +25,7 @@ from routeplane.agent.bgp import BgpSettings, BgpSpeaker
 from routeplane.agent.loop import Agent, AgentSettings
 from routeplane.bgp.bird import Bird
 from routeplane.bgp.render import access_config
-from routeplane.dataplane.linux import LinuxKernel
+from routeplane.dataplane.linux import LinuxKernel, NftTable
 from routeplane.lab.netns import Cleanup, add_veth, exec_in, ip
 from routeplane.services.attributes import check_create, check_update
 from routeplane.services.context import ADMIN
@@ -75,7 +75,7 @@ class Fabric:
     def bird(self, host: str) -> Bird:
         return Bird(self.tmp / host, self.hosts[host])
 
-    def start_agent(self, host: str) -> None:
+    def start_agent(self, host: str, *, policy: bool = False) -> None:
         n = HOSTS[host]
         bgp = BgpSettings(
             address=f"192.168.8.{n}", address6=f"fd00:192:168:8::{n}", peers=("192.168.8.1",),
@@ -85,7 +85,10 @@ class Fabric:
         settings = AgentSettings(
             host=host, bgp_address=bgp.address, bgp_address6=bgp.address6, apply_interval=0.002
         )
-        agent = Agent(self.store, LinuxKernel(self.hosts[host]), settings, bgp=speaker)
+        table = NftTable(self.hosts[host]) if policy else None
+        agent = Agent(
+            self.store, LinuxKernel(self.hosts[host]), settings, bgp=speaker, policy=table
+        )
         stop = threading.Event()
         thread = threading.Thread(target=agent.run, args=(stop.is_set,), daemon=True)
         thread.start()
@@ -99,13 +102,17 @@ class Fabric:
             agent.kernel.close()
         self.agents.clear()
 
-    def boot(self, name: str, host: str, v4: str, v6: str) -> tuple[str, dict[str, Any]]:
-        body = {
+    def boot(
+        self, name: str, host: str, v4: str, v6: str, groups: list[str] | None = None
+    ) -> tuple[str, dict[str, Any]]:
+        body: dict[str, Any] = {
             "network_id": self.net, "binding:host_id": host, "name": name,
             "device_owner": "compute:nova",
             "fixed_ips": [{"subnet_id": self.subnets[4], "ip_address": v4},
                           {"subnet_id": self.subnets[6], "ip_address": v6}],
         }  # fmt: skip
+        if groups is not None:
+            body["security_groups"] = groups
         port = self.services.ports.create(
             ADMIN, check_create(self.services.ports.attrs, body, is_admin=True)
         )
@@ -248,7 +255,10 @@ def test_a_service_ip_follows_its_port_from_host_to_host(fabric: Fabric) -> None
     moved = "10.28.0.23 via 192.168.8.4"  # one path: node1 has withdrawn (no ECMP pair)
     wait_for(lambda: route(fabric.access, "10.28.0.23").startswith(moved), what="the move")
     assert answer(fabric.access, "10.28.0.23") == "testvm2"
-    assert route(fabric.hosts["node1"], "10.28.0.23").startswith("10.28.0.23 via 192.168.8.4")
+    wait_for(
+        lambda: route(fabric.hosts["node1"], "10.28.0.23").startswith("10.28.0.23 via 192.168.8.4"),
+        what="node1 learning the new route",
+    )
 
 
 def test_a_killed_bird_is_restarted_and_every_route_comes_back(fabric: Fabric) -> None:

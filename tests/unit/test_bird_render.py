@@ -1,7 +1,9 @@
 """Unit: a host's BIRD configuration is a pure function of its settings and the hosts
 registry, checked against golden files (``tests/golden/bird/<case>/input.json`` →
-``bird.conf``; ``UPDATE_GOLDEN=1`` rewrites them). ``tests/contract/test_bird.py`` has a
-real BIRD parse every one of them."""
+``bird.conf``; ``UPDATE_GOLDEN=1`` rewrites them), including how a moved address's
+routes are ranked (kernel metric → BIRD preference and local preference) and that no two
+routes to one address are ever merged into a multipath route.
+``tests/contract/test_bird.py`` has a real BIRD parse every one of them."""
 
 from __future__ import annotations
 
@@ -13,7 +15,9 @@ from typing import Any
 import pytest
 
 from routeplane.agent.bgp import parse_peer
+from routeplane.bgp import render as bird_render
 from routeplane.bgp.render import HostBgp, Peer, access_config, mesh_peers, render
+from routeplane.dataplane import model
 
 pytestmark = pytest.mark.unit
 
@@ -87,3 +91,31 @@ def test_peer_syntax() -> None:
     assert parse_peer("192.168.8.1:65001", 64512) == Peer("192.168.8.1", 65001)
     assert parse_peer("fd00::1", 64512) == Peer("fd00::1", 64512)
     assert parse_peer("[fd00::1]:65001", 64512) == Peer("fd00::1", 65001)
+
+
+def test_the_metrics_agree_with_the_dataplanes() -> None:
+    """bgp and dataplane may not import each other: their shared numbers are checked here."""
+    assert bird_render.ROUTE_PROTO == model.ROUTE_PROTO
+    assert bird_render.PREFERRED_METRIC == model.PREFERRED_METRIC
+    assert bird_render.BIRD_METRIC == model.BIRD_METRIC
+    assert model.PREFERRED_METRIC < model.BIRD_METRIC < model.ROUTE_METRIC
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_no_multipath_between_two_announcements_of_one_address(case: str) -> None:
+    """An address is one VM's: two equal routes to it would split flows between VMs."""
+    text = render_case(json.loads((GOLDEN / case / "input.json").read_text()))
+    assert "merge paths" not in text
+
+
+def test_moved_here_beats_moved_there_beats_ours_beats_theirs() -> None:
+    data = json.loads((GOLDEN / "mesh" / "input.json").read_text())
+    text = render_case(data)
+    kernel_in = text.split("filter routeplane_from_kernel {")[1].split("}")[0]
+    peers_in = text.split("filter routeplane_from_peers {")[1].split("}")[0]
+    peers_out = text.split("filter routeplane_to_peers {")[1].split("}")[0]
+    assert "if krt_metric = 16 then preference = 201; else preference = 101;" in kernel_in
+    assert "krt_source != 77 then reject" in kernel_in
+    assert "bgp_local_pref >= 200 then preference = 200" in peers_in
+    assert "if krt_metric = 16 then bgp_local_pref = 200; else bgp_local_pref = 100;" in peers_out
+    assert "metric 32;" in text.split("protocol kernel kernel4 {")[1]

@@ -1,13 +1,31 @@
 """Unit: the dataplane decision table (``dataplane.diff``) and the desired state of
-endpoints (``agent.desired``): pure functions, table-tested."""
+endpoints (``agent.desired``), moved addresses included (the preferred metric, the
+drains of the old host): pure functions, table-tested."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from routeplane.agent.desired import endpoint_state, host_state, proxied_gateways, routed_addresses
+from routeplane.agent.desired import (
+    Drain,
+    drains,
+    endpoint_state,
+    host_state,
+    proxied_gateways,
+    routed_addresses,
+)
 from routeplane.dataplane.diff import diff
-from routeplane.dataplane.model import HostState, Link, Neighbour, Proxy, Route
+from routeplane.dataplane.model import (
+    PREFERRED_METRIC,
+    ROUTE_METRIC,
+    HostState,
+    Link,
+    Neighbour,
+    Proxy,
+    Route,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -43,6 +61,28 @@ def test_an_address_moving_to_another_tap_is_a_replace_not_a_delete() -> None:
     plan = diff(state(after), LINKS, {before}, set(), {TAP2}, sweep=True)
     assert plan.routes_set == (after,)
     assert plan.routes_del == ()
+
+
+def test_a_metric_change_adds_the_new_route_then_deletes_the_old_even_before_in_sync() -> None:
+    ordinary = Route("10.28.0.23", TAP1)
+    preferred = Route("10.28.0.23", TAP1, PREFERRED_METRIC)
+    for sweep in (False, True):
+        plan = diff(state(preferred), LINKS, {ordinary}, set(), {TAP1}, sweep=sweep)
+        assert (plan.routes_set, plan.routes_del) == ((preferred,), (ordinary,))
+    # moving to another tap at another metric: the same, make before break
+    elsewhere = Route("10.28.0.23", TAP2, PREFERRED_METRIC)
+    plan = diff(state(elsewhere), LINKS, {ordinary}, set(), {TAP2}, sweep=True)
+    assert (plan.routes_set, plan.routes_del) == ((elsewhere,), (ordinary,))
+
+
+def test_a_drain_route_replaces_the_tap_route_and_needs_no_tap() -> None:
+    """Same address, same metric: one replace, never a moment without a route."""
+    on_tap = Route("10.28.0.23", TAP1)
+    drain = Route("10.28.0.23", "", ROUTE_METRIC, "192.168.8.4")
+    plan = diff(HostState(routes=frozenset({drain})), LINKS, {on_tap}, set(), set(), sweep=True)
+    assert (plan.routes_set, plan.routes_del) == ((drain,), ())
+    gone = diff(HostState(), LINKS, {drain}, set(), set(), sweep=True)
+    assert gone.routes_del == (drain,)
 
 
 def test_routes_wait_for_their_tap_to_be_up() -> None:
@@ -121,3 +161,63 @@ def test_a_port_that_is_down_has_nothing_programmed() -> None:
     assert host_state(
         [ENDPOINT, {**ENDPOINT, "interface": TAP2, "admin_state_up": False}]
     ).interfaces == {TAP1}
+
+
+def test_a_preferred_address_is_routed_at_the_preferred_metric_the_others_ordinary() -> None:
+    part = endpoint_state({**ENDPOINT, "preferred": ["10.28.0.23", "bogus"]})
+    assert Route("10.28.0.23", TAP1, PREFERRED_METRIC) in part.routes
+    assert Route("10.28.0.13", TAP1, ROUTE_METRIC) in part.routes
+    assert len(part.routes) == 5  # one route per address, whatever its metric
+
+
+NOW = 1_767_225_600.0
+HOPS = {("node2", 4): "192.168.8.4", ("node2", 6): "fd00:192:168:8::4"}
+
+
+def old_port(**hint: Any) -> dict[str, Any]:
+    """The port an address moved out of, as its record says after the move."""
+    base = {"generation": 812, "to_port_id": "p2", "to_host": "node2", "moved_at": NOW - 0.5}
+    return {**ENDPOINT, "moved_out": {"10.28.0.41": {**base, **hint}}}
+
+
+def drained(endpoint: dict[str, Any], now: float = NOW) -> list[Drain]:
+    return drains(
+        endpoint, host="node1", now=now, next_hop=lambda h, v: HOPS.get((h, v), ""),
+        drain_time=2.0,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("hint", "drain_via"),
+    [
+        ({}, "192.168.8.4"),  # moved to another host, within the drain time: forward there
+        ({"moved_at": NOW - 2.0}, None),  # drained: a (re)started agent just programs it
+        ({"to_host": "node1"}, None),  # to a tap of this host: a replace, not a drain
+        ({"to_host": ""}, None),  # the target port is not bound: nowhere to forward
+        ({"to_host": "node9"}, None),  # unknown host: withdraw at once
+        ({"moved_at": "yesterday"}, None),  # a hint that makes no sense: ignored
+    ],
+    ids=["drain", "over", "same-host", "unbound", "unknown-host", "malformed"],
+)
+def test_drain_decision_table(hint: dict[str, Any], drain_via: str | None) -> None:
+    found = drained(old_port(**hint))
+    if drain_via is None:
+        assert found == []
+    else:
+        route = Route("10.28.0.41", "", ROUTE_METRIC, drain_via)
+        assert found == [Drain("10.28.0.41", 812, NOW + 1.5, route)]
+
+
+def test_a_drain_uses_the_new_hosts_address_of_the_same_family_or_none() -> None:
+    six = {**ENDPOINT, "moved_out": {"fd5f:0:0::41": {"to_host": "node2", "moved_at": NOW}}}
+    assert [d.route.via for d in drained(six)] == ["fd00:192:168:8::4"]
+    no_six = drains(six, host="node1", now=NOW, next_hop=lambda h, v: "192.168.8.4")
+    assert no_six == []
+
+
+def test_an_address_held_again_or_a_clock_ahead_never_drains_long() -> None:
+    held = {**ENDPOINT, "moved_out": {"10.28.0.13": {"to_host": "node2", "moved_at": NOW}}}
+    assert drained(held) == []  # the record holds it: it is routed to the tap
+    assert drained({**ENDPOINT, "moved_out": ["10.28.0.41"]}) == []  # not hints at all
+    ahead = drained(old_port(moved_at=NOW + 60))  # the api's clock is ahead of ours
+    assert [d.until for d in ahead] == [NOW + 2.0]

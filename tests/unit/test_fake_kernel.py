@@ -1,5 +1,5 @@
 """Unit: what only the fake kernel has — failure injection, the action log, links that
-vanish, a link-event queue that overflows — and the lab's refusal to touch namespaces
+vanish, a link-event queue that overflows, the route it would use — and the lab's refusal to touch namespaces
 that are not ``rp-…``.
 
 The behaviour shared with Linux is checked by ``tests/contract/test_kernel.py``.
@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from routeplane.dataplane.fake import FakeKernel
-from routeplane.dataplane.model import Neighbour, Plan, Proxy, Route, tap_sysctls
+from routeplane.dataplane.fake import FakeKernel, FakeRoute
+from routeplane.dataplane.model import ROUTE_PROTO, Neighbour, Plan, Proxy, Route, tap_sysctls
 from routeplane.lab import netns
 
 pytestmark = pytest.mark.unit
@@ -145,3 +145,31 @@ def test_lab_namespace_names_are_fresh_and_prefixed() -> None:
     names = {netns.unique_name("unit") for _ in range(100)}
     assert len(names) == 100
     assert all(name.startswith("rp-unit-") for name in names)
+
+
+def test_routes_are_keyed_by_address_and_metric_and_the_lowest_is_used() -> None:
+    kernel = configured()
+    kernel.add_link("fabric0", up=True)
+    kernel.add_network("192.168.8.3/24", "fabric0")
+    kernel.add_route("10.0.0.9", "fabric0", 12, 32, via="192.168.8.4")  # BIRD's
+    assert kernel.apply(Plan(routes_set=(Route("10.0.0.9", TAP),))).ok
+    assert kernel.route_to("10.0.0.9") == FakeRoute("10.0.0.9", "fabric0", 12, 32, "192.168.8.4")
+    assert kernel.apply(Plan(routes_set=(Route("10.0.0.9", TAP, 16),))).ok
+    assert kernel.route_to("10.0.0.9") == FakeRoute("10.0.0.9", TAP, ROUTE_PROTO, 16)
+    kernel.add_route("10.0.0.10", TAP, 4)
+    kernel.add_route("2001:db8::10", TAP, 4)
+    assert {(r.address, r.metric) for r in kernel.all_routes.values() if r.protocol == 4} == {
+        ("10.0.0.10", 0), ("2001:db8::10", 1024),  # Linux's defaults
+    }  # fmt: skip
+
+
+def test_a_route_via_a_next_hop_goes_with_the_link_it_leaves_by() -> None:
+    kernel = configured()
+    kernel.add_link("fabric0", up=True)
+    kernel.add_network("192.168.8.3/24", "fabric0")
+    drain = Route("10.0.0.9", "", 1024, "192.168.8.4")
+    assert kernel.apply(Plan(routes_set=(drain,))).ok
+    assert kernel.routes() == {drain}
+    kernel.set_link("fabric0", up=False)
+    assert kernel.routes() == set()
+    assert kernel.apply(Plan(routes_set=(drain,))).failed == [drain]  # no up link reaches it

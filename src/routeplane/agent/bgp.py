@@ -72,6 +72,7 @@ class BgpSpeaker:
         self.prefix = f"{ROOT}hosts/"
         self.follower = Follower(store, self.prefix)
         self.hosts: dict[str, tuple[str, int]] = {}
+        self.addresses6: dict[str, str] = {}  # host -> IPv6 fabric address, when it has one
         self.extra = tuple(parse_peer(p, settings.as_number) for p in settings.peers)
         self.applied: str | None = None
         self.dirty = True
@@ -82,7 +83,7 @@ class BgpSpeaker:
         """Take in registry changes, waiting at most ``timeout`` (raises ``StoreError``)."""
         news = self.follower.poll(timeout)
         if isinstance(news, Snapshot):
-            self.hosts = {}
+            self.hosts, self.addresses6 = {}, {}
             for kv in news.items.values():
                 self._note(kv.key, kv.value)
             self.dirty = True
@@ -97,6 +98,17 @@ class BgpSpeaker:
             self.hosts[name] = (str(value["bgp_address"]), int(value.get("as_number", 0)))
         else:
             self.hosts.pop(name, None)
+        if isinstance(value, dict) and value.get("bgp_address6"):
+            self.addresses6[name] = str(value["bgp_address6"])
+        else:
+            self.addresses6.pop(name, None)
+
+    def next_hop(self, host: str, version: int) -> str:
+        """``host``'s fabric address of IP ``version`` ("" when it has none registered):
+        where this host forwards an address that moved there while it drains."""
+        if version == 6:
+            return self.addresses6.get(host, "")
+        return self.hosts.get(host, ("", 0))[0]
 
     def config(self) -> str:
         s = self.settings

@@ -9,15 +9,38 @@ its own VMs; and, for each IPv6 subnet gateway in the record (``gateways``), a p
 entry on the tap so the host answers the VM's neighbour solicitations for it (IPv4 needs
 none: proxy ARP answers for every address). A gateway that is one of the VM's own
 addresses is never proxied: the host must not answer for the VM.
+
+Make-before-break for moved addresses (the record's hints, ``services.move_hints``):
+
+| the address is, in this record | its route here |
+|---|---|
+| in ``fixed_ips`` and ``preferred`` (moved or placed here) | ``dev tap`` at ``PREFERRED_METRIC``: wins over BIRD's route towards the old host at once, and BIRD announces it with the higher local preference |
+| routed, not preferred | ``dev tap`` at ``ROUTE_METRIC`` (ordinary) |
+| in ``moved_out``, drain time since ``moved_at`` not over, moved to another host with a known fabric address of its family | ``via <that address>`` at ``ROUTE_METRIC`` (:func:`drains`): packets still arriving here go to the new host, never to the old VM |
+| in ``moved_out``, otherwise (drained, moved to a tap of this host, unbound or unknown host) | none |
+
+The old VM is fenced by the same record: the address is no longer one of the port's, so
+anti-spoofing drops it as a source (policy is applied before routes), and its
+connections are flushed when its route leaves the tap.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from routeplane.dataplane.model import HostState, Neighbour, Proxy, Route
+from routeplane.dataplane.model import (
+    PREFERRED_METRIC,
+    ROUTE_METRIC,
+    HostState,
+    Neighbour,
+    Proxy,
+    Route,
+)
+
+DRAIN_TIME = 2.0  # seconds after ``moved_at`` the old host keeps forwarding a moved address
 
 
 def routed_addresses(endpoint: Mapping[str, Any]) -> list[str]:
@@ -55,12 +78,28 @@ def proxied_gateways(endpoint: Mapping[str, Any]) -> list[str]:
     return found
 
 
+def _canonical(text: object) -> str | None:
+    try:
+        return str(ipaddress.ip_address(str(text)))
+    except ValueError:
+        return None
+
+
+def preferred_addresses(endpoint: Mapping[str, Any]) -> set[str]:
+    """The addresses this endpoint holds because they were moved (or placed) onto it."""
+    return {a for a in map(_canonical, endpoint.get("preferred") or ()) if a is not None}
+
+
 def endpoint_state(endpoint: Mapping[str, Any]) -> HostState:
     if not endpoint.get("admin_state_up", True):
         return HostState()
     tap = str(endpoint["interface"])
     mac = str(endpoint.get("mac_address", "")).lower()
-    routes = frozenset(Route(address, tap) for address in routed_addresses(endpoint))
+    preferred = preferred_addresses(endpoint)
+    routes = frozenset(
+        Route(address, tap, PREFERRED_METRIC if address in preferred else ROUTE_METRIC)
+        for address in routed_addresses(endpoint)
+    )
     neighbours = frozenset(
         Neighbour(str(ipaddress.ip_address(ip)), tap, mac)
         for ip in endpoint.get("fixed_ips", [])
@@ -86,4 +125,62 @@ def host_state(endpoints: Iterable[Mapping[str, Any]]) -> HostState:
     )
 
 
-__all__ = ["endpoint_state", "host_state", "proxied_gateways", "routed_addresses"]
+@dataclass(frozen=True, order=True)
+class Drain:
+    """An address this host keeps forwarding to the host it moved to, until ``until``
+    (seconds since the epoch, like the hint's ``moved_at``)."""
+
+    address: str
+    generation: int  # the move's: between two drains of one address, the higher is newer
+    until: float
+    route: Route  # ``address via <new host> metric ROUTE_METRIC``
+
+
+def drains(
+    endpoint: Mapping[str, Any],
+    *,
+    host: str,
+    now: float,
+    next_hop: Callable[[str, int], str],
+    drain_time: float = DRAIN_TIME,
+) -> list[Drain]:
+    """The drains one endpoint record asks of this host (``host``) at ``now``.
+
+    ``next_hop(host, version)`` is that host's fabric address of that IP version ("" when
+    unknown). A ``moved_at`` in the future (clocks disagree) counts as now, so a drain
+    never lasts longer than ``drain_time``."""
+    found: list[Drain] = []
+    held = set(routed_addresses(endpoint))
+    moved_out = endpoint.get("moved_out") or {}
+    if not isinstance(moved_out, Mapping):
+        return found
+    for text, hint in moved_out.items():
+        address = _canonical(text)
+        if address is None or address in held or not isinstance(hint, Mapping):
+            continue
+        try:
+            until = min(float(hint.get("moved_at", 0.0)), now) + drain_time
+            generation = int(hint.get("generation", 0))
+        except (TypeError, ValueError):
+            continue
+        to_host = str(hint.get("to_host") or "")
+        if now >= until or not to_host or to_host == host:
+            continue
+        version = ipaddress.ip_address(address).version
+        via = _canonical(next_hop(to_host, version))
+        if via is None or ipaddress.ip_address(via).version != version:
+            continue
+        found.append(Drain(address, generation, until, Route(address, "", ROUTE_METRIC, via)))
+    return sorted(found)
+
+
+__all__ = [
+    "DRAIN_TIME",
+    "Drain",
+    "drains",
+    "endpoint_state",
+    "host_state",
+    "preferred_addresses",
+    "proxied_gateways",
+    "routed_addresses",
+]

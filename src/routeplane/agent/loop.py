@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from routeplane.agent.bgp import BgpSpeaker
-from routeplane.agent.desired import endpoint_state, host_state
+from routeplane.agent.desired import DRAIN_TIME, endpoint_state, host_state
+from routeplane.agent.drains import Drains
 from routeplane.agent.mirror import Mirror
 from routeplane.agent.policy import PolicyFeed, PolicyTable
 from routeplane.agent.registration import Registration
@@ -52,6 +53,7 @@ class AgentSettings:
     apply_interval: float = 0.005  # coalesce bursts of events for at most this long
     resync_interval: float = 30.0  # full read-back of the kernel, to repair drift
     pending_interval: float = 0.5  # how often endpoints waiting for their tap are retried
+    drain_time: float = DRAIN_TIME  # a moved address is forwarded to its new host this long
     lease_ttl: int = 10
     error_delays: tuple[float, ...] = (0.5, 1, 2, 4, 8, 15)
 
@@ -83,7 +85,7 @@ class Agent:
     def __init__(
         self, store: Store, kernel: Kernel, settings: AgentSettings,
         clock: Callable[[], float] = time.monotonic, policy: PolicyTable | None = None,
-        *, bgp: BgpSpeaker | None = None,
+        *, bgp: BgpSpeaker | None = None, wall_clock: Callable[[], float] = time.time,
     ) -> None:  # fmt: skip
         self.bgp = bgp  # None: no BGP speaker on this host (routing-only tests)
         self.store = store
@@ -93,6 +95,8 @@ class Agent:
         self.policy_ok: set[str] = set()  # local endpoints whose policy is programmed
         self.settings = settings
         self.clock = clock
+        self.wall_clock = wall_clock  # the move hints' ``moved_at`` is wall-clock time
+        self.drains = Drains(settings.host, settings.drain_time)
         self.prefix = f"{ROOT}endpoints/{settings.host}/"
         self.follower = Follower(store, self.prefix)
         self.cache = _Cache()
@@ -141,6 +145,9 @@ class Agent:
             return
         self._take_link_events()
         now = self.clock()
+        ends = self.drains.next_end()
+        if ends is not None and self.wall_clock() >= ends:  # a drain is over: withdraw
+            self.dirty |= self.drains.expired(self.wall_clock())
         if self.pending and now >= self._next_pending:
             self._next_pending = now + self.settings.pending_interval
             self.dirty |= self.pending
@@ -205,7 +212,9 @@ class Agent:
             for i in ids
             if i in self.cache.endpoints and (self.policy is None or i in self.policy_ok)
         ]
-        desired = host_state(live)
+        wall = self.wall_clock()
+        self.drains.note({i: self.cache.endpoints.get(i) for i in ids}, wall, self._next_hop)
+        desired = self.drains.with_routes(host_state(live), wall)
         routes, neighbours = self.mirror.subset(None if full else taps, desired)
         plan = diff(
             desired,
@@ -227,6 +236,7 @@ class Agent:
                     "kernel: %d operation(s) failed: %s", len(outcome.failed), outcome.errors[:3]
                 )
                 self.dirty |= ids  # retried on a later round
+                self.drains.refused(outcome.failed)  # those addresses: withdrawn instead
         self._report(ids)
 
     def _apply_policy(self, ids: set[str]) -> None:
@@ -259,6 +269,11 @@ class Agent:
                 self.policy_ok.add(i)
             else:
                 self.policy_ok.discard(i)
+
+    def _next_hop(self, host: str, version: int) -> str:
+        """Another host's fabric address of an IP version, from the hosts registry ("":
+        unknown, or no BGP here — a moved address is then withdrawn at once)."""
+        return "" if self.bgp is None else self.bgp.next_hop(host, version)
 
     def _report(self, ids: Iterable[str]) -> None:
         programmed: dict[str, int] = {}

@@ -14,6 +14,10 @@ a change (:meth:`Mirror.take_link_events`, :meth:`Mirror.refresh_links`) the mir
 forgets what it held on that tap, so the next plan puts it back (a replace of something
 still there is harmless). A periodic :meth:`Mirror.refresh` repairs any other drift
 (someone deleting our route by hand).
+
+Routes are held as the kernel holds them, by (address, metric): an address changing its
+metric briefly has two. Routes via a next hop (draining addresses, see ``agent.drains``)
+belong to no tap; they are few and short-lived, so every diff sees all of them.
 """
 
 from __future__ import annotations
@@ -36,11 +40,12 @@ from routeplane.dataplane.ports import Kernel
 class Mirror:
     def __init__(self) -> None:
         self.links: dict[str, Link] = {}
-        self.routes: dict[str, Route] = {}  # by address: one owner each
+        self.routes: dict[tuple[str, int], Route] = {}  # by (address, metric), as the kernel
         self.neighbours: dict[tuple[str, str], Neighbour] = {}  # by (address, tap)
         self.proxies: set[Proxy] = set()
         self.configured: set[str] = set()
-        self._routes_on: dict[str, set[str]] = {}  # tap -> addresses routed to it
+        self._routes_on: dict[str, set[tuple[str, int]]] = {}  # tap ("" : via) -> route keys
+        self._keys_of: dict[str, set[int]] = {}  # address -> metrics it has routes with
         self._neighbours_on: dict[str, set[tuple[str, str]]] = {}
         self._proxies_on: dict[str, set[Proxy]] = {}
 
@@ -50,7 +55,7 @@ class Mirror:
         sysctl to the value it has is harmless, and it cannot know); a running one keeps
         what it configured on taps that are still the same interfaces."""
         self.refresh_links(kernel)
-        self.routes, self._routes_on = {}, {}
+        self.routes, self._routes_on, self._keys_of = {}, {}, {}
         self.neighbours, self._neighbours_on = {}, {}
         self.proxies, self._proxies_on = set(), {}
         self._add_routes(kernel.routes())
@@ -89,9 +94,8 @@ class Mirror:
 
     def _forget(self, tap: str) -> None:
         """The kernel flushed this tap's routes, neighbours and proxy entries."""
-        for address in self._routes_on.pop(tap, set()):
-            if self.routes.get(address, Route(address, "")).interface == tap:
-                del self.routes[address]
+        for route_key in self._routes_on.get(tap, set()).copy():
+            self._drop_route(self.routes[route_key])
         for key in self._neighbours_on.pop(tap, set()):
             self.neighbours.pop(key, None)
         self.proxies -= self._proxies_on.pop(tap, set())
@@ -101,11 +105,13 @@ class Mirror:
         self, taps: set[str] | None, desired: HostState
     ) -> tuple[set[Route], set[Neighbour]]:
         """What is programmed on ``taps`` (everything when None), plus whatever holds an
-        address the desired state wants (so that a move is seen as a replace)."""
+        address the desired state wants (so that a move is seen as a replace), plus every
+        route via a next hop (drains are decided for the whole host at once)."""
         if taps is None:
             return set(self.routes.values()), set(self.neighbours.values())
-        routes = {self.routes[a] for tap in taps for a in self._routes_on.get(tap, ())}
-        routes |= {self.routes[r.address] for r in desired.routes if r.address in self.routes}
+        keys = {k for tap in (*taps, "") for k in self._routes_on.get(tap, ())}
+        keys |= {(r.address, m) for r in desired.routes for m in self._keys_of.get(r.address, ())}
+        routes = {self.routes[k] for k in keys}
         neighbours = {self.neighbours[k] for tap in taps for k in self._neighbours_on.get(tap, ())}
         return routes, neighbours
 
@@ -116,12 +122,22 @@ class Mirror:
         return {p for tap in taps for p in self._proxies_on.get(tap, ())}
 
     def owner_changes(self, plan: Plan) -> set[str]:
-        """Addresses leaving a tap: their connection-tracking state must go with them."""
-        moved = {r.address for r in plan.routes_del}
+        """Addresses leaving a tap (to another tap, to a next hop, or unrouted): their
+        connection-tracking state must go with them. A route changing only its metric
+        stays with its tap: its connections are kept."""
+        deleted = set(plan.routes_del)
+        added: dict[str, list[Route]] = {}
         for route in plan.routes_set:
-            before = self.routes.get(route.address)
-            if before is not None and before.interface != route.interface:
-                moved.add(route.address)
+            added.setdefault(route.address, []).append(route)
+        moved = set()
+        for address in added.keys() | {r.address for r in deleted}:
+            before = [self.routes[(address, m)] for m in self._keys_of.get(address, ())]
+            replaced = {r.key for r in added.get(address, ())}
+            after = [r for r in before if r not in deleted and r.key not in replaced]
+            after += added.get(address, [])
+            taps = {r.interface for r in before if not r.via}
+            if taps - {r.interface for r in after if not r.via}:
+                moved.add(address)
         return moved
 
     def holds(self, state: HostState) -> bool:
@@ -133,7 +149,7 @@ class Mirror:
                 return False
         if not state.proxies <= self.proxies:
             return False
-        return all(self.routes.get(r.address) == r for r in state.routes)
+        return all(self.routes.get(r.key) == r for r in state.routes)
 
     # recording what was done -----------------------------------------------------------
     def record(self, plan: Plan, outcome: Outcome) -> None:
@@ -143,7 +159,7 @@ class Mirror:
         self._add_proxies(p for p in plan.proxies_set if p not in failed)
         self._add_routes(r for r in plan.routes_set if r not in failed)
         for route in plan.routes_del:
-            if route not in failed and self.routes.get(route.address) == route:
+            if route not in failed and self.routes.get(route.key) == route:
                 self._drop_route(route)
         for proxy in plan.proxies_del:
             if proxy not in failed:
@@ -157,15 +173,20 @@ class Mirror:
 
     def _add_routes(self, routes: Iterable[Route]) -> None:
         for route in routes:
-            previous = self.routes.get(route.address)
+            previous = self.routes.get(route.key)
             if previous is not None:
                 self._drop_route(previous)
-            self.routes[route.address] = route
-            self._routes_on.setdefault(route.interface, set()).add(route.address)
+            self.routes[route.key] = route
+            self._routes_on.setdefault(route.interface, set()).add(route.key)
+            self._keys_of.setdefault(route.address, set()).add(route.metric)
 
     def _drop_route(self, route: Route) -> None:
-        del self.routes[route.address]
-        self._routes_on.get(route.interface, set()).discard(route.address)
+        del self.routes[route.key]
+        self._routes_on.get(route.interface, set()).discard(route.key)
+        metrics = self._keys_of.get(route.address, set())
+        metrics.discard(route.metric)
+        if not metrics:
+            self._keys_of.pop(route.address, None)
 
     def _add_neighbours(self, neighbours: Iterable[Neighbour]) -> None:
         for neighbour in neighbours:

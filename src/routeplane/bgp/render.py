@@ -17,9 +17,29 @@ What the rendered configuration does, and why:
 - peers are sorted and named from their host name or address, so the same inputs give
   the same bytes: the agent compares texts to decide whether ``birdc configure`` is due.
 
+Make-before-break for a moved address (``docs/design/agent.md``, *Moved addresses*). The
+new host installs the address's route at the preferred kernel metric
+(:data:`PREFERRED_METRIC`); BIRD ranks what it knows of one address like this:
+
+| route | BIRD ``preference`` | announced with ``bgp_local_pref`` |
+|---|---|---|
+| ours from the kernel, preferred metric (moved here) | 201 | 200 |
+| learned over BGP with local preference ≥ 200 (moved there) | 200 | (not re-announced) |
+| ours from the kernel, any other metric (ordinary, or draining) | 101 | 100 |
+| learned over BGP, ordinary | 100 (BGP's default) | (not re-announced) |
+
+So the new host announces its route at once and keeps it over the old host's; every
+other host and the access node take the new one as soon as they hear of it (local
+preference decides between BGP routes); and the old host, hearing it, stops announcing
+its own and installs the new one in its kernel — at :data:`BIRD_METRIC`, below the
+ordinary metric of the route it held, so its kernel forwards there at once too.
+``merge paths`` stays off: an address belongs to one VM, and two equal routes to it
+would split flows between two VMs rather than spread load.
+
 ``access_config`` renders the other end for an access node or top-of-rack router: a
 dynamic BGP listener that accepts any host from the fabric ranges, installs what they
-announce and announces nothing.
+announce (the best route only: a moved address's new host by its local preference) and
+announces nothing.
 """
 
 from __future__ import annotations
@@ -30,6 +50,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 ROUTE_PROTO = 77  # dataplane.model.ROUTE_PROTO: the kernel routes the agent owns
+PREFERRED_METRIC = 16  # dataplane.model.PREFERRED_METRIC: the route of an address moved here
+BIRD_METRIC = 32  # dataplane.model.BIRD_METRIC: between the preferred and the ordinary metric
+LOCAL_PREF, PREFERRED_LOCAL_PREF = 100, 200
 
 
 @dataclass(frozen=True)
@@ -77,6 +100,7 @@ class HostBgp:
     bfd: bool = True
     log_path: str = ""
     route_proto: int = ROUTE_PROTO
+    preferred_metric: int = PREFERRED_METRIC
     timers: Timers = field(default_factory=Timers)
 
 
@@ -132,15 +156,16 @@ def render(config: HostBgp) -> str:
         'protocol direct { ipv4; ipv6; interface -"tap*", "*"; }',
         "",
     ]
+    lines += _preference_filters(config)
     for family in ("4", "6"):
         lines += [
             f"protocol kernel kernel{family} {{",
             f"  ipv{family} {{",
-            f"    import where krt_source = {config.route_proto};  # routeplane's device routes",
+            "    import filter routeplane_from_kernel;  # routeplane's device routes",
             "    export where source = RTS_BGP;  # what the peers announce",
             "  };",
             "  learn;",
-            "  merge paths on;",
+            f"  metric {BIRD_METRIC};",
             "  graceful restart;",
             f"  scan time {t.scan_time};",
             f"  netlink rx buffer {t.netlink_rx_buffer};",
@@ -161,19 +186,18 @@ def render(config: HostBgp) -> str:
     ]
     if config.bfd:
         lines.append("  bfd on;")
-    if config.reflector:  # reflect the clients' routes too, keeping their next hops
-        export, self_hop = "source = RTS_INHERIT || source = RTS_BGP", "next hop self ebgp;"
-    else:  # only the routes learned from the kernel: ours
-        export, self_hop = "source = RTS_INHERIT", "next hop self;"
+    # a reflector reflects the clients' routes too, keeping their next hops; the others
+    # announce only the routes learned from the kernel: ours
+    self_hop = "next hop self ebgp;" if config.reflector else "next hop self;"
     lines += [
         "  ipv4 {",
-        "    import all;",
-        f"    export where {export};",
+        "    import filter routeplane_from_peers;",
+        "    export filter routeplane_to_peers;",
         f"    {self_hop}",
         "  };",
         "  ipv6 {",
-        "    import all;",
-        f"    export where {export};",
+        "    import filter routeplane_from_peers;",
+        "    export filter routeplane_to_peers;",
     ]
     if config.address6:
         lines.append(f"    next hop address {config.address6};")
@@ -217,7 +241,6 @@ def access_config(
         lines += [
             f"protocol kernel kernel{family} {{",
             f"  ipv{family} {{ import none; export where source = RTS_BGP; }};",
-            "  merge paths on;",
             f"  netlink rx buffer {t.netlink_rx_buffer};",
             "}",
             "",
@@ -246,6 +269,39 @@ def access_config(
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
+def _preference_filters(config: HostBgp) -> list[str]:
+    """The filters that rank a moved address's routes (see the module docstring)."""
+    reflect = ["  if source = RTS_BGP then accept;  # reflected as it came"]
+    return [
+        f"# Make-before-break for moved addresses: a route moved here (kernel metric "
+        f"{config.preferred_metric}) is",
+        f"# announced with local preference {PREFERRED_LOCAL_PREF} and wins everywhere; "
+        "our other routes lose to",
+        "# it but win over the ordinary routes learned over BGP.",
+        "filter routeplane_from_kernel {",
+        f"  if krt_source != {config.route_proto} then reject;",
+        f"  if krt_metric = {config.preferred_metric} then preference = 201;"
+        " else preference = 101;",
+        "  accept;",
+        "}",
+        "",
+        "filter routeplane_from_peers {",
+        f"  if defined(bgp_local_pref) && bgp_local_pref >= {PREFERRED_LOCAL_PREF} then"
+        " preference = 200;",
+        "  accept;",
+        "}",
+        "",
+        "filter routeplane_to_peers {",
+        *(reflect if config.reflector else []),
+        "  if source != RTS_INHERIT then reject;",
+        f"  if krt_metric = {config.preferred_metric} then"
+        f" bgp_local_pref = {PREFERRED_LOCAL_PREF}; else bgp_local_pref = {LOCAL_PREF};",
+        "  accept;",
+        "}",
+        "",
+    ]
+
+
 def _bfd(t: Timers) -> list[str]:
     return [
         "protocol bfd {",
@@ -259,4 +315,16 @@ def _bfd(t: Timers) -> list[str]:
     ]
 
 
-__all__ = ["ROUTE_PROTO", "HostBgp", "Peer", "Timers", "access_config", "mesh_peers", "render"]
+__all__ = [
+    "BIRD_METRIC",
+    "LOCAL_PREF",
+    "PREFERRED_LOCAL_PREF",
+    "PREFERRED_METRIC",
+    "ROUTE_PROTO",
+    "HostBgp",
+    "Peer",
+    "Timers",
+    "access_config",
+    "mesh_peers",
+    "render",
+]

@@ -5,15 +5,23 @@ a conntrack table and a queue of link events, and answers the ``Kernel`` port wi
 goes — the same contract suite (``tests/contract/test_kernel.py``) runs against it and
 against a real namespace:
 
-- a route is keyed by its address (one host route per address in the main table):
-  ``replace`` overwrites whatever holds the address, even another owner's route;
-- adding a route needs its link to exist and be administratively up (no carrier is
-  fine); deleting one needs it to exist *with our protocol on that link*;
+- a route is keyed by its address and metric (one host route per pair in the main
+  table): ``replace`` overwrites whatever holds the pair, even another owner's route,
+  and a route with another metric for the same address is a second route beside it
+  (:meth:`FakeKernel.route_to` answers which one the kernel would use: the lowest
+  metric); a route added without a metric gets Linux's default (0 for IPv4, 1024 for
+  IPv6);
+- adding a device route needs its link to exist and be administratively up (no carrier
+  is fine); a route ``via`` a next hop needs the next hop inside a network of an
+  interface that is up (:meth:`FakeKernel.add_network`: the host's own fabric address)
+  and goes with that interface; deleting a route needs it to exist *with our protocol,
+  that metric and that link or next hop*;
 - a neighbour replace overwrites the MAC; it needs the link to exist (up or not);
   deleting a missing neighbour fails; proxy entries behave the same (a replace takes
   over another owner's entry for the address on that link);
-- a link going administratively down loses its routes, neighbours and proxy entries, a
-  deleted link everything, sysctls included; losing carrier loses nothing;
+- a link going administratively down loses its routes (those via a next hop on it too),
+  neighbours and proxy entries, a deleted link everything, sysctls included; losing
+  carrier loses nothing;
 - ``links()`` calls a link up only when it is administratively up *and* has carrier;
 - every change of a link (created, administratively up or down — the agent bringing a
   tap up included —, carrier, deleted) queues a link event; beyond
@@ -66,18 +74,26 @@ class FakeLink:
 
 @dataclass(frozen=True)
 class FakeRoute:
-    """Any route the fake holds: ours (``protocol == ROUTE_PROTO``) or someone else's."""
+    """Any route the fake holds: ours (``protocol == ROUTE_PROTO``) or someone else's.
+    ``interface`` is the link it leaves by (for a route ``via`` a next hop: the link of
+    the network the next hop is in)."""
 
     address: str
     interface: str
     protocol: int
+    metric: int = 0
+    via: str = ""
+
+    def view(self) -> Route:
+        return Route(self.address, "" if self.via else self.interface, self.metric, self.via)
 
 
 class FakeKernel:
     def __init__(self, event_capacity: int = EVENT_CAPACITY) -> None:
         self._links: dict[str, FakeLink] = {}
         self._next_index = 2  # 1 is the loopback's, as on Linux
-        self.all_routes: dict[str, FakeRoute] = {}  # by address
+        self.all_routes: dict[tuple[str, int], FakeRoute] = {}  # by (address, metric)
+        self.networks: set[tuple[str, ipaddress.IPv4Network | ipaddress.IPv6Network]] = set()
         self._neighbours: dict[tuple[str, str], tuple[str, bool]] = {}  # -> (mac, permanent)
         self._proxies: dict[tuple[str, str], int] = {}  # (address, interface) -> protocol
         self._events: list[LinkEvent] = []
@@ -118,16 +134,35 @@ class FakeKernel:
         self._emit(name)
 
     def _flush_link(self, name: str, *, sysctls: bool) -> None:
-        self.all_routes = {a: r for a, r in self.all_routes.items() if r.interface != name}
+        self.all_routes = {k: r for k, r in self.all_routes.items() if r.interface != name}
         self._neighbours = {k: v for k, v in self._neighbours.items() if k[1] != name}
         self._proxies = {k: v for k, v in self._proxies.items() if k[1] != name}
         if sysctls:
             owned = {path for path, _ in tap_sysctls(name)}
             self.sysctls = {k: v for k, v in self.sysctls.items() if k not in owned}
 
-    def add_route(self, address: str, interface: str, protocol: int) -> None:
-        """A route put there by someone else (``ip route add … proto static``)."""
-        self.all_routes[_canonical(address)] = FakeRoute(_canonical(address), interface, protocol)
+    def add_route(
+        self, address: str, interface: str, protocol: int, metric: int | None = None,
+        *, via: str = "",
+    ) -> None:  # fmt: skip
+        """A route put there by someone else (``ip route add … proto static``, or BIRD's
+        ``… via <peer> proto bird metric 32``)."""
+        canonical = _canonical(address)
+        if metric is None:
+            metric = 0 if ipaddress.ip_address(canonical).version == 4 else 1024
+        route = FakeRoute(canonical, interface, protocol, metric, _canonical(via) if via else "")
+        self.all_routes[(canonical, metric)] = route
+
+    def add_network(self, prefix: str, interface: str) -> None:
+        """An address of the host's own on ``interface`` (``ip addr add 192.168.8.3/24 dev
+        fabric0``): next hops inside its network are reachable while the link is up."""
+        self.networks.add((interface, ipaddress.ip_network(prefix, strict=False)))
+
+    def route_to(self, address: str) -> FakeRoute | None:
+        """The route the kernel would use for ``address`` among its host routes (the
+        lowest metric), whoever made it."""
+        found = [r for r in self.all_routes.values() if r.address == _canonical(address)]
+        return min(found, key=lambda r: r.metric) if found else None
 
     def add_neighbour(self, address: str, interface: str, mac: str, *, permanent: bool) -> None:
         self._neighbours[(_canonical(address), interface)] = (mac.lower(), permanent)
@@ -189,11 +224,7 @@ class FakeKernel:
         return {link.name: self._view(link) for link in self._links.values()}
 
     def routes(self) -> set[Route]:
-        return {
-            Route(r.address, r.interface)
-            for r in self.all_routes.values()
-            if r.protocol == ROUTE_PROTO
-        }
+        return {r.view() for r in self.all_routes.values() if r.protocol == ROUTE_PROTO}
 
     def neighbours(self) -> set[Neighbour]:
         return {
@@ -287,26 +318,43 @@ class FakeKernel:
         return None
 
     def _route_set(self, r: Route) -> str | None:
-        if failure := self._injected("routes_set", r.address, r.interface):
+        if failure := self._injected("routes_set", r.address, r.interface or r.via):
             return failure
-        link = self._links.get(r.interface)
-        if link is None:
-            return "no such interface"
-        if not link.admin_up:
-            return "Network is down (ENETDOWN): Nexthop device is not up"
         address = _canonical(r.address)
-        self.all_routes[address] = FakeRoute(address, r.interface, ROUTE_PROTO)
+        if r.via:
+            interface = self._next_hop_link(r.via)
+            if interface is None:
+                return "Network is unreachable (ENETUNREACH): Nexthop has invalid gateway"
+            route = FakeRoute(address, interface, ROUTE_PROTO, r.metric, _canonical(r.via))
+        else:
+            link = self._links.get(r.interface)
+            if link is None:
+                return "no such interface"
+            if not link.admin_up:
+                return "Network is down (ENETDOWN): Nexthop device is not up"
+            route = FakeRoute(address, r.interface, ROUTE_PROTO, r.metric)
+        self.all_routes[(address, r.metric)] = route
+        return None
+
+    def _next_hop_link(self, via: str) -> str | None:
+        """The up link whose network holds ``via`` (the kernel's on-link check)."""
+        hop = ipaddress.ip_address(via)
+        for name, network in sorted(self.networks, key=str):
+            link = self._links.get(name)
+            if link is not None and link.admin_up and hop in network:
+                return name
         return None
 
     def _route_del(self, r: Route) -> str | None:
-        if failure := self._injected("routes_del", r.address, r.interface):
+        if failure := self._injected("routes_del", r.address, r.interface or r.via):
             return failure
-        if r.interface not in self._links:
+        if not r.via and r.interface not in self._links:
             return "no such interface"
-        address = _canonical(r.address)
-        if self.all_routes.get(address) != FakeRoute(address, r.interface, ROUTE_PROTO):
+        key = (_canonical(r.address), r.metric)
+        held = self.all_routes.get(key)
+        if held is None or held.protocol != ROUTE_PROTO or held.view() != r:
             return "No such process (ESRCH)"
-        del self.all_routes[address]
+        del self.all_routes[key]
         return None
 
     def _neighbour_del(self, n: Neighbour) -> str | None:

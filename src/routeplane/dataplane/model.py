@@ -2,7 +2,10 @@
 recognisable as ours after a restart.
 
 - routes: one per VM address, ``<addr>/32`` (or ``/128``) ``dev tap… scope link`` with our
-  own route protocol number :data:`ROUTE_PROTO`; nothing else carries that number;
+  own route protocol number :data:`ROUTE_PROTO`; nothing else carries that number. Its
+  metric says how much the host trusts it (see *Metrics* below); while an address that
+  moved to another host drains, its route is ``<addr> via <new host>`` instead (a
+  :class:`Route` with ``via`` and no interface);
 - neighbours: a permanent entry for each VM's MAC on its tap (IPv4 and IPv6 fixed IPs);
 - proxies: an IPv6 proxy neighbour entry (``ip -6 neigh add proxy <gateway> dev tap…``)
   for the gateway of each IPv6 subnet the VM has an address on, carrying our protocol
@@ -10,6 +13,18 @@ recognisable as ours after a restart.
   needs none: ``proxy_arp`` answers for every address);
 - interfaces: taps are named ``tap`` + the port id's first 11 characters; the agent only
   configures them (sysctls, up), never creates or deletes them (the hypervisor does).
+
+Metrics: the kernel keys a route by (destination, metric), and the lowest metric wins.
+BIRD installs what it learns over BGP at :data:`BIRD_METRIC` (its default, 32), so
+
+- :data:`PREFERRED_METRIC` (below BIRD's): the route of an address that was just moved
+  here wins at once over the BGP route towards the host it came from;
+- :data:`ROUTE_METRIC` (above BIRD's, the ordinary one): whenever BIRD installs a route
+  for one of our addresses, it is because BGP saw a *preferred* route elsewhere (BIRD
+  prefers our own routes otherwise), and the kernel then follows BIRD at once.
+
+Changing a route's metric is an add of the new route and then a delete of the old one:
+never a moment without a route.
 
 Pure values; no I/O.
 """
@@ -26,6 +41,9 @@ IPAddress: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
 # ours to add, replace and sweep; routes with any other number are never touched.
 ROUTE_PROTO = 77
 TAP_PREFIX = "tap"
+ROUTE_METRIC = 1024  # ordinary: loses to BIRD's routes (IPv6's default metric, for IPv4 too)
+PREFERRED_METRIC = 16  # an address moved here: wins over BIRD's routes
+BIRD_METRIC = 32  # what BIRD's kernel protocol installs with (bgp.render says so explicitly)
 
 # Sysctls set on every tap (``{}`` is the interface name) and once per host, as paths
 # under /proc/sys: unlike the dotted ``sysctl`` form they stay unambiguous for interface
@@ -52,10 +70,22 @@ def tap_sysctls(interface: str) -> list[tuple[str, str]]:
 
 @dataclass(frozen=True, order=True)
 class Route:
-    """``address dev interface scope link proto 77`` (a host route to a VM address)."""
+    """``address dev interface scope link proto 77 metric metric`` (a host route to a VM
+    address), or with ``via`` (and ``interface`` empty) ``address via via proto 77 metric
+    metric``: the route of a draining address, towards the host it moved to.
+
+    The kernel tells routes apart by (``address``, ``metric``): a replace with the same
+    pair overwrites the route (whoever's), one with another metric is a second route."""
 
     address: str  # canonical text of an IPv4 or IPv6 address
     interface: str
+    metric: int = ROUTE_METRIC
+    via: str = ""  # a next hop (canonical, same family): then ``interface`` is ""
+
+    @property
+    def key(self) -> tuple[str, int]:
+        """What the kernel keys the route by."""
+        return (self.address, self.metric)
 
     @property
     def version(self) -> int:
@@ -173,7 +203,8 @@ class Outcome:
 def describe(op: object) -> str:
     """An operation as ``ip`` would name it, for error messages."""
     if isinstance(op, Route):
-        return f"{op.address} dev {op.interface}"
+        where = f"via {op.via}" if op.via else f"dev {op.interface}"
+        return f"{op.address} {where} metric {op.metric}"
     if isinstance(op, Neighbour):
         return f"{op.address} lladdr {op.mac} dev {op.interface}"
     if isinstance(op, Proxy):
@@ -182,7 +213,10 @@ def describe(op: object) -> str:
 
 
 __all__ = [
+    "BIRD_METRIC",
     "HOST_SYSCTLS",
+    "PREFERRED_METRIC",
+    "ROUTE_METRIC",
     "ROUTE_PROTO",
     "TAP_PREFIX",
     "TAP_SYSCTLS",

@@ -23,7 +23,9 @@ class Kernel(Protocol):
         ...
 
     def routes(self) -> set[Route]:
-        """Routes carrying routeplane's protocol number, IPv4 and IPv6."""
+        """Host routes carrying routeplane's protocol number, IPv4 and IPv6, with their
+        metric (the kernel keys a route by address and metric: an address may briefly
+        have two); a route via a next hop (a draining address) has no interface."""
         ...
 
     def neighbours(self) -> set[Neighbour]:

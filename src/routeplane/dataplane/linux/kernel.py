@@ -1,7 +1,8 @@
 """``LinuxKernel``: the ``Kernel`` port for a real Linux network namespace.
 
 Reads dump links, routes, neighbours and proxy entries over rtnetlink and keep only
-what is routeplane's (routes with ``ROUTE_PROTO`` in the main table; permanent
+what is routeplane's (host routes with ``ROUTE_PROTO`` in the main table, on a link or
+via a next hop, with their metric; permanent
 neighbours on ``tap…`` interfaces; IPv6 proxy entries with ``ROUTE_PROTO`` on ``tap…``
 interfaces). ``apply(plan)`` works in the plan's order:
 
@@ -59,11 +60,11 @@ _FAMILIES = ((socket.AF_INET, 32), (socket.AF_INET6, 128))
 
 
 def _route_set(route: Route, index: int) -> rtnl.Request:
-    return rtnl.route_replace(route.address, index, ROUTE_PROTO)
+    return rtnl.route_replace(route.address, index, ROUTE_PROTO, route.metric, route.via)
 
 
 def _route_del(route: Route, index: int) -> rtnl.Request:
-    return rtnl.route_delete(route.address, index, ROUTE_PROTO)
+    return rtnl.route_delete(route.address, index, ROUTE_PROTO, route.metric, route.via)
 
 
 def _neigh_set(neighbour: Neighbour, index: int) -> rtnl.Request:
@@ -116,7 +117,8 @@ class _Batch:
     def add(
         self, step: str, op: object, interface: str, build: Callable[[int], rtnl.Request]
     ) -> None:
-        index = self.indexes.get(interface)
+        """``interface`` "": the kernel finds the link (a route via a next hop)."""
+        index = self.indexes.get(interface) if interface else 0
         if index is None:
             self.refused[(step, op)] = f"no such interface {interface!r}"
             return
@@ -201,11 +203,16 @@ class LinuxKernel:
         for family, length in _FAMILIES:
             dump = partial(self._rtnl.routes, family, rtnl.RT_TABLE_MAIN, ROUTE_PROTO)
             for route in self._read("routes", dump):
-                # only what our Route can say: one host route on one interface
+                # only what our Route can say: one host route on one interface or via one
+                # next hop
                 if route.type != rtnl.RTN_UNICAST or route.prefix_length != length:
                     continue
-                if route.destination and route.oif in names:
-                    found.add(Route(route.destination, names[route.oif]))
+                if not route.destination:
+                    continue
+                if route.gateway:
+                    found.add(Route(route.destination, "", route.metric, route.gateway))
+                elif route.oif in names:
+                    found.add(Route(route.destination, names[route.oif], route.metric))
         return found
 
     def neighbours(self) -> set[Neighbour]:
@@ -237,7 +244,7 @@ class LinuxKernel:
             *plan.neighbours_set, *plan.proxies_set, *plan.routes_set, *plan.routes_del,
             *plan.proxies_del, *plan.neighbours_del,
         )  # fmt: skip
-        names = sorted(set(plan.configure) | {op.interface for op in objects})
+        names = sorted(set(plan.configure) | {op.interface for op in objects if op.interface})
         try:
             indexes = self._ns.run(partial(_indexes, names))
             values = {name: tap_sysctls(name) for name in plan.configure if name in indexes}

@@ -50,8 +50,9 @@ SOL_NETLINK, NETLINK_CAP_ACK, NETLINK_EXT_ACK, NETLINK_GET_STRICT_CHK = 270, 10,
 NLMSGERR_ATTR_MSG = 1
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS = 1, 3, 29, 1 << 3
 IFF_UP, IFF_LOWER_UP = 0x1, 0x10000
-RTA_DST, RTA_OIF, RTA_TABLE = 1, 4, 15
-RT_TABLE_MAIN, RT_SCOPE_LINK, RT_SCOPE_NOWHERE, RTN_UNICAST = 254, 253, 255, 1
+RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_TABLE = 1, 4, 5, 6, 15
+RT_TABLE_MAIN, RT_SCOPE_UNIVERSE, RT_SCOPE_LINK, RT_SCOPE_NOWHERE = 254, 0, 253, 255
+RTN_UNICAST = 1
 NDA_DST, NDA_LLADDR, NDA_PROTOCOL = 1, 2, 12
 NUD_PERMANENT = 0x80
 NTF_PROXY, NTF_ROUTER = 0x08, 0x80
@@ -126,24 +127,49 @@ def link_up(index: int) -> Request:
     return Request(RTM_NEWLINK, 0, _IFINFO.pack(0, 0, index, IFF_UP, IFF_UP))
 
 
-def route_replace(address: str, index: int, protocol: int) -> Request:
-    """``replace <address>/32|/128 dev <index> scope link proto <protocol>`` (main table)."""
+def _route_target(
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address, index: int, via: str, metric: int
+) -> bytes:
+    """The attributes naming one host route: destination, where it goes (a link, a next
+    hop, or both), metric."""
+    body = _attr(RTA_DST, ip.packed)
+    if via:
+        hop = ipaddress.ip_address(via)
+        if hop.version != ip.version:
+            raise ValueError(f"next hop {via} is not of the family of {ip}")
+        body += _attr(RTA_GATEWAY, hop.packed)
+    if index:
+        body += _attr(RTA_OIF, struct.pack("=i", index))
+    return body + _attr(RTA_PRIORITY, struct.pack("=I", metric))
+
+
+def route_replace(
+    address: str, index: int, protocol: int, metric: int = 0, via: str = ""
+) -> Request:
+    """``replace <address>/32|/128 dev <index> scope link proto <protocol> metric
+    <metric>`` (main table), or with ``via`` (``index`` 0: the kernel finds the link)
+    ``replace <address> via <via> proto <protocol> metric <metric>``. The kernel keys the
+    route by address and metric: another metric makes a second route."""
     ip = ipaddress.ip_address(address)
+    scope = RT_SCOPE_UNIVERSE if via else RT_SCOPE_LINK
     head = _RTMSG.pack(
-        _family(ip), ip.max_prefixlen, 0, 0, RT_TABLE_MAIN, protocol, RT_SCOPE_LINK, RTN_UNICAST, 0
+        _family(ip), ip.max_prefixlen, 0, 0, RT_TABLE_MAIN, protocol, scope, RTN_UNICAST, 0
     )
-    body = head + _attr(RTA_DST, ip.packed) + _attr(RTA_OIF, struct.pack("=i", index))
+    body = head + _route_target(ip, index, via, metric)
     return Request(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE, body)
 
 
-def route_delete(address: str, index: int, protocol: int) -> Request:
-    """Delete the host route only if it is on ``index`` *and* carries ``protocol``: the
-    kernel matches both, so another owner's route for the same address is never hit."""
+def route_delete(
+    address: str, index: int, protocol: int, metric: int = 0, via: str = ""
+) -> Request:
+    """Delete the host route only if it is on ``index`` (or goes ``via``), has ``metric``
+    *and* carries ``protocol``: the kernel matches them all, so another owner's route
+    for the same address is never hit (metric 0 matches any)."""
     ip = ipaddress.ip_address(address)
     head = _RTMSG.pack(
         _family(ip), ip.max_prefixlen, 0, 0, RT_TABLE_MAIN, protocol, RT_SCOPE_NOWHERE, 0, 0
     )
-    body = head + _attr(RTA_DST, ip.packed) + _attr(RTA_OIF, struct.pack("=i", index))
+    body = head + _route_target(ip, index, via, metric)
     return Request(RTM_DELROUTE, 0, body)
 
 
@@ -199,6 +225,8 @@ class RouteInfo:
     protocol: int
     type: int
     oif: int  # 0 when the route has no single output interface (multipath, blackhole)
+    metric: int = 0  # RTA_PRIORITY (0 when absent: an IPv4 route added without one)
+    gateway: str = ""  # RTA_GATEWAY: the next hop, when the route has one
 
 
 @dataclass(frozen=True)
@@ -321,6 +349,8 @@ class Rtnl:
                 continue
             dst = attrs.get(RTA_DST)
             oif = attrs.get(RTA_OIF)
+            priority = attrs.get(RTA_PRIORITY)
+            gateway = attrs.get(RTA_GATEWAY)
             found.append(
                 RouteInfo(
                     family=fam,
@@ -330,6 +360,8 @@ class Rtnl:
                     protocol=proto,
                     type=kind,
                     oif=struct.unpack("=i", oif)[0] if oif else 0,
+                    metric=struct.unpack("=I", priority)[0] if priority else 0,
+                    gateway=str(ipaddress.ip_address(gateway)) if gateway else "",
                 )
             )
         return found

@@ -1,0 +1,63 @@
+"""A continuous TCP prober, for measuring who answers on an address and when.
+
+``python -m routeplane.lab.prober ADDRESS SECONDS [--port 22] [--every 0.003]``, run inside
+a lab namespace (the access node, say): it starts a connect to ``ADDRESS:PORT`` every
+``--every`` seconds — each attempt on its own, with its own 150 ms timeouts, so an outage
+does not slow the probing down — and prints one line per attempt::
+
+    <start> <end> <name>
+
+the attempt's start and end (``time.monotonic()``: one clock for the whole machine, so
+they compare with the caller's) and what the service answered (a lab VM's service answers
+its name; ``-`` for no answer). It stops by itself after ``SECONDS``. The benchmarks and
+the kernel tests read its output to find the first answer of a new VM after a move, the
+window with no answer, and any answer from a VM that should no longer have the address.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from collections.abc import Sequence
+
+TIMEOUT = 0.15
+
+
+async def _attempt(address: str, port: int, started: float) -> None:
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(address, port), TIMEOUT)
+        name = (await asyncio.wait_for(reader.read(64), TIMEOUT)).decode().strip() or "-"
+        writer.close()
+    except (TimeoutError, OSError):
+        name = "-"
+    print(f"{started:.6f} {time.monotonic():.6f} {name}", flush=True)
+
+
+async def probe(address: str, seconds: float, port: int = 22, every: float = 0.003) -> None:
+    end = time.monotonic() + seconds
+    running: set[asyncio.Task[None]] = set()
+    while time.monotonic() < end:
+        task = asyncio.create_task(_attempt(address, port, time.monotonic()))
+        running.add(task)
+        task.add_done_callback(running.discard)
+        await asyncio.sleep(every)
+    if running:
+        await asyncio.wait(running)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m routeplane.lab.prober")
+    parser.add_argument("address")
+    parser.add_argument("seconds", type=float)
+    parser.add_argument("--port", type=int, default=22)
+    parser.add_argument("--every", type=float, default=0.003)
+    args = parser.parse_args(argv)
+    asyncio.run(probe(args.address, args.seconds, args.port, args.every))
+
+
+if __name__ == "__main__":
+    main()
+
+
+__all__ = ["main", "probe"]
