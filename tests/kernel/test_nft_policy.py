@@ -16,6 +16,7 @@ import os
 import random
 import re
 import subprocess
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -393,3 +394,60 @@ def test_a_table_of_thousands_then_one_member_more(host: Host) -> None:
     held = _held(host.table.list())
     assert len(held[("set", "rg4-sg-clients")][1]) == 3001
     assert len(held[("set", "sources4")][1]) == 3000
+
+
+STEP_CLIENT = """
+import socket, sys
+c = socket.create_connection((sys.argv[1], 7), timeout=1, source_address=(sys.argv[2], 0))
+for line in sys.stdin:  # one echo per line read: the test decides when
+    try:
+        c.sendall(b"x")
+        print("echoed" if c.recv(1) == b"x" else "closed", flush=True)
+    except OSError:
+        print("no echo", flush=True)
+"""
+ECHO_SERVER = """
+import socket
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 7)); s.listen(1)
+c, _ = s.accept()
+while data := c.recv(100):
+    c.sendall(data)
+"""
+
+
+def test_anti_spoofing_fences_an_established_connection_at_once(three: Host) -> None:
+    """An address taken off a port stops at the VM's next packet, also on a connection
+    conntrack already knows (no conntrack flush here: the policy alone must do it)."""
+    vm1, vm2 = three.vms["vm1"], three.vms["vm2"]
+    moved = "10.28.0.98"
+    ip(vm2.namespace, "addr", "add", f"{moved}/32", "dev", "eth0")
+    ip(three.namespace, "route", "add", f"{moved}/32", "dev", vm2.tap, "scope", "link")
+    holding = {**three.endpoint(vm2, [GROUP_OPEN]), "allowed_addresses": [moved]}
+    three.apply([three.endpoint(vm1, [GROUP_OPEN]), holding], {})
+    server = subprocess.Popen(["ip", "netns", "exec", vm1.namespace, "python3", "-c", ECHO_SERVER])
+    client = None
+    try:
+        for _ in range(100):  # until the echo server listens
+            if ":7 " in exec_in(vm1.namespace, "ss", "-ltn"):
+                break
+            time.sleep(0.02)
+        client = subprocess.Popen(
+            ["ip", "netns", "exec", vm2.namespace, "python3", "-c", STEP_CLIENT,
+             vm1.address, moved],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert client.stdin is not None
+        assert client.stdout is not None
+        client.stdin.write("\n")
+        client.stdin.flush()
+        assert client.stdout.readline().strip() == "echoed"
+        three.apply([three.endpoint(vm1, [GROUP_OPEN]), three.endpoint(vm2, [GROUP_OPEN])], {})
+        client.stdin.write("\n")
+        client.stdin.flush()
+        assert client.stdout.readline().strip() == "no echo"
+    finally:
+        for process in (client, server):
+            if process is not None:
+                process.kill()
+                process.communicate(timeout=5)  # reaps it and closes its pipes

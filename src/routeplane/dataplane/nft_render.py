@@ -14,11 +14,12 @@ every element of the plain interval sets) before each command, so a table with p
 chains or sets costs tens of milliseconds per change at a few thousand taps; here the
 number of chains and sets does not grow with the taps, only the number of elements does.
 
-- ``forward`` (policy accept: only traffic to or from our taps is judged): conntrack
-  established/related accepted; on a tap in ``guarded`` (port security on): invalid
-  dropped, a source address not in ``sources4``/``sources6`` (``tap . address``: fixed
-  IPs and allowed-address pairs) nor in ``sourcenets4``/``sourcenets6`` (``tap . prefix``:
-  allowed-address-pair prefixes) dropped, then ``from-vm`` jumps to the egress chain of
+- ``forward`` (policy accept: only traffic to or from our taps is judged): first, on a
+  tap in ``guarded`` (port security on), a source address not in ``sources4``/
+  ``sources6`` (``tap . address``: fixed IPs and allowed-address pairs) nor in
+  ``sourcenets4``/``sourcenets6`` (``tap . prefix``: allowed-address-pair prefixes) is
+  dropped — before conntrack's established/related accept, so a VM whose address moved
+  away is fenced at once, on its old connections too; then invalid dropped, then ``from-vm`` jumps to the egress chain of
   the tap's security groups (its rules ``return``, so the destination still judges
   VM-to-VM traffic; anything else is dropped) and ``to-vm`` to their ingress chain (rules
   ``accept``, then drop);
@@ -118,11 +119,13 @@ FIXED: dict[Key, str] = {
     ),
     ("chain", "forward"): _chain(
         "type filter hook forward priority filter; policy accept;",
+        # anti-spoofing before the established accept: a VM whose address moved away is
+        # fenced at its next packet, also on connections it already had
+        "iifname @guarded iifname . ip saddr != @sources4 iifname . ip saddr != @sourcenets4 drop",
+        "iifname @guarded iifname . ip6 saddr != @sources6 iifname . ip6 saddr != @sourcenets6 drop",
         "ct state established,related accept",
         "iifname @guarded ct state invalid drop",
         "oifname @guarded ct state invalid drop",
-        "iifname @guarded iifname . ip saddr != @sources4 iifname . ip saddr != @sourcenets4 drop",
-        "iifname @guarded iifname . ip6 saddr != @sources6 iifname . ip6 saddr != @sourcenets6 drop",
         "iifname vmap @from-vm",
         "oifname vmap @to-vm",
     ),
