@@ -109,13 +109,38 @@ def endpoint_state(endpoint: Mapping[str, Any]) -> HostState:
     return HostState(frozenset({tap}), routes, neighbours, proxies)
 
 
-def host_state(endpoints: Iterable[Mapping[str, Any]]) -> HostState:
+class StateMemo:
+    """:func:`endpoint_state` computed once per record: the agent re-derives every
+    endpoint sharing a changed tap, and parsing their addresses again was most of the
+    cost of one change. A record is the store's value object, never mutated; a new
+    version is a new object, so identity tells when to compute again."""
+
+    def __init__(self) -> None:
+        self._memo: dict[str, tuple[Mapping[str, Any], HostState]] = {}
+
+    def __call__(self, endpoint: Mapping[str, Any]) -> HostState:
+        key = str(endpoint.get("port_id", id(endpoint)))
+        hit = self._memo.get(key)
+        if hit is not None and hit[0] is endpoint:
+            return hit[1]
+        state = endpoint_state(endpoint)
+        self._memo[key] = (endpoint, state)
+        return state
+
+    def forget(self, port_id: str) -> None:
+        self._memo.pop(port_id, None)
+
+
+def host_state(
+    endpoints: Iterable[Mapping[str, Any]],
+    state_of: Callable[[Mapping[str, Any]], HostState] = endpoint_state,
+) -> HostState:
     interfaces: set[str] = set()
     routes: set[Route] = set()
     neighbours: set[Neighbour] = set()
     proxies: set[Proxy] = set()
     for endpoint in endpoints:
-        part = endpoint_state(endpoint)
+        part = state_of(endpoint)
         interfaces |= part.interfaces
         routes |= part.routes
         neighbours |= part.neighbours
