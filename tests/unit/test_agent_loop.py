@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from routeplane.agent.desired import StateMemo, endpoint_state
 from routeplane.agent.loop import Agent, AgentSettings
 from routeplane.dataplane.fake import FakeKernel
 from routeplane.dataplane.model import Route
@@ -262,14 +261,3 @@ def test_an_unreachable_store_leaves_the_kernel_alone_and_recovers(
     settle(agent)
     assert Route("10.28.0.23", TAP_A) in kernel.routes()
     assert status(store, "a") == {"port_revision": 2}
-
-
-def test_endpoint_state_is_computed_once_per_record_and_again_for_a_new_one() -> None:
-    memo = StateMemo()
-    first = endpoint("a", TAP_A, "10.28.0.13")
-    assert memo(first) is memo(first)  # the same record object: reused
-    assert memo(first) == endpoint_state(first)
-    second = endpoint("a", TAP_A, "10.28.0.13", "10.28.0.23", revision=2)
-    assert Route("10.28.0.23", TAP_A) in memo(second).routes  # a new version: recomputed
-    memo.forget("a")
-    assert memo(second) == endpoint_state(second)

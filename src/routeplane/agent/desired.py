@@ -29,6 +29,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from routeplane.dataplane.model import (
@@ -43,6 +44,24 @@ from routeplane.dataplane.model import (
 DRAIN_TIME = 2.0  # seconds after ``moved_at`` the old host keeps forwarding a moved address
 
 
+@lru_cache(maxsize=1 << 17)
+def single_address(text: str) -> str | None:
+    """``text`` as one canonical address (``10.0.0.1``, ``10.0.0.1/32``, ``fd00::1/128``),
+    or None (a wider prefix, or not an address). Cached: parsing addresses with
+    ``ipaddress`` was most of a cold start's CPU, and the same few strings come back for
+    every pass over an endpoint."""
+    if "/" not in text:
+        try:
+            return str(ipaddress.ip_address(text))
+        except ValueError:
+            return None
+    try:
+        network = ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        return None
+    return str(network.network_address) if network.num_addresses == 1 else None
+
+
 def routed_addresses(endpoint: Mapping[str, Any]) -> list[str]:
     """Every address to route to this endpoint's tap, canonical, without duplicates."""
     found: list[str] = []
@@ -52,14 +71,8 @@ def routed_addresses(endpoint: Mapping[str, Any]) -> list[str]:
         *(nat["floating_ip_address"] for nat in endpoint.get("floating_ips", [])),
     ]
     for text in candidates:
-        try:
-            network = ipaddress.ip_network(str(text), strict=False)
-        except ValueError:
-            continue
-        if network.num_addresses != 1:
-            continue
-        address = str(network.network_address)
-        if address not in found:
+        address = single_address(str(text))
+        if address is not None and address not in found:
             found.append(address)
     return found
 
@@ -69,20 +82,15 @@ def proxied_gateways(endpoint: Mapping[str, Any]) -> list[str]:
     own = set(routed_addresses(endpoint))
     found: list[str] = []
     for text in endpoint.get("gateways", []):
-        try:
-            address = ipaddress.ip_address(str(text))
-        except ValueError:
-            continue
-        if address.version == 6 and str(address) not in own and str(address) not in found:
-            found.append(str(address))
+        address = _canonical(text)
+        if address is not None and ":" in address and address not in own and address not in found:
+            found.append(address)
     return found
 
 
 def _canonical(text: object) -> str | None:
-    try:
-        return str(ipaddress.ip_address(str(text)))
-    except ValueError:
-        return None
+    """One address, canonical (a prefix length is not accepted here)."""
+    return None if "/" in str(text) else single_address(str(text))
 
 
 def preferred_addresses(endpoint: Mapping[str, Any]) -> set[str]:
@@ -101,46 +109,21 @@ def endpoint_state(endpoint: Mapping[str, Any]) -> HostState:
         for address in routed_addresses(endpoint)
     )
     neighbours = frozenset(
-        Neighbour(str(ipaddress.ip_address(ip)), tap, mac)
-        for ip in endpoint.get("fixed_ips", [])
-        if mac
+        Neighbour(address, tap, mac)
+        for address in map(_canonical, endpoint.get("fixed_ips", []))
+        if mac and address is not None
     )
     proxies = frozenset(Proxy(gateway, tap) for gateway in proxied_gateways(endpoint))
     return HostState(frozenset({tap}), routes, neighbours, proxies)
 
 
-class StateMemo:
-    """:func:`endpoint_state` computed once per record: the agent re-derives every
-    endpoint sharing a changed tap, and parsing their addresses again was most of the
-    cost of one change. A record is the store's value object, never mutated; a new
-    version is a new object, so identity tells when to compute again."""
-
-    def __init__(self) -> None:
-        self._memo: dict[str, tuple[Mapping[str, Any], HostState]] = {}
-
-    def __call__(self, endpoint: Mapping[str, Any]) -> HostState:
-        key = str(endpoint.get("port_id", id(endpoint)))
-        hit = self._memo.get(key)
-        if hit is not None and hit[0] is endpoint:
-            return hit[1]
-        state = endpoint_state(endpoint)
-        self._memo[key] = (endpoint, state)
-        return state
-
-    def forget(self, port_id: str) -> None:
-        self._memo.pop(port_id, None)
-
-
-def host_state(
-    endpoints: Iterable[Mapping[str, Any]],
-    state_of: Callable[[Mapping[str, Any]], HostState] = endpoint_state,
-) -> HostState:
+def host_state(endpoints: Iterable[Mapping[str, Any]]) -> HostState:
     interfaces: set[str] = set()
     routes: set[Route] = set()
     neighbours: set[Neighbour] = set()
     proxies: set[Proxy] = set()
     for endpoint in endpoints:
-        part = state_of(endpoint)
+        part = endpoint_state(endpoint)
         interfaces |= part.interfaces
         routes |= part.routes
         neighbours |= part.neighbours

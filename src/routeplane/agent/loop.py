@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from routeplane.agent.bgp import BgpSpeaker
-from routeplane.agent.desired import DRAIN_TIME, StateMemo, host_state
+from routeplane.agent.desired import DRAIN_TIME, endpoint_state, host_state
 from routeplane.agent.drains import Drains
 from routeplane.agent.mirror import Mirror
 from routeplane.agent.policy import PolicyFeed, PolicyTable
@@ -100,7 +100,6 @@ class Agent:
         self.prefix = f"{ROOT}endpoints/{settings.host}/"
         self.follower = Follower(store, self.prefix)
         self.cache = _Cache()
-        self.states = StateMemo()  # endpoint_state per record, computed once
         self.mirror = Mirror()
         self.status = StatusWriter(store, settings.host)
         self.registration = Registration(store, settings)
@@ -181,7 +180,6 @@ class Agent:
             fresh = {kv.key[len(self.prefix) :]: kv.value for kv in news.items.values()}
             self.dirty |= set(self.cache.endpoints) | set(fresh)
             self.cache.endpoints = {k: v for k, v in fresh.items() if isinstance(v, dict)}
-            self.states = StateMemo()  # records of a new snapshot: nothing to reuse
             self.in_sync = True
             self.full_due = True
             return
@@ -191,7 +189,6 @@ class Agent:
                 self.cache.endpoints[port_id] = event.value
             else:
                 self.cache.endpoints.pop(port_id, None)
-                self.states.forget(port_id)
             self.dirty.add(port_id)
 
     # applying ------------------------------------------------------------------------
@@ -217,7 +214,7 @@ class Agent:
         ]
         wall = self.wall_clock()
         self.drains.note({i: self.cache.endpoints.get(i) for i in ids}, wall, self._next_hop)
-        desired = self.drains.with_routes(host_state(live, self.states), wall)
+        desired = self.drains.with_routes(host_state(live), wall)
         routes, neighbours = self.mirror.subset(None if full else taps, desired)
         plan = diff(
             desired,
@@ -287,7 +284,7 @@ class Agent:
             if endpoint is None:
                 gone.add(port_id)
                 continue
-            state = self.states(endpoint)
+            state = endpoint_state(endpoint)
             if state.routes and self.mirror.holds(state):
                 programmed[port_id] = int(endpoint.get("port_revision", 0))
             else:
