@@ -4,9 +4,6 @@ refused configuration is retried with backoff while the running one stays."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from routeplane.agent.bgp import BgpSettings, BgpSpeaker
@@ -14,7 +11,6 @@ from routeplane.agent.loop import Agent, AgentSettings
 from routeplane.bgp.fake import FakeBird
 from routeplane.dataplane.fake import FakeKernel
 from routeplane.store import Store
-from routeplane.store.sqlite import SqliteStore
 
 pytestmark = pytest.mark.unit
 
@@ -27,13 +23,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    opened = SqliteStore(tmp_path / "store.db")
-    yield opened
-    opened.close()
 
 
 def speaker(store: Store, bird: FakeBird, clock: Clock) -> BgpSpeaker:

@@ -5,8 +5,6 @@ heartbeat, and that records of checks that are gone are deleted."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +12,6 @@ import pytest
 from routeplane.agent.health import HealthChecker, checks
 from routeplane.dataplane.health import Check
 from routeplane.store import Store
-from routeplane.store.sqlite import SqliteStore
 
 pytestmark = pytest.mark.unit
 
@@ -45,13 +42,6 @@ def service_ip(active: str, *standbys: str, threshold: int = 3) -> dict[str, Any
         "health_check": {"type": "tcp", "port": 22, "interval": 0.05,
                          "failure_threshold": threshold},
     }  # fmt: skip
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    opened = SqliteStore(tmp_path / "store.db")
-    yield opened
-    opened.close()
 
 
 def record(store: Store, port: str) -> Any:

@@ -7,8 +7,6 @@ happens after a link change is the link events' doing.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +15,6 @@ from routeplane.agent.loop import Agent, AgentSettings
 from routeplane.dataplane.fake import FakeKernel
 from routeplane.dataplane.model import Proxy, Route
 from routeplane.store import Store
-from routeplane.store.sqlite import SqliteStore
 
 pytestmark = pytest.mark.unit
 
@@ -32,13 +29,6 @@ def endpoint(*addresses: str, gateways: tuple[str, ...] = (), revision: int = 1)
         "admin_state_up": True, "fixed_ips": list(addresses), "gateways": list(gateways),
         "allowed_addresses": [], "floating_ips": [], "port_revision": revision,
     }  # fmt: skip
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    opened = SqliteStore(tmp_path / "store.db")
-    yield opened
-    opened.close()
 
 
 def make_agent(store: Store, kernel: FakeKernel) -> Agent:

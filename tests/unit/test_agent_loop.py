@@ -6,8 +6,6 @@ at the resulting fake-kernel state, status keys and recorded actions — not at 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +16,6 @@ from routeplane.dataplane.model import Route
 from routeplane.model.errors import DataplaneError, Unavailable
 from routeplane.model.jsontypes import JSONValue
 from routeplane.store import Store
-from routeplane.store.sqlite import SqliteStore
 
 pytestmark = pytest.mark.unit
 
@@ -32,13 +29,6 @@ def endpoint(port_id: str, tap: str, *addresses: str, revision: int = 1) -> dict
         "admin_state_up": True, "fixed_ips": list(addresses), "allowed_addresses": [],
         "floating_ips": [], "port_revision": revision,
     }  # fmt: skip
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    opened = SqliteStore(tmp_path / "store.db")
-    yield opened
-    opened.close()
 
 
 @pytest.fixture

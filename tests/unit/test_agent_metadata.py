@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -67,13 +65,6 @@ def test_find_port_refuses_a_pair_two_ports_of_one_tap_share() -> None:
 
 
 # --- the mirror and the responder --------------------------------------------------------
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqliteStore]:
-    opened = SqliteStore(tmp_path / "store.db")
-    yield opened
-    opened.close()
 
 
 def kv(port: str, value: dict[str, Any], rev: int) -> KeyValue:

@@ -9,8 +9,6 @@ are on the fake kernel's routes (the one it would use, too) and its conntrack ta
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -63,13 +61,12 @@ def moved_out(at: float, to_host: str = "node2", *addresses: str) -> dict[str, A
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    opened = SqliteStore(tmp_path / "store.db")
+def store(store: SqliteStore) -> SqliteStore:
+    """The shared embedded store, with both hosts registered."""
     for host, (v4, v6) in {"node1": ("192.168.8.3", "fd00:192:168:8::3"),
                            "node2": (NODE2, NODE2_6)}.items():  # fmt: skip
-        opened.put(f"{ROOT}hosts/{host}", {"host": host, "bgp_address": v4, "bgp_address6": v6})
-    yield opened
-    opened.close()
+        store.put(f"{ROOT}hosts/{host}", {"host": host, "bgp_address": v4, "bgp_address6": v6})
+    return store
 
 
 @pytest.fixture

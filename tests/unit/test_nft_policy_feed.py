@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,13 +52,6 @@ RULES = [
     _rule("ingress", protocol="udp", port_range_min=53, remote_ip_prefix="10.9.0.0/16"),
     _rule("egress", protocol="tcp", port_range_min=5432, remote_group_id="g2"),
 ]
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    opened = SqliteStore(tmp_path / "store.db")
-    yield opened
-    opened.close()
 
 
 class World:
