@@ -44,7 +44,6 @@ import signal
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -57,6 +56,7 @@ from routeplane.lab.service import service_key, start_service
 from routeplane.lab.state import VmRecord
 from routeplane.lab.teardown import down
 from routeplane.lab.topology import Topology
+from routeplane.lab.waiting import wait_until
 from routeplane.store import open_store
 from vrrp import SERVICE_IP, VrrpPair  # bench/vrrp.py
 
@@ -80,15 +80,6 @@ class Results:
     log: list[str] = field(default_factory=list)  # one line per round (--verbose)
 
 
-def wait_for(check: Callable[[], bool], timeout: float, interval: float = 0.02) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(interval)
-    return check()
-
-
 def take_over(prober: Prober, results: Results, failed_at: float, new: str) -> float | None:
     """Record one failure's figures; the start of the new VM's first answer (None: lost)."""
     first: float | None = None
@@ -98,7 +89,7 @@ def take_over(prober: Prober, results: Results, failed_at: float, new: str) -> f
         first = prober.first(new, failed_at)
         return first is not None
 
-    if not wait_for(answered, FAILOVER_TIMEOUT) or first is None:
+    if not wait_until(answered, FAILOVER_TIMEOUT, 0.02) or first is None:
         results.lost += 1
         results.log.append(f"-> {new}: lost")
         return None
@@ -190,7 +181,7 @@ class Routeplane:
         """Both VMs hold the address on eth0, unless a guest agent in the VMs configures
         them (then the active one gets it by itself): which of the two it was."""
         active = self.vms["testvm1"].namespace
-        if wait_for(lambda: f" {SERVICE_IP}/" in netns.ip(active, "-o", "addr"), 3.0, 0.1):
+        if wait_until(lambda: f" {SERVICE_IP}/" in netns.ip(active, "-o", "addr"), 3.0, 0.1):
             return "configured by the guest"
         for vm in self.vms.values():
             netns.ip(vm.namespace, "addr", "add", f"{SERVICE_IP}/16", "dev", "eth0")
@@ -221,10 +212,10 @@ def run_routeplane(rounds: int) -> Results:
         the.create_service_ip()
         guest = the.ensure_addresses()
         prober = Prober(the.topology.access.namespace)
-        if not wait_for(lambda: prober.first("testvm1", 0) is not None, READY_TIMEOUT):
+        if not wait_until(lambda: prober.first("testvm1", 0) is not None, READY_TIMEOUT, 0.02):
             raise netns.LabError("testvm1 never answered on the service IP")
         for _ in range(rounds):
-            if not wait_for(the.all_healthy, READY_TIMEOUT, 0.05):
+            if not wait_until(the.all_healthy, READY_TIMEOUT, 0.05):
                 raise netns.LabError("the ports were not both reported healthy")
             old = the.active()
             new = "testvm2" if old == "testvm1" else "testvm1"
@@ -232,13 +223,13 @@ def run_routeplane(rounds: int) -> Results:
             failed_at = time.monotonic()
             os.kill(pid, signal.SIGKILL)
             first = take_over(prober, results, failed_at, new)
-            moved = wait_for(partial(is_active, the, new), FAILOVER_TIMEOUT, 0.05)
+            moved = wait_until(partial(is_active, the, new), FAILOVER_TIMEOUT, 0.05)
             results.log[-1] += f", API shows the move {'after' if moved else 'not within'}"
             results.log[-1] += f" {(time.monotonic() - failed_at) * 1000:.0f} ms"
             start_service(name, old, state_root=STATE_ROOT)
             time.sleep(SETTLE)
             results.late += late_answers(prober, old, first, time.monotonic())
-        if not wait_for(the.all_healthy, READY_TIMEOUT, 0.05):
+        if not wait_until(the.all_healthy, READY_TIMEOUT, 0.05):
             raise netns.LabError("the ports were not both reported healthy")
         old = the.active()
         results.frozen = [
@@ -304,7 +295,7 @@ def run_keepalived(rounds: int) -> Results:
         prober = Prober(pair.client)
         try:
             master = pair.holders()[0]
-            if not wait_for(lambda: prober.first(master, 0) is not None, READY_TIMEOUT):
+            if not wait_until(lambda: prober.first(master, 0) is not None, READY_TIMEOUT, 0.02):
                 raise netns.LabError(f"{master} never answered on the service IP")
             for _ in range(rounds):
                 holders = pair.holders()
@@ -316,7 +307,7 @@ def run_keepalived(rounds: int) -> Results:
                 pair.kill_service(old)
                 first = take_over(prober, results, failed_at, new)
                 pair.start_service(old)
-                if not wait_for(partial(is_backup, pair, old), READY_TIMEOUT):
+                if not wait_until(partial(is_backup, pair, old), READY_TIMEOUT, 0.02):
                     raise netns.LabError(f"{old} did not come back as backup: {pair.logs()}")
                 time.sleep(0.5)
                 results.late += late_answers(prober, old, first, time.monotonic())
@@ -344,7 +335,7 @@ def freeze_keepalived(pair: VrrpPair, prober: Prober) -> list[str]:
     finally:
         pair.thaw(old)
     thawed_at = time.monotonic()
-    wait_for(lambda: len(pair.holders()) == 1, 5.0)
+    wait_until(lambda: len(pair.holders()) == 1, 5.0, 0.02)
     single_after = time.monotonic() - thawed_at
     time.sleep(2.0)
     first = prober.first(new, frozen_at)

@@ -43,12 +43,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from routeplane.lab import netns
+from routeplane.lab.waiting import wait_until
 
 SERVICE_IP = "10.28.0.23"
 PREFIX_LENGTH = 16
@@ -196,7 +195,7 @@ class VrrpPair:
             self.start_service(member.name)
         for member in self.members.values():
             self._start_keepalived(member)
-        if not self._wait(lambda: len(self.holders()) == 1, START_TIMEOUT):
+        if not wait_until(lambda: len(self.holders()) == 1, START_TIMEOUT, 0.02):
             raise netns.LabError(f"no VRRP master after {START_TIMEOUT}s: {self.logs()}")
 
     def _attach(self, switch: str, port: str, namespace: str, address: str) -> None:
@@ -264,7 +263,7 @@ class VrrpPair:
         if not member.stop_registered:  # one undo stops whichever service it holds then
             self.cleanup.add(f"stop the service of {name}", lambda: _stop(member.service))
             member.stop_registered = True
-        if not self._wait(lambda: self._listening(member), START_TIMEOUT):
+        if not wait_until(lambda: self._listening(member), START_TIMEOUT, 0.02):
             raise netns.LabError(f"the service of {name} does not listen on port 22")
 
     def _listening(self, member: Member) -> bool:
@@ -322,15 +321,6 @@ class VrrpPair:
                 tail = log.read_text(errors="replace").splitlines()[-lines:]
                 found.append(f"{log}:\n" + "\n".join(tail))
         return "\n".join(found)
-
-    @staticmethod
-    def _wait(check: Callable[[], bool], timeout: float, interval: float = 0.02) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if check():
-                return True
-            time.sleep(interval)
-        return bool(check())
 
 
 __all__ = ["SERVICE_IP", "Member", "VrrpPair", "VrrpSettings"]

@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import secrets
 import socket
-import time
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -35,6 +34,7 @@ from routeplane.lab.neutron import ApiError, Neutron
 from routeplane.lab.state import LabState, VmRecord
 from routeplane.lab.teardown import down
 from routeplane.lab.topology import STATE_ROOT, Node, Topology, check_vm_name, tap_name
+from routeplane.lab.waiting import wait_until
 from routeplane.model.errors import BgpError
 from routeplane.store import open_store
 
@@ -76,15 +76,6 @@ def _port_free(port: int) -> bool:
         except OSError:
             return False
     return True
-
-
-def _wait(check: Callable[[], bool], timeout: float, interval: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(interval)
-    return check()
 
 
 class Recorder:
@@ -202,7 +193,7 @@ def _build(topology: Topology, recorder: Recorder, empty: bool, say: Callable[[s
 
     api = Neutron(lab_state.api_url, lab_state.admin_token)
     try:
-        if not _wait(_answers(api), API_START_TIMEOUT):
+        if not wait_until(_answers(api), API_START_TIMEOUT):
             log = topology.log("api")
             raise netns.LabError(f"the api did not answer; {log}:\n{_tail(log)}")
         for host in topology.hosts:
@@ -211,7 +202,7 @@ def _build(topology: Topology, recorder: Recorder, empty: bool, say: Callable[[s
             directory.mkdir(parents=True, exist_ok=True)
             lab_state.bird_dirs[host.name] = str(directory)
             recorder.start(f"agent-{host.name}", topology.agent_command(host))
-        if not _wait(_hosts_registered(topology), HOSTS_TIMEOUT, interval=0.2):
+        if not wait_until(_hosts_registered(topology), HOSTS_TIMEOUT, interval=0.2):
             logs = [topology.log(f"agent-{host.name}") for host in topology.hosts]
             tails = "\n".join(f"{log}:\n{_tail(log, 5)}" for log in logs)
             raise netns.LabError(f"not every host's agent registered:\n{tails}")
@@ -222,7 +213,7 @@ def _build(topology: Topology, recorder: Recorder, empty: bool, say: Callable[[s
             recorder.save()
     finally:
         api.close()
-    if not _wait(lambda: _sessions_up(topology) >= topology.host_count, BGP_TIMEOUT, 0.2):
+    if not wait_until(lambda: _sessions_up(topology) >= topology.host_count, BGP_TIMEOUT, 0.2):
         say(
             f"warning: not every BGP session is up yet: routeplane lab status --name {topology.lab}"
         )
@@ -311,7 +302,7 @@ def _boot(
     vm.build(record.namespace, node, port, addresses)
     recorder.start(f"vm-{vm_name}", topology.vm_service_command(vm_name))
     recorder.start(vm.guest_key(vm_name), vm.guest_command(topology, vm_name))
-    if not _wait(lambda: vm.listening(record.namespace), SERVICE_TIMEOUT):
+    if not wait_until(lambda: vm.listening(record.namespace), SERVICE_TIMEOUT):
         raise netns.LabError(f"{vm_name}'s service does not listen on port 22")
     api.wait_port_status(port["id"], "ACTIVE", ACTIVE_TIMEOUT)
     return record
