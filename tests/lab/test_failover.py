@@ -42,6 +42,9 @@ pytestmark = [
 
 SERVICE_IP = "10.28.0.23"
 INTERVAL, THRESHOLD = 0.2, 3
+CHECK: dict[str, Any] = {
+    "type": "tcp", "port": 22, "interval": INTERVAL, "failure_threshold": THRESHOLD
+}  # fmt: skip
 CONNECT = [sys.executable, "-m", "routeplane.lab.vm_service", "connect"]
 
 
@@ -75,6 +78,21 @@ class Failover:
         """Whether ``address`` is on the VM's ``eth0`` (put there by its guest)."""
         return f"inet {address}/" in netns.ip(vm.namespace, "addr", "show", "dev", "eth0")
 
+    def place(self, name: str, address: str, active: VmRecord, standby: VmRecord) -> dict[str, Any]:
+        """A service IP on ``active``'s port with ``standby``'s as its standby, once the
+        active VM answers on it and both ports are reported healthy."""
+        body = {
+            "name": name, "ip_address": address, "active_port_id": active.port_id,
+            "standby_port_ids": [standby.port_id], "health_check": CHECK,
+        }  # fmt: skip
+        sip: dict[str, Any] = self.api.request("POST", "service_ips", {"service_ip": body})[
+            "service_ip"
+        ]
+        wait_for(lambda: self.holds(active, address), 20, f"{active.name}'s guest adding it")
+        wait_for(lambda: self.answer(address) == active.name, 20, f"{active.name} on {address}")
+        wait_for(lambda: self.healthy(sip["id"]) == 2, 10, "both ports reported healthy")
+        return sip
+
     def service_ip(self, sip_id: str) -> dict[str, Any]:
         found: dict[str, Any] = self.api.request("GET", f"service_ips/{sip_id}")["service_ip"]
         return found
@@ -98,17 +116,8 @@ def test_the_standby_takes_over_when_the_active_service_dies(
     failover: tuple[Failover, VmRecord, VmRecord],
 ) -> None:
     lab, vm1, vm2 = failover
-    body = {
-        "name": "ssh", "ip_address": SERVICE_IP, "active_port_id": vm1.port_id,
-        "standby_port_ids": [vm2.port_id],
-        "health_check": {"type": "tcp", "port": 22, "interval": INTERVAL,
-                         "failure_threshold": THRESHOLD},
-    }  # fmt: skip
-    sip = lab.api.request("POST", "service_ips", {"service_ip": body})["service_ip"]
-    wait_for(lambda: lab.holds(vm1), 20, "testvm1's guest adding the service IP")
+    sip = lab.place("ssh", SERVICE_IP, vm1, vm2)
     assert not lab.holds(vm2)
-    wait_for(lambda: lab.answer() == "testvm1", 20, "testvm1 on the service IP")
-    wait_for(lambda: lab.healthy(sip["id"]) == 2, 10, "both ports reported healthy")
 
     state = lab_ops.open_lab(lab.name)[1]
     os.kill(state.processes["vm-testvm1"].pid, signal.SIGKILL)  # the VM's service dies
@@ -140,22 +149,13 @@ def test_no_move_to_a_standby_nobody_vouches_for_and_convergence_when_it_returns
     lab, vm1, vm2 = failover
     address = "10.28.0.24"
     start_service(lab.name, "testvm1")  # the first test killed it
-    check: dict[str, Any] = {
-        "type": "tcp", "port": 22, "interval": INTERVAL, "failure_threshold": THRESHOLD
-    }  # fmt: skip
-    body = {
-        "name": "web", "ip_address": address, "active_port_id": vm1.port_id,
-        "standby_port_ids": [vm2.port_id], "health_check": check,
-    }  # fmt: skip
-    sip = lab.api.request("POST", "service_ips", {"service_ip": body})["service_ip"]
-    wait_for(lambda: lab.answer(address) == "testvm1", 20, "testvm1 on the service IP")
-    wait_for(lambda: lab.healthy(sip["id"]) == 2, 10, "both ports reported healthy")
+    sip = lab.place("web", address, vm1, vm2)
 
     state = lab_ops.open_lab(lab.name)[1]
     agent = state.processes["agent-node2"].pid
     os.kill(agent, signal.SIGSTOP)  # node2's agent is down: no more reports from node2
     try:
-        time.sleep(stale_after(check) + 0.5)
+        time.sleep(stale_after(CHECK) + 0.5)
         os.kill(state.processes["vm-testvm1"].pid, signal.SIGKILL)
         time.sleep(INTERVAL * THRESHOLD + 1.5)
         assert lab.service_ip(sip["id"])["active_port_id"] == vm1.port_id
@@ -178,16 +178,7 @@ def test_a_failover_during_a_store_outage_completes_once_the_store_returns(
     lab, vm1, vm2 = failover
     address = "10.28.0.25"
     start_service(lab.name, "testvm1")
-    check: dict[str, Any] = {
-        "type": "tcp", "port": 22, "interval": INTERVAL, "failure_threshold": THRESHOLD
-    }  # fmt: skip
-    body = {
-        "name": "db", "ip_address": address, "active_port_id": vm2.port_id,
-        "standby_port_ids": [vm1.port_id], "health_check": check,
-    }  # fmt: skip
-    sip = lab.api.request("POST", "service_ips", {"service_ip": body})["service_ip"]
-    wait_for(lambda: lab.answer(address) == "testvm2", 20, "testvm2 on the service IP")
-    wait_for(lambda: lab.healthy(sip["id"]) == 2, 10, "both ports reported healthy")
+    sip = lab.place("db", address, vm2, vm1)
 
     state = lab_ops.open_lab(lab.name)[1]
     lock = sqlite3.connect(lab.topology.state_dir / "store.db", timeout=10)
