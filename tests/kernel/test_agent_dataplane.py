@@ -27,24 +27,19 @@ from routeplane.services.attributes import check_create, check_update
 from routeplane.services.context import ADMIN
 from routeplane.services.registry import Services
 from routeplane.store.sqlite import SqliteStore
-from tests.kernel.vmlab import CLIENT, ECHO_CLIENT, ECHO_SERVER, SERVER, wait_for
+from tests.kernel.vmlab import (
+    CLIENT,
+    ECHO_CLIENT,
+    ECHO_SERVER,
+    SERVER,
+    RunningAgent,
+    wait_for,
+)
 
 pytestmark = [
     pytest.mark.kernel,
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces"),
 ]
-
-
-@dataclass
-class RunningAgent:
-    agent: Agent
-    stop: threading.Event
-    thread: threading.Thread
-
-    def halt(self) -> None:
-        self.stop.set()
-        self.thread.join(timeout=10)
-        self.agent.kernel.close()
 
 
 @dataclass
