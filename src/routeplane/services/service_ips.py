@@ -27,11 +27,11 @@ move puts the address back on a port).
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Any
 
 from routeplane.services.attributes import (
     Attr,
+    ip_address,
     is_uuid,
     to_boolean,
     uuid_list,
@@ -62,15 +62,7 @@ DEFAULT_THRESHOLD = 3
 
 
 def _ip_or_none(value: Any) -> str | None:
-    if value is None:
-        return None
-    try:
-        if not isinstance(value, str) or value != value.strip():
-            raise ValueError
-        ipaddress.ip_address(value)
-    except ValueError:
-        return f"'{value}' is not a valid IP address"
-    return None
+    return None if value is None else ip_address(value)
 
 
 def _unique_uuids(value: Any) -> str | None:
