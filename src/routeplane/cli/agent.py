@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ from routeplane.agent.loop import Agent, AgentSettings
 from routeplane.agent.metadata import ADDRESS as METADATA_ADDRESS
 from routeplane.agent.metadata import MetadataService
 from routeplane.bgp.bird import Bird
+from routeplane.cli import daemon
 from routeplane.model.errors import DataplaneError
 from routeplane.store import Store, open_store
 
@@ -69,13 +68,7 @@ def _run(args: argparse.Namespace) -> int:
     from routeplane.dataplane.linux import LinuxKernel, NftTable  # noqa: PLC0415
     from routeplane.dataplane.linux.probe import NamespaceProbe  # noqa: PLC0415
 
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format=f"%(asctime)s agent[{args.host}] %(levelname)s %(message)s",
-    )
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = daemon.start(f"agent[{args.host}]", args.verbose)
     settings = AgentSettings(
         host=args.host,
         bgp_address=args.bgp_address or "",

@@ -9,13 +9,11 @@ A clean stop hands leadership over at once; a crash leaves it to expire with the
 from __future__ import annotations
 
 import argparse
-import logging
 import os
-import signal
 import socket
-import threading
 from typing import Any
 
+from routeplane.cli import daemon
 from routeplane.cli.store import open_creating
 from routeplane.services.controller import Controller, ControllerSettings
 from routeplane.services.registry import Services
@@ -23,13 +21,7 @@ from routeplane.services.registry import Services
 
 def _run(args: argparse.Namespace) -> int:
     name = args.name or f"{socket.gethostname()}-{os.getpid()}"
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format=f"%(asctime)s controller[{name}] %(levelname)s %(message)s",
-    )
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = daemon.start(f"controller[{name}]", args.verbose)
     store = open_creating(args.store)
     settings = ControllerSettings(name=name, lease_ttl=args.lease_ttl)
     controller = Controller(store, Services(store).service_ips, settings)
