@@ -78,12 +78,17 @@ class Bird:
         command line is ``bird … -c <our bird.conf>``."""
         try:
             pid = int(self.pidfile.read_text().strip())
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except (OSError, ValueError):
             return None
-        if not cmdline or not cmdline[0].endswith(b"bird"):
-            return None
-        return pid if str(self.conf).encode() in cmdline else None
+        return pid if self._ours(pid) else None
+
+    def _ours(self, pid: int) -> bool:
+        """Whether ``pid`` runs our BIRD (a zombie has no command line: it is over)."""
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            return False
+        return cmdline[0].endswith(b"bird") and str(self.conf).encode() in cmdline
 
     def birdc(self, *args: str) -> str:
         """``birdc -s <our socket> args…``: its output (``BgpError`` if it fails)."""
@@ -99,11 +104,15 @@ class Bird:
         if pid is None:
             return
         os.kill(pid, signal.SIGTERM)
+        # Wait for the process itself, not its pid file: BIRD removes the pid file before
+        # its control socket, and whoever removes the directory next must not race it.
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and self.pid() == pid:
+        while time.monotonic() < deadline and self._ours(pid):
             time.sleep(0.02)
-        if self.pid() == pid:
+        if self._ours(pid):
             os.kill(pid, signal.SIGKILL)
+            while self._ours(pid) and time.monotonic() < deadline + timeout:
+                time.sleep(0.02)
 
     # the steps -------------------------------------------------------------------------
     def _run(self, command: list[str]) -> subprocess.CompletedProcess[str]:
