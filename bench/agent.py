@@ -97,7 +97,7 @@ def one_size(n: int) -> tuple[int, int, float, float, float, float]:
         netns.Cleanup() as cleanup,
         tempfile.TemporaryDirectory(prefix="routeplane-bench-agent-") as tmp,
     ):
-        host, taps = make_taps(cleanup, tap_count)
+        host, taps = make_taps(cleanup, tap_count, up=True)
         url = f"sqlite://{Path(tmp) / 'store.db'}"
         store = SqliteStore(Path(tmp) / "store.db")
         store.put(f"{ROOT}security_groups/default", default_group())

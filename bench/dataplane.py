@@ -66,7 +66,10 @@ def read(what: str, fn: Callable[[], object], count: int) -> None:
     print(f"  {what:<44} {elapsed * 1000:>9.1f} ms {count / elapsed:>11,.0f}/s")
 
 
-def make_taps(cleanup: netns.Cleanup, count: int) -> tuple[str, list[str]]:
+def make_taps(cleanup: netns.Cleanup, count: int, *, up: bool = False) -> tuple[str, list[str]]:
+    """``count`` taps in a new host namespace, their VM ends up in a second one; with
+    ``up``, the host ends are up too, as a hypervisor leaves a VM's tap before any agent
+    sees it (nova brings the tap up when it plugs the VIF)."""
     host = cleanup.namespace("bench")
     vm = cleanup.namespace("benchvm")
     netns.ip(host, "address", "add", HOST_ADDRESS, "dev", "lo")
@@ -76,6 +79,9 @@ def make_taps(cleanup: netns.Cleanup, count: int) -> tuple[str, list[str]]:
     netns.ip(host, "-force", "-batch", "-", input=lines, timeout=600)
     ups = "".join(f"link set v{t[3:]} up\n" for t in taps)
     netns.ip(vm, "-force", "-batch", "-", input=ups, timeout=600)
+    if up:
+        host_ups = "".join(f"link set {t} up\n" for t in taps)
+        netns.ip(host, "-force", "-batch", "-", input=host_ups, timeout=600)
     print(f"  (setup: {count} veth pairs in {time.perf_counter() - started:.1f} s, not counted)")
     return host, taps
 

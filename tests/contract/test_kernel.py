@@ -176,6 +176,19 @@ def test_a_large_plan_is_applied_whole_with_its_one_bad_operation_named(
     assert harness.kernel.routes() == set()
 
 
+def test_refusals_anywhere_in_a_batch_are_each_named(harness: Harness) -> None:
+    """The kernel refuses deletes of routes that are not there, at the first and last
+    place of a netlink batch and next to its boundaries: each is reported, no other."""
+    ready(harness, TAP1)
+    routes = [Route(f"10.28.{i // 250}.{i % 250 + 1}", TAP1) for i in range(600)]
+    assert harness.kernel.apply(Plan(routes_set=tuple(routes))).ok
+    absent = [Route(f"10.30.0.{i}", TAP1) for i in range(1, 5)]
+    deletes = [absent[0], *routes[:254], absent[1], absent[2], *routes[254:], absent[3]]
+    outcome = harness.kernel.apply(Plan(routes_del=tuple(deletes)))
+    assert outcome.failed == absent
+    assert harness.kernel.routes() == set()
+
+
 def test_other_owners_routes_are_invisible_untouchable_and_survive_a_sweep(
     harness: Harness,
 ) -> None:

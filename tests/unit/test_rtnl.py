@@ -54,11 +54,14 @@ def test_a_malformed_mac_is_a_value_error(mac: str) -> None:
         rtnl.neighbour_replace("10.28.0.13", 3, mac)
 
 
-def test_every_request_asks_for_an_acknowledgement_under_its_own_sequence_number() -> None:
+def test_a_request_carries_its_own_sequence_number_and_asks_for_an_ack_if_told() -> None:
     encoded = rtnl.link_up(5).encode(seq=4242)
     length, kind, flags, seq, pid = struct.unpack_from("=IHHII", encoded)
     assert (length, kind, seq, pid) == (len(encoded), rtnl.RTM_NEWLINK, 4242, 0)
     assert flags & (rtnl.NLM_F_REQUEST | rtnl.NLM_F_ACK) == rtnl.NLM_F_REQUEST | rtnl.NLM_F_ACK
+    quiet = rtnl.link_up(5).encode(seq=4243, ack=False)
+    _, _, flags, _, _ = struct.unpack_from("=IHHII", quiet)
+    assert flags & (rtnl.NLM_F_REQUEST | rtnl.NLM_F_ACK) == rtnl.NLM_F_REQUEST
 
 
 def error_payload(code: int, message: bytes = b"", *, capped: bool = True) -> tuple[int, bytes]:

@@ -26,12 +26,11 @@ connections are flushed when its route leaves the tap.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
+from routeplane.dataplane.addresses import plain_address, single_address, version_of
 from routeplane.dataplane.model import (
     PREFERRED_METRIC,
     ROUTE_METRIC,
@@ -42,24 +41,6 @@ from routeplane.dataplane.model import (
 )
 
 DRAIN_TIME = 2.0  # seconds after ``moved_at`` the old host keeps forwarding a moved address
-
-
-@lru_cache(maxsize=1 << 17)
-def single_address(text: str) -> str | None:
-    """``text`` as one canonical address (``10.0.0.1``, ``10.0.0.1/32``, ``fd00::1/128``),
-    or None (a wider prefix, or not an address). Cached: parsing addresses with
-    ``ipaddress`` was most of a cold start's CPU, and the same few strings come back for
-    every pass over an endpoint."""
-    if "/" not in text:
-        try:
-            return str(ipaddress.ip_address(text))
-        except ValueError:
-            return None
-    try:
-        network = ipaddress.ip_network(text, strict=False)
-    except ValueError:
-        return None
-    return str(network.network_address) if network.num_addresses == 1 else None
 
 
 def routed_addresses(endpoint: Mapping[str, Any]) -> list[str]:
@@ -82,20 +63,15 @@ def proxied_gateways(endpoint: Mapping[str, Any]) -> list[str]:
     own = set(routed_addresses(endpoint))
     found: list[str] = []
     for text in endpoint.get("gateways", []):
-        address = _canonical(text)
+        address = plain_address(text)
         if address is not None and ":" in address and address not in own and address not in found:
             found.append(address)
     return found
 
 
-def _canonical(text: object) -> str | None:
-    """One address, canonical (a prefix length is not accepted here)."""
-    return None if "/" in str(text) else single_address(str(text))
-
-
 def preferred_addresses(endpoint: Mapping[str, Any]) -> set[str]:
     """The addresses this endpoint holds because they were moved (or placed) onto it."""
-    return {a for a in map(_canonical, endpoint.get("preferred") or ()) if a is not None}
+    return {a for a in map(plain_address, endpoint.get("preferred") or ()) if a is not None}
 
 
 def endpoint_state(endpoint: Mapping[str, Any]) -> HostState:
@@ -110,7 +86,7 @@ def endpoint_state(endpoint: Mapping[str, Any]) -> HostState:
     )
     neighbours = frozenset(
         Neighbour(address, tap, mac)
-        for address in map(_canonical, endpoint.get("fixed_ips", []))
+        for address in map(plain_address, endpoint.get("fixed_ips", []))
         if mac and address is not None
     )
     proxies = frozenset(Proxy(gateway, tap) for gateway in proxied_gateways(endpoint))
@@ -118,12 +94,16 @@ def endpoint_state(endpoint: Mapping[str, Any]) -> HostState:
 
 
 def host_state(endpoints: Iterable[Mapping[str, Any]]) -> HostState:
+    return merged(map(endpoint_state, endpoints))
+
+
+def merged(states: Iterable[HostState]) -> HostState:
+    """Endpoints' states as one host's (the agent computes each endpoint's once a round)."""
     interfaces: set[str] = set()
     routes: set[Route] = set()
     neighbours: set[Neighbour] = set()
     proxies: set[Proxy] = set()
-    for endpoint in endpoints:
-        part = endpoint_state(endpoint)
+    for part in states:
         interfaces |= part.interfaces
         routes |= part.routes
         neighbours |= part.neighbours
@@ -158,12 +138,12 @@ def drains(
     unknown). A ``moved_at`` in the future (clocks disagree) counts as now, so a drain
     never lasts longer than ``drain_time``."""
     found: list[Drain] = []
-    held = set(routed_addresses(endpoint))
     moved_out = endpoint.get("moved_out") or {}
-    if not isinstance(moved_out, Mapping):
-        return found
+    if not moved_out or not isinstance(moved_out, Mapping):
+        return found  # most records: nothing ever moved out of them
+    held = set(routed_addresses(endpoint))
     for text, hint in moved_out.items():
-        address = _canonical(text)
+        address = plain_address(text)
         if address is None or address in held or not isinstance(hint, Mapping):
             continue
         try:
@@ -174,9 +154,9 @@ def drains(
         to_host = str(hint.get("to_host") or "")
         if now >= until or not to_host or to_host == host:
             continue
-        version = ipaddress.ip_address(address).version
-        via = _canonical(next_hop(to_host, version))
-        if via is None or ipaddress.ip_address(via).version != version:
+        version = version_of(address)
+        via = plain_address(next_hop(to_host, version))
+        if via is None or version_of(via) != version:
             continue
         found.append(Drain(address, generation, until, Route(address, "", ROUTE_METRIC, via)))
     return sorted(found)
@@ -188,6 +168,7 @@ __all__ = [
     "drains",
     "endpoint_state",
     "host_state",
+    "merged",
     "preferred_addresses",
     "proxied_gateways",
     "routed_addresses",

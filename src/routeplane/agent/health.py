@@ -35,7 +35,7 @@ from typing import Any
 from routeplane.dataplane.health import Check, Probe
 from routeplane.model.errors import StoreError
 from routeplane.store import EventType, Store
-from routeplane.store.watcher import Follower, Snapshot
+from routeplane.store.watcher import Feed, Follower, Snapshot
 
 LOG = logging.getLogger("routeplane.agent")
 ROOT = "/routeplane/v1/"
@@ -94,7 +94,7 @@ class HealthChecker:
     def __init__(
         self, store: Store, host: str, probe: Probe, *,
         clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
-        heartbeat: float = 1.0, workers: int = 8,
+        heartbeat: float = 1.0, workers: int = 8, endpoints: Feed | None = None,
     ) -> None:  # fmt: skip
         self.store = store
         self.host = host
@@ -105,7 +105,10 @@ class HealthChecker:
         self.endpoints_prefix = f"{ROOT}endpoints/{host}/"
         self.sips_prefix = f"{ROOT}service_ips/"
         self.records_prefix = f"{ROOT}health/{host}/"
-        self.endpoints = Follower(store, self.endpoints_prefix)
+        # the host's endpoint records: in the agent's process a branch of the loop's follower
+        self.endpoints = (
+            endpoints if endpoints is not None else Follower(store, self.endpoints_prefix)
+        )
         self.sips = Follower(store, self.sips_prefix)
         self.endpoint_docs: dict[str, dict[str, Any]] = {}
         self.sip_docs: dict[str, dict[str, Any]] = {}

@@ -23,22 +23,23 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from routeplane.agent.bgp import BgpSpeaker
-from routeplane.agent.desired import DRAIN_TIME, endpoint_state, host_state
+from routeplane.agent.desired import DRAIN_TIME, endpoint_state, merged
 from routeplane.agent.drains import Drains
 from routeplane.agent.mirror import Mirror
 from routeplane.agent.policy import PolicyFeed, PolicyTable
 from routeplane.agent.registration import Registration
 from routeplane.agent.status import StatusWriter
 from routeplane.dataplane.diff import diff
+from routeplane.dataplane.model import HostState
 from routeplane.dataplane.ports import Kernel
 from routeplane.model.errors import DataplaneError, StoreError
 from routeplane.store import Event, EventType, Store
-from routeplane.store.watcher import Follower, Snapshot
+from routeplane.store.watcher import Branch, Fanout, Follower, Snapshot
 
 LOG = logging.getLogger("routeplane.agent")
 ROOT = "/routeplane/v1/"
@@ -98,7 +99,8 @@ class Agent:
         self.wall_clock = wall_clock  # the move hints' ``moved_at`` is wall-clock time
         self.drains = Drains(settings.host, settings.drain_time)
         self.prefix = f"{ROOT}endpoints/{settings.host}/"
-        self.follower = Follower(store, self.prefix)
+        self.follower = Fanout(Follower(store, self.prefix))  # the health checker and metadata
+        # service of this process read the same records: branches of this (``endpoint_feed``)
         self.cache = _Cache()
         self.mirror = Mirror()
         self.status = StatusWriter(store, settings.host)
@@ -113,10 +115,25 @@ class Agent:
         self._errors = 0
 
     # the loop ------------------------------------------------------------------------
-    def run(self, stop: Callable[[], bool]) -> None:
+    def run(self, stop: Callable[[], bool], synced: Callable[[], None] | None = None) -> None:
+        """Until ``stop()``; ``synced()`` once, when every endpoint has been programmed
+        for the first time (the agent's process starts its other services only then, so
+        that a cold start spends its CPU on the dataplane first)."""
         self.kernel_prepare()
         while not stop():
             self.step()
+            if synced is not None and self.synced:
+                synced()
+                synced = None
+
+    def endpoint_feed(self) -> Branch:
+        """The host's endpoint records as this loop reads them, for another thread."""
+        return self.follower.branch()
+
+    @property
+    def synced(self) -> bool:
+        """Has the agent read all of its endpoints and applied them at least once?"""
+        return self.in_sync and not self.full_due
 
     def kernel_prepare(self) -> None:
         """Host-wide settings (forwarding) once at start; every ``Kernel`` has them."""
@@ -207,14 +224,14 @@ class Agent:
         taps = {self.cache.taps[i] for i in ids if i in self.cache.taps}
         ids |= self.cache.sharing(taps)
         self._apply_policy(ids)
-        live = [
-            self.cache.endpoints[i]
-            for i in ids
-            if i in self.cache.endpoints and (self.policy is None or i in self.policy_ok)
-        ]
+        # each endpoint's desired state once a round: the plan and the report both use it
+        states = {
+            i: endpoint_state(self.cache.endpoints[i]) for i in ids if i in self.cache.endpoints
+        }
+        live = [s for i, s in states.items() if self.policy is None or i in self.policy_ok]
         wall = self.wall_clock()
         self.drains.note({i: self.cache.endpoints.get(i) for i in ids}, wall, self._next_hop)
-        desired = self.drains.with_routes(host_state(live), wall)
+        desired = self.drains.with_routes(merged(live), wall)
         routes, neighbours = self.mirror.subset(None if full else taps, desired)
         plan = diff(
             desired,
@@ -237,7 +254,7 @@ class Agent:
                 )
                 self.dirty |= ids  # retried on a later round
                 self.drains.refused(outcome.failed)  # those addresses: withdrawn instead
-        self._report(ids)
+        self._report(ids, states)
 
     def _apply_policy(self, ids: set[str]) -> None:
         """Program the policy of these endpoints' taps and whatever else changed (remote
@@ -275,16 +292,16 @@ class Agent:
         unknown, or no BGP here — a moved address is then withdrawn at once)."""
         return "" if self.bgp is None else self.bgp.next_hop(host, version)
 
-    def _report(self, ids: Iterable[str]) -> None:
+    def _report(self, ids: Iterable[str], states: Mapping[str, HostState]) -> None:
         programmed: dict[str, int] = {}
         gone: set[str] = set()
         self.pending -= set(ids)
         for port_id in ids:
             endpoint = self.cache.endpoints.get(port_id)
-            if endpoint is None:
+            state = states.get(port_id)
+            if endpoint is None or state is None:
                 gone.add(port_id)
                 continue
-            state = endpoint_state(endpoint)
             if state.routes and self.mirror.holds(state):
                 programmed[port_id] = int(endpoint.get("port_revision", 0))
             else:

@@ -21,8 +21,10 @@ routed to that address, and the agent routes it only to that record's tap; a VM 
 from another port's address never completes one. Unknown askers get 404, and nothing
 is answered before the first snapshot (503).
 
-The records come from a ``Follower`` of ``endpoints/<host>/`` of its own, so serving
-never waits for the reconcile loop and the loop never waits for a VM. Requests are
+The records come from a feed of ``endpoints/<host>/`` read in a thread of its own (in
+the agent's process, a branch of the reconcile loop's follower: the records are read
+from the store once), so serving never waits for the loop and the loop never waits for
+a VM. Requests are
 served by a thread each (a long poll holds one per VM). What this module must not do:
 write anything, or answer with another port's data.
 """
@@ -42,7 +44,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from routeplane.model.errors import StoreError
 from routeplane.store import Event, EventType, Store
-from routeplane.store.watcher import Follower, Snapshot
+from routeplane.store.watcher import Feed, Follower, Snapshot
 
 LOG = logging.getLogger("routeplane.agent")
 ROOT = "/routeplane/v1/"
@@ -263,16 +265,18 @@ class Responder:
 
 
 class MetadataService:
-    """Serves this host's VMs from its own follower of the host's endpoint records."""
+    """Serves this host's VMs from a feed of the host's endpoint records (``endpoints``;
+    by default a follower of its own)."""
 
     def __init__(
-        self, store: Store, host: str, listener: Listener, *, wait_limit: float = WAIT_LIMIT
-    ) -> None:
+        self, store: Store, host: str, listener: Listener, *, wait_limit: float = WAIT_LIMIT,
+        endpoints: Feed | None = None,
+    ) -> None:  # fmt: skip
         self.prefix = f"{ROOT}endpoints/{host}/"
         self.listener = listener
         self.mirror = Mirror()
         self.responder = Responder(self.mirror, store, wait_limit)
-        self.follower = Follower(store, self.prefix)
+        self.follower = endpoints if endpoints is not None else Follower(store, self.prefix)
         self.server = _Server(listener, self.responder)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []

@@ -45,7 +45,7 @@ def _speaker(args: argparse.Namespace, store: Store) -> BgpSpeaker | None:
     return BgpSpeaker(store, Bird(directory, args.netns), args.host, settings, time.monotonic)
 
 
-def _metadata(args: argparse.Namespace, store: Store) -> MetadataService | None:
+def _metadata(args: argparse.Namespace, store: Store, agent: Agent) -> MetadataService | None:
     """The metadata service on 169.254.169.254 in the host's namespace (the agent holds
     that address on the host's ``lo``), or None: disabled, or it cannot listen — then
     the VMs go without it and routing goes on."""
@@ -59,7 +59,7 @@ def _metadata(args: argparse.Namespace, store: Store) -> MetadataService | None:
     except DataplaneError as exc:
         logging.getLogger("routeplane.agent").error("metadata service not started: %s", exc)
         return None
-    service = MetadataService(store, args.host, listener)
+    service = MetadataService(store, args.host, listener, endpoints=agent.endpoint_feed())
     service.start()
     return service
 
@@ -80,14 +80,24 @@ def _run(args: argparse.Namespace) -> int:
     bgp = _speaker(args, store)
     agent = Agent(store, kernel, settings, policy=NftTable(args.netns), bgp=bgp)
     probe = NamespaceProbe(args.netns)
-    health = HealthChecker(store, args.host, probe)
-    health.start()  # beside the loop: a slow probe never holds up routing
-    metadata = _metadata(args, store)  # beside it too: a VM's long poll never holds it up
+    health = HealthChecker(store, args.host, probe, endpoints=agent.endpoint_feed())
+    metadata: list[MetadataService] = []
+
+    def start_services() -> None:
+        """Once the dataplane is programmed: the health checker and the metadata service
+        run beside the loop (a slow probe or a VM's long poll never holds up routing), but
+        start only now, so that their reading of every endpoint does not compete with
+        the loop's during a cold start."""
+        health.start()
+        service = _metadata(args, store, agent)
+        if service is not None:
+            metadata.append(service)
+
     try:
-        agent.run(stop.is_set)
+        agent.run(stop.is_set, synced=start_services)
     finally:
-        if metadata is not None:
-            metadata.close()
+        for service in metadata:
+            service.close()
         health.close()
         probe.close()
         agent.close()

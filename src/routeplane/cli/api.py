@@ -12,13 +12,8 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-import uvicorn
-
-from routeplane.api.app import create_app
 from routeplane.cli.store import open_creating
 from routeplane.model.errors import InvalidRequest
-from routeplane.services.identity import Identity, IdentityConfig, shared_secret
-from routeplane.services.registry import Services
 
 
 def load_config(path: str | None) -> dict[str, Any]:
@@ -38,6 +33,14 @@ def _listen(value: str) -> tuple[str, int]:
 
 
 def _run(args: argparse.Namespace) -> int:
+    # here, not at the top: every ``routeplane`` command builds this module's parser, and
+    # the web stack alone takes a third of a second to import (an agent's start-up)
+    import uvicorn  # noqa: PLC0415
+
+    from routeplane.api.app import create_app  # noqa: PLC0415
+    from routeplane.services.identity import Identity, IdentityConfig, shared_secret  # noqa: PLC0415
+    from routeplane.services.registry import Services  # noqa: PLC0415
+
     raw = load_config(args.config)
     if args.admin_token:
         raw["admin_token"] = args.admin_token

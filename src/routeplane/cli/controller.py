@@ -15,11 +15,13 @@ from typing import Any
 
 from routeplane.cli import daemon
 from routeplane.cli.store import open_creating
-from routeplane.services.controller import Controller, ControllerSettings
-from routeplane.services.registry import Services
 
 
 def _run(args: argparse.Namespace) -> int:
+    # imported here: every ``routeplane`` command builds this module's parser
+    from routeplane.services.controller import Controller, ControllerSettings  # noqa: PLC0415
+    from routeplane.services.registry import Services  # noqa: PLC0415
+
     name = args.name or f"{socket.gethostname()}-{os.getpid()}"
     stop = daemon.start(f"controller[{name}]", args.verbose)
     store = open_creating(args.store)

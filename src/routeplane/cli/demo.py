@@ -20,8 +20,6 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from routeplane.cli.demo_api import api_scenario
-from routeplane.cli.demo_lab import walkthrough
 from routeplane.model.jsontypes import JSONObject
 from routeplane.store import Get, KeyValue, Put, Store, absent, open_store
 
@@ -116,6 +114,10 @@ def _store_scenario(url: str) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    # imported here: every ``routeplane`` command builds this module's parser
+    from routeplane.cli.demo_api import api_scenario  # noqa: PLC0415
+    from routeplane.cli.demo_lab import walkthrough  # noqa: PLC0415
+
     if args.scenario == "walkthrough":
         return walkthrough()
     if args.use_store:

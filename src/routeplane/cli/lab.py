@@ -13,10 +13,6 @@ import os
 import sys
 from typing import Any
 
-from routeplane.lab import lab as lab_ops
-from routeplane.lab import report, teardown
-from routeplane.lab.netns import LabError
-from routeplane.lab.neutron import ApiError
 from routeplane.lab.topology import DEFAULT_API_PORT, DEFAULT_LAB
 from routeplane.model.errors import RouteplaneError
 
@@ -26,12 +22,17 @@ def _say(text: str) -> None:
 
 
 def _up(args: argparse.Namespace) -> int:
+    from routeplane.lab import lab as lab_ops  # noqa: PLC0415
+    from routeplane.lab import report  # noqa: PLC0415
+
     lab_state = lab_ops.up(args.name, args.hosts, args.port, empty=args.empty, say=_say)
     print(report.guide(lab_state), end="")
     return 0
 
 
 def _boot(args: argparse.Namespace) -> int:
+    from routeplane.lab import lab as lab_ops  # noqa: PLC0415
+
     vm = lab_ops.boot(
         args.name, args.vm, args.network, host=args.host, fixed_ips=args.fixed_ip or ()
     )
@@ -40,6 +41,8 @@ def _boot(args: argparse.Namespace) -> int:
 
 
 def _exec(args: argparse.Namespace) -> int:
+    from routeplane.lab import report  # noqa: PLC0415
+
     command = list(args.command)
     if command and command[0] == "--":
         command = command[1:]
@@ -47,23 +50,35 @@ def _exec(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
+    from routeplane.lab import report  # noqa: PLC0415
+
     print(report.status(args.name), end="")
     return 0
 
 
 def _env(args: argparse.Namespace) -> int:
+    from routeplane.lab import lab as lab_ops  # noqa: PLC0415
+    from routeplane.lab import report  # noqa: PLC0415
+
     _, lab_state = lab_ops.open_lab(args.name)
     print(report.env_script(lab_state), end="")
     return 0
 
 
 def _down(args: argparse.Namespace) -> int:
+    from routeplane.lab import teardown  # noqa: PLC0415
+
     if not teardown.down(args.name, say=_say):
         print(f"lab {args.name}: nothing to remove")
     return 0
 
 
 def _run(args: argparse.Namespace) -> int:
+    # the lab's modules are imported where they are used: every ``routeplane`` command
+    # (an agent too) builds this module's parser, and the lab's HTTP client is slow to load
+    from routeplane.lab.netns import LabError  # noqa: PLC0415
+    from routeplane.lab.neutron import ApiError  # noqa: PLC0415
+
     if os.geteuid() != 0:  # namespaces, BIRD's sockets, and a state file holding credentials
         print("routeplane lab: needs root", file=sys.stderr)
         return 1

@@ -40,8 +40,13 @@ def diff(
     sweep: bool,
     proxies: Set[Proxy] = frozenset(),
 ) -> Plan:
-    up = {name for name, link in links.items() if link.up}
-    wanted_routes = {r for r in desired.routes if r.via or r.interface in up}
+    def up(name: str) -> bool:
+        link = links.get(name)
+        return link is not None and link.up
+
+    # per desired route, not per link: one change on a host of thousands of taps looks at
+    # its own taps only
+    wanted_routes = {r for r in desired.routes if r.via or up(r.interface)}
     wanted_neigh = {n for n in desired.neighbours if n.interface in links}
     wanted_proxies = {p for p in desired.proxies if p.interface in links}
     # a neighbour whose MAC changed is replaced, not deleted

@@ -51,6 +51,8 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from routeplane.dataplane.addresses import parse_single
+
 TABLE = "routeplane"
 FAMILY = "inet"
 METADATA_ADDRESS = "169.254.169.254"
@@ -157,16 +159,16 @@ def _text(network: _Network) -> str:
 
 
 def classify(addresses: Iterable[object]) -> dict[int, tuple[set[str], set[str]]]:
-    """Each IP version's single addresses and prefixes, as canonical text (each parsed
-    once, and plain addresses the cheap way: there are tens of thousands of them)."""
+    """Each IP version's single addresses and prefixes, as canonical text (single
+    addresses through the shared cache: there are tens of thousands of them)."""
     found: dict[int, tuple[set[str], set[str]]] = {4: (set(), set()), 6: (set(), set())}
     for address in addresses:
         text = str(address)
+        single = parse_single(text)
+        if single is not None:
+            found[single[0]][0].add(single[1])
+            continue
         try:
-            if "/" not in text:
-                parsed = ipaddress.ip_address(text)
-                found[parsed.version][0].add(str(parsed))
-                continue
             network = ipaddress.ip_network(text, strict=False)
         except ValueError:
             continue

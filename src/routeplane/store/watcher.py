@@ -11,10 +11,14 @@ reflector do the same: list, then watch from the list's revision + 1.)
 
 from __future__ import annotations
 
+import queue
+import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 from routeplane.model.errors import Compacted, Unavailable
-from routeplane.store.base import Event, KeyValue, Store, Watch
+from routeplane.store.base import Event, EventType, KeyValue, Store, Watch
 
 
 @dataclass(frozen=True)
@@ -62,4 +66,120 @@ class Follower:
         self._drop()
 
 
-__all__ = ["Follower", "Snapshot"]
+class Feed(Protocol):
+    """What a consumer of a prefix reads: a :class:`Follower`, or a :class:`Branch` of one."""
+
+    def poll(self, timeout: float) -> Snapshot | list[Event]: ...
+
+    def close(self) -> None: ...
+
+
+def _applied(items: dict[str, KeyValue], events: Iterable[Event]) -> None:
+    """``items`` (a snapshot's) brought forward by ``events``, in place."""
+    for event in events:
+        if event.type is EventType.PUT:
+            items[event.key] = KeyValue(
+                event.key, event.value, event.create_revision, event.revision, event.version
+            )
+        else:
+            items.pop(event.key, None)
+
+
+class Fanout:
+    """One :class:`Follower` read by its owner, whose news also reaches other readers of
+    the same prefix in the same process (:meth:`branch`).
+
+    The agent's process has three readers of its host's endpoint records (the reconcile
+    loop, the health checker, the metadata service), each in a thread of its own. With a
+    follower each, every record was read and decoded three times at a start, and every
+    change three times after; with a fan-out the store is read once, by the owner (the
+    loop), and the others get what it got as soon as it got it.
+
+    A branch made late starts from a snapshot of everything the owner has seen. Branches
+    never touch the store, so while the store is unreachable they simply hear nothing.
+    """
+
+    def __init__(self, follower: Follower) -> None:
+        self.follower = follower
+        self._lock = threading.Lock()
+        self._items: dict[str, KeyValue] = {}
+        self._revision = 0  # 0: the owner has not read a snapshot yet
+        self._branches: list[Branch] = []
+
+    def poll(self, timeout: float) -> Snapshot | list[Event]:
+        """The owner's read: as ``Follower.poll``, and passed on to every branch."""
+        news = self.follower.poll(timeout)
+        if not self._branches and isinstance(news, list) and not news:
+            return news
+        with self._lock:
+            if isinstance(news, Snapshot):
+                self._items = dict(news.items)
+                self._revision = news.revision
+            elif news:
+                _applied(self._items, news)
+                self._revision = news[-1].revision
+            for branch in self._branches:
+                branch.feed(news)
+        return news
+
+    def branch(self) -> Branch:
+        """Another reader, starting from everything seen so far."""
+        branch = Branch(self)
+        with self._lock:
+            if self._revision:
+                branch.feed(Snapshot(dict(self._items), self._revision))
+            self._branches.append(branch)
+        return branch
+
+    def _remove(self, branch: Branch) -> None:
+        with self._lock:
+            if branch in self._branches:
+                self._branches.remove(branch)
+
+    def close(self) -> None:
+        self.follower.close()
+
+
+class Branch:
+    """A :class:`Fanout`'s other reader: ``poll`` as a ``Follower``'s, fed by the owner."""
+
+    def __init__(self, fanout: Fanout) -> None:
+        self._fanout = fanout
+        self._news: queue.SimpleQueue[Snapshot | list[Event]] = queue.SimpleQueue()
+
+    def feed(self, news: Snapshot | list[Event]) -> None:
+        if isinstance(news, Snapshot) or news:
+            self._news.put(news)
+
+    def poll(self, timeout: float) -> Snapshot | list[Event]:
+        """Everything the owner read since the last poll, as one snapshot (when one is
+        among it, brought forward by what came after) or one list of events; ``[]``
+        after ``timeout`` seconds without news."""
+        try:
+            first = self._news.get(timeout=timeout) if timeout > 0 else self._news.get_nowait()
+        except queue.Empty:
+            return []
+        pending = [first]
+        while True:
+            try:
+                pending.append(self._news.get_nowait())
+            except queue.Empty:
+                break
+        base: Snapshot | None = None
+        events: list[Event] = []
+        for news in pending:
+            if isinstance(news, Snapshot):
+                base, events = news, []  # what came before it is superseded
+            else:
+                events += news
+        if base is None or not events:
+            return base if base is not None else events
+        items = dict(base.items)
+        _applied(items, events)
+        return Snapshot(items, events[-1].revision)
+
+    def close(self) -> None:
+        self._fanout._remove(self)
+
+
+__all__ = ["Branch", "Fanout", "Feed", "Follower", "Snapshot"]

@@ -33,6 +33,7 @@ import subprocess
 import threading
 from collections.abc import Callable, Iterable
 from functools import partial
+from operator import attrgetter
 from typing import TypeVar
 
 from routeplane.dataplane.linux import rtnl, sysctl
@@ -83,6 +84,10 @@ def _proxy_del(proxy: Proxy, index: int) -> rtnl.Request:
     return rtnl.proxy_delete(proxy.address, index)
 
 
+def _link_up(name: str, index: int) -> rtnl.Request:
+    return rtnl.link_up(index)
+
+
 def _link(info: rtnl.LinkInfo) -> Link:
     admin_up = bool(info.flags & rtnl.IFF_UP)
     return Link(
@@ -105,6 +110,20 @@ def _indexes(names: Iterable[str]) -> dict[str, int]:
     return found
 
 
+def _prepare(
+    names: Iterable[str], configure: Iterable[str]
+) -> tuple[dict[str, int], dict[str, list[tuple[str, str]]], dict[str, str]]:
+    """Inside the namespace, in one hand-off: the interfaces' indexes, then the sysctls of
+    those to configure that exist (the values written, and the failures by path)."""
+    indexes = _indexes(names)
+    values = {name: tap_sysctls(name) for name in configure if name in indexes}
+    failed = sysctl.write(kv for kvs in values.values() for kv in kvs) if values else {}
+    return indexes, values, failed
+
+
+_Op = TypeVar("_Op")
+
+
 class _Batch:
     """The requests of one plan, each remembered with its step and operation."""
 
@@ -115,20 +134,28 @@ class _Batch:
         self.refused: dict[tuple[str, object], str] = {}  # failed before being sent
 
     def add(
-        self, step: str, op: object, interface: str, build: Callable[[int], rtnl.Request]
+        self,
+        step: str,
+        ops: Iterable[_Op],
+        interface: Callable[[_Op], str],
+        build: Callable[[_Op, int], rtnl.Request],
     ) -> None:
-        """``interface`` "": the kernel finds the link (a route via a next hop)."""
-        index = self.indexes.get(interface) if interface else 0
-        if index is None:
-            self.refused[(step, op)] = f"no such interface {interface!r}"
-            return
-        try:
-            request = build(index)
-        except ValueError as exc:
-            self.refused[(step, op)] = str(exc)
-            return
-        self.sent.append((step, op))
-        self.requests.append(request)
+        """Every operation of one step; ``interface(op)`` "": the kernel finds the link
+        (a route via a next hop)."""
+        indexes, sent, requests = self.indexes, self.sent, self.requests
+        for op in ops:
+            name = interface(op)
+            index = indexes.get(name) if name else 0
+            if index is None:
+                self.refused[(step, op)] = f"no such interface {name!r}"
+                continue
+            try:
+                request = build(op, index)
+            except ValueError as exc:
+                self.refused[(step, op)] = str(exc)
+                continue
+            sent.append((step, op))
+            requests.append(request)
 
 
 class LinuxKernel:
@@ -244,13 +271,9 @@ class LinuxKernel:
             *plan.neighbours_set, *plan.proxies_set, *plan.routes_set, *plan.routes_del,
             *plan.proxies_del, *plan.neighbours_del,
         )  # fmt: skip
-        names = sorted(set(plan.configure) | {op.interface for op in objects if op.interface})
+        names = set(plan.configure) | {op.interface for op in objects if op.interface}
         try:
-            indexes = self._ns.run(partial(_indexes, names))
-            values = {name: tap_sysctls(name) for name in plan.configure if name in indexes}
-            sysctl_failed = self._ns.run(
-                partial(sysctl.write, [kv for kvs in values.values() for kv in kvs])
-            )
+            indexes, values, sysctl_failed = self._ns.run(partial(_prepare, names, plan.configure))
         except DataplaneError as exc:
             for step, ops in steps:
                 for op in ops:
@@ -258,39 +281,37 @@ class LinuxKernel:
             return outcome
 
         batch = _Batch(indexes)
-        for name in plan.configure:
-            batch.add("configure", name, name, rtnl.link_up)
-        for n in plan.neighbours_set:
-            batch.add("neighbours_set", n, n.interface, partial(_neigh_set, n))
-        for p in plan.proxies_set:
-            batch.add("proxies_set", p, p.interface, partial(_proxy_set, p))
-        for r in plan.routes_set:
-            batch.add("routes_set", r, r.interface, partial(_route_set, r))
-        for r in plan.routes_del:
-            batch.add("routes_del", r, r.interface, partial(_route_del, r))
-        for p in plan.proxies_del:
-            batch.add("proxies_del", p, p.interface, partial(_proxy_del, p))
-        for n in plan.neighbours_del:
-            batch.add("neighbours_del", n, n.interface, partial(_neigh_del, n))
+        on = attrgetter("interface")
+        batch.add("configure", plan.configure, str, _link_up)
+        batch.add("neighbours_set", plan.neighbours_set, on, _neigh_set)
+        batch.add("proxies_set", plan.proxies_set, on, _proxy_set)
+        batch.add("routes_set", plan.routes_set, on, _route_set)
+        batch.add("routes_del", plan.routes_del, on, _route_del)
+        batch.add("proxies_del", plan.proxies_del, on, _proxy_del)
+        batch.add("neighbours_del", plan.neighbours_del, on, _neigh_del)
         results: list[rtnl.NetlinkError | str | None]
         try:
             with self._lock:
                 results = list(self._rtnl.execute(batch.requests))
         except OSError as exc:
             results = [f"netlink: {exc}"] * len(batch.requests)
-        answered = dict(zip(batch.sent, results, strict=True))
 
-        for step, ops in steps:
-            for op in ops:
-                key = (step, op)
-                reasons = [f"{path}: {sysctl_failed[path]}" for path, _ in values.get(str(op), ())
-                           if step == "configure" and path in sysctl_failed]  # fmt: skip
-                if key in batch.refused:
-                    reasons.append(batch.refused[key])
-                elif answered.get(key) is not None:
-                    reasons.append(str(answered[key]))
-                if reasons:
-                    self._fail(outcome, step, op, "; ".join(reasons))
+        # what failed, and why; the outcome lists it in the plan's order
+        reasons: dict[tuple[str, object], list[str]] = {}
+        for name, kvs in values.items():
+            why = [f"{path}: {sysctl_failed[path]}" for path, _ in kvs if path in sysctl_failed]
+            if why:
+                reasons[("configure", name)] = why
+        for key, why_not in batch.refused.items():
+            reasons.setdefault(key, []).append(why_not)
+        for key, result in zip(batch.sent, results, strict=True):
+            if result is not None:
+                reasons.setdefault(key, []).append(str(result))
+        if reasons:
+            for step, ops in steps:
+                for op in ops:
+                    if (step, op) in reasons:
+                        self._fail(outcome, step, op, "; ".join(reasons[(step, op)]))
         return outcome
 
     @staticmethod
