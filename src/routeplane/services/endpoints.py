@@ -11,11 +11,11 @@ IPv6 gateway on the VM's tap).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from routeplane.services.move_hints import endpoint_hints
-from routeplane.services.repo import Repo, key
+from routeplane.services.repo import Change, Repo, key
 
 
 def interface_name(port_id: str) -> str:
@@ -27,13 +27,31 @@ def endpoint_key(host: str, port_id: str) -> str:
     return key("endpoints", host, port_id)
 
 
-def subnet_gateways(repo: Repo, port: dict[str, Any]) -> list[str]:
+def subnet_gateways(
+    repo: Repo,
+    port: dict[str, Any],
+    pending: Mapping[str, Mapping[str, Any]] | None = None,
+    *,
+    change: Change | None = None,
+) -> list[str]:
     """The ``gateway_ip`` of each subnet the port has a fixed IP on, both families, in
-    the order of its fixed IPs, once each; a subnet without a gateway adds nothing."""
+    the order of its fixed IPs, once each; a subnet without a gateway adds nothing.
+
+    ``pending`` (subnet id → document) stands in for subnets the caller's transaction is
+    about to write, so a subnet update can derive the records it rewrites beside itself.
+    With ``change``, the transaction depends on each subnet read: a record derived from a
+    gateway that changes before it commits is refused and derived again, never written
+    with the old gateway.
+    """
     found: list[str] = []
     for subnet_id in dict.fromkeys(str(ip["subnet_id"]) for ip in port.get("fixed_ips", [])):
-        subnet = repo.get("subnets", subnet_id)
-        gateway = None if subnet is None else subnet.value.get("gateway_ip")
+        if pending is not None and subnet_id in pending:
+            gateway = pending[subnet_id].get("gateway_ip")
+        else:
+            subnet = repo.get("subnets", subnet_id)
+            gateway = None if subnet is None else subnet.value.get("gateway_ip")
+            if change is not None:
+                change.depends_on(subnet)
         if gateway and gateway not in found:
             found.append(str(gateway))
     return found

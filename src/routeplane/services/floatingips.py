@@ -220,7 +220,7 @@ class FloatingIPService(DocService):
                     d.value for d in self.repo.list("fip_by_port", port_id) if d.key != index_key
                 ]
                 floating += [] if entry is None else [entry]
-                gateways = subnet_gateways(self.repo, port.value)
+                gateways = subnet_gateways(self.repo, port.value, change=change)
                 record = endpoint_record(port.value, floating, gateways)
                 change.put(endpoint_key(host, port_id), record)
 

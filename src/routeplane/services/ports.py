@@ -258,7 +258,7 @@ class PortService(DocService):
             change.delete(endpoint_key(old_host, old["id"]))
         if new is not None and new_host:
             floating = [d.value for d in self.repo.list("fip_by_port", new["id"])]
-            gateways = subnet_gateways(self.repo, new)
+            gateways = subnet_gateways(self.repo, new, change=change)
             change.put(endpoint_key(new_host, new["id"]), endpoint_record(new, floating, gateways))
 
     def after_update(self, change: Change, old: dict[str, Any], new: dict[str, Any]) -> None:

@@ -9,7 +9,8 @@ is accepted; inside, it must not be the IPv4 network or broadcast address nor li
 explicit pool. Pools default to every host address but the gateway, must lie within the
 host range, and must not overlap. Subnets of one network must not overlap (clients rely
 on the substring ``overlaps with another subnet`` to try the next CIDR). A subnet is
-deleted only when no port holds an address on it.
+deleted only when no port holds an address on it. A gateway change rewrites, in the same
+transaction, the endpoint records of the bound ports on the subnet (endpoint_refresh).
 """
 
 from __future__ import annotations
@@ -36,6 +37,13 @@ from routeplane.services.common import (
 )
 from routeplane.services.context import Context
 from routeplane.services.docs import DocService
+from routeplane.services.endpoint_refresh import (
+    PORTS_PER_TXN,
+    add_rewrites,
+    converge,
+    holders,
+    rewrites,
+)
 from routeplane.services.errors import ApiFault, bad_resource_request, forbidden, invalid_input
 from routeplane.services.networks import NetworkService
 from routeplane.services.repo import Change, Outcome, Repo, key
@@ -303,9 +311,17 @@ class SubnetService(DocService):
                 return Outcome(change, doc.value)
             change.depends_on(doc)
             change.put(doc.key, updated)
+            if updated.get("gateway_ip") != doc.value.get("gateway_ip"):
+                stale = rewrites(
+                    self.repo, holders(self.repo, resource_id), {doc.value["id"]: updated}
+                )
+                add_rewrites(change, stale[:PORTS_PER_TXN])
             return Outcome(change, updated)
 
-        return self.render(ctx, self.repo.run(use_case))
+        result = self.repo.run(use_case)
+        if data.get("gateway_ip", AUTO) is not AUTO:
+            converge(self.repo, resource_id)  # ports one transaction could not hold
+        return self.render(ctx, result)
 
     def delete(self, ctx: Context, resource_id: str, if_match: int | None) -> None:
         def use_case() -> Outcome[None]:
