@@ -12,9 +12,12 @@ against one backend runs on the other. The file holds:
 
 Every write transaction runs under ``BEGIN IMMEDIATE`` (one writer at a time across all
 processes), so compare-and-swap is atomic between processes. Watches are served by one
-poller thread per store object, which notices commits from any process through
-``PRAGMA data_version`` within a few milliseconds and reads the new events. The same
-poller expires leases, so lease expiry does not depend on someone writing.
+poller thread per store object, which reads the new events when ``PRAGMA data_version``
+says another connection committed. It looks when woken (``store/filewatch.py``): by
+inotify on the file's directory as soon as any process writes the database or its WAL, by
+a thread of this process (a local commit, a new watch), or by a timer that is only a
+safety net, and the whole polling schedule where inotify is unavailable. The same poller
+expires leases every 100 ms, so lease expiry does not depend on someone writing.
 
 Durability: ``synchronous=NORMAL``; a committed transaction survives a crash of any
 process; a power loss may lose the last commits but never corrupts the file.
@@ -39,6 +42,7 @@ from routeplane.model.errors import (
     StoreError,
     Unavailable,
 )
+from routeplane.store import filewatch
 from routeplane.store.base import (
     Compare,
     Delete,
@@ -85,6 +89,7 @@ INSERT OR IGNORE INTO meta VALUES ('revision', 1), ('compact_revision', 0), ('sc
 _PUT, _DELETE = 0, 1
 _EVENT_WINDOW = 2000  # revisions read per poller query, so one read stays bounded
 _AUTO_COMPACT_EVERY = 1000
+_LEASE_CHECK_INTERVAL = 0.1  # seconds between the poller's looks for expired leases
 
 
 def _kv(row: tuple[str, str, int, int, int, int | None]) -> KeyValue:
@@ -131,7 +136,16 @@ class _WatchState:
 
 
 class SqliteStore(WriteShortcuts):
-    """The :class:`~routeplane.store.base.Store` on one sqlite file."""
+    """The :class:`~routeplane.store.base.Store` on one sqlite file.
+
+    ``poll_interval`` and ``idle_poll_interval`` are the poller's timer where inotify is
+    unavailable: it looks ``poll_interval`` after a change and backs off to
+    ``idle_poll_interval`` while idle. With inotify (the usual case on Linux), writes to
+    the file wake the poller directly and the timer is only a safety net: a few looks in
+    the 64 ms after activity, then one every ``max(idle_poll_interval, 0.1)`` seconds.
+    inotify watches the file's directory, not the file: sqlite deletes and recreates the
+    ``-wal`` file, which would orphan a watch on the file itself.
+    """
 
     def __init__(
         self,
@@ -156,7 +170,7 @@ class SqliteStore(WriteShortcuts):
         self._lock = threading.Lock()
         self._write_lock = threading.Lock()
         self._watches: dict[int, _WatchState] = {}
-        self._kick = threading.Event()
+        self._wakeups: filewatch.Wakeups | None = None  # exists while the poller runs
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
         self._closed = False
@@ -212,8 +226,8 @@ class SqliteStore(WriteShortcuts):
             conn = self._conn()
             conn.execute("BEGIN IMMEDIATE")
             try:
-                tx = _Tx(conn, self._meta(conn, "revision"))
-                tx = self._expire_in(tx)
+                start = self._meta(conn, "revision")
+                tx = self._expire_in(_Tx(conn, start))
                 yield tx
                 if tx.seq:
                     conn.execute(
@@ -224,6 +238,8 @@ class SqliteStore(WriteShortcuts):
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
+        if tx.revision != start and self._watches:
+            self._nudge()  # our own watches need not wait for the file event
 
     @staticmethod
     def _meta(conn: sqlite3.Connection, name: str) -> int:
@@ -434,7 +450,7 @@ class SqliteStore(WriteShortcuts):
         with self._lock:
             self._watches[watch_id] = state
         self._ensure_poller()
-        self._kick.set()
+        self._nudge()
         return state.watch
 
     def _unwatch(self, watch_id: int) -> None:
@@ -444,42 +460,63 @@ class SqliteStore(WriteShortcuts):
     def _ensure_poller(self) -> None:
         with self._lock:
             if self._poller is None and not self._closed:
+                try:
+                    self._wakeups = filewatch.Wakeups(
+                        self.path,
+                        poll_interval=self._poll_interval,
+                        idle_interval=self._idle_poll_interval,
+                    )
+                except OSError as exc:  # out of descriptors: no eventfd for the poller
+                    raise Unavailable(f"sqlite store {self.path}: {exc}") from exc
                 self._poller = threading.Thread(
                     target=self._poll_loop,
+                    args=(self._wakeups,),
                     name=f"routeplane-sqlite-poller:{self.path}",
                     daemon=True,
                 )
                 self._poller.start()
 
-    def _poll_loop(self) -> None:
-        """Deliver events to watches and expire leases, until the store is closed."""
+    def _nudge(self) -> None:
+        wakeups = self._wakeups
+        if wakeups is not None:
+            wakeups.nudge()
+
+    def _poll_loop(self, wakeups: filewatch.Wakeups) -> None:
+        """Deliver events to watches and expire leases, until the store is closed.
+
+        ``data_version`` is read only when woken for it (a nudge, a file event, the poll
+        timer), never on the lease timer, so a poller that sees a change at once was
+        woken by the change.
+        """
         conn = sqlite3.connect(self.path, timeout=self._busy_timeout, check_same_thread=False)
         conn.isolation_level = None
         seen_version = -1
-        interval = self._poll_interval
         next_lease_check = 0.0
         try:
             while not self._stop.is_set():
-                kicked = self._kick.is_set()
-                self._kick.clear()
-                try:
-                    version = conn.execute("PRAGMA data_version").fetchone()[0]
-                    changed = version != seen_version or kicked
-                    if changed:
-                        seen_version = version
-                        self._deliver(conn)
-                    now = time.monotonic()
-                    if now >= next_lease_check:
-                        next_lease_check = now + 0.1
+                wake = wakeups.wait(until=next_lease_check)
+                if self._stop.is_set():
+                    break
+                if wake.look:
+                    try:
+                        version = conn.execute("PRAGMA data_version").fetchone()[0]
+                        changed = version != seen_version or wake.nudged
+                        if changed:
+                            seen_version = version
+                            self._deliver(conn)
+                    except (sqlite3.Error, StoreError):
+                        changed = True  # retry soon; a locked or busy file is transient
+                    wakeups.looked(active=changed or wake.touched)
+                now = time.monotonic()
+                if now >= next_lease_check:
+                    next_lease_check = now + _LEASE_CHECK_INTERVAL
+                    with contextlib.suppress(sqlite3.Error, StoreError):
                         if self._lease_due():
                             self._expire_leases()
-                except (sqlite3.Error, StoreError):
-                    changed = True  # retry soon; a locked or busy file is transient
-                interval = (
-                    self._poll_interval if changed else min(interval * 2, self._idle_poll_interval)
-                )
-                self._kick.wait(interval)
         finally:
+            with self._lock:
+                self._wakeups = None
+            wakeups.close()
             conn.close()
 
     def _deliver(self, conn: sqlite3.Connection) -> None:
@@ -545,7 +582,7 @@ class SqliteStore(WriteShortcuts):
         for watch in watches:
             watch.close()
         self._stop.set()
-        self._kick.set()
+        self._nudge()
         if poller is not None:
             poller.join(timeout=5)
         with self._lock:
