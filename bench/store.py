@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from routeplane.store import Put, absent, open_store
+from routeplane.store import Put, Watch, absent, open_store
 from routeplane.testing.etcd import EtcdServer
 
 TXN_COUNT = 3000
@@ -63,6 +63,21 @@ def txn_throughput(url: str) -> float:
         store.close()
 
 
+def _collect(watch: Watch, count: int) -> list[float]:
+    """Milliseconds from each write (its value's ``t``) to its event here, for ``count``
+    events or at most a minute."""
+    latencies: list[float] = []
+    deadline = time.monotonic() + 60
+    while len(latencies) < count and time.monotonic() < deadline:
+        for event in watch.next_batch(timeout=0.5):
+            now = time.monotonic_ns()
+            assert isinstance(event.value, dict)
+            sent = event.value["t"]
+            assert isinstance(sent, int)
+            latencies.append((now - sent) / 1e6)
+    return latencies
+
+
 def _watcher(
     url: str,
     count: int,
@@ -70,17 +85,9 @@ def _watcher(
     out: multiprocessing.Queue[list[float]],
 ) -> None:
     store = open_store(url)
-    latencies: list[float] = []
     with store.watch("/bench/watch/") as watch:
         ready.set()
-        deadline = time.monotonic() + 60
-        while len(latencies) < count and time.monotonic() < deadline:
-            for event in watch.next_batch(timeout=0.5):
-                now = time.monotonic_ns()
-                assert isinstance(event.value, dict)
-                sent = event.value["t"]
-                assert isinstance(sent, int)
-                latencies.append((now - sent) / 1e6)
+        latencies = _collect(watch, count)
     store.close()
     out.put(latencies)
 
@@ -131,14 +138,7 @@ def quiet_change_latency(url: str) -> list[float]:
         with store.watch("/bench/quiet/") as watch:
             proc.start()
             go.set()
-            deadline = time.monotonic() + 60
-            while len(latencies) < QUIET_CHANGES and time.monotonic() < deadline:
-                for event in watch.next_batch(timeout=0.5):
-                    now = time.monotonic_ns()
-                    assert isinstance(event.value, dict)
-                    sent = event.value["t"]
-                    assert isinstance(sent, int)
-                    latencies.append((now - sent) / 1e6)
+            latencies = _collect(watch, QUIET_CHANGES)
     finally:
         store.close()
         proc.join(timeout=30)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from routeplane.store import Event, EventType
 from routeplane.store.sqlite import SqliteStore
 from routeplane.store.watcher import Branch, Fanout, Follower, Snapshot
@@ -109,3 +111,27 @@ def test_after_compaction_the_owner_and_its_branches_start_again(store: SqliteSt
     news = fanout.poll(0.5)
     assert isinstance(news, Snapshot)  # the owner re-reads everything...
     assert values(branch.poll(0)) == {"p1": {"n": 1}, "p2": {"n": 2}}  # ...and so do branches
+
+
+def test_a_branch_of_a_narrower_prefix_sees_only_its_keys(store: SqliteStore) -> None:
+    everyone = "/routeplane/v1/endpoints/"
+    store.put(PREFIX + "p1", {"n": 1})
+    store.put(everyone + "h2/p9", {"n": 9})
+    fanout = Fanout(Follower(store, everyone))
+    owner_reads(fanout)
+    mine = fanout.branch(PREFIX)
+    assert values(mine.poll(0)) == {"p1": {"n": 1}}
+    store.put(everyone + "h2/p9", {"n": 10})
+    store.put(PREFIX + "p2", {"n": 2})
+    owner_reads(fanout)
+    while fanout.poll(0.05):
+        pass
+    events = mine.poll(0)
+    assert isinstance(events, list)
+    assert [(e.key, e.value) for e in events] == [(PREFIX + "p2", {"n": 2})]
+
+
+def test_a_branch_cannot_reach_outside_the_owners_prefix(store: SqliteStore) -> None:
+    fanout = Fanout(Follower(store, PREFIX))
+    with pytest.raises(ValueError, match="not within"):
+        fanout.branch("/routeplane/v1/ports/")

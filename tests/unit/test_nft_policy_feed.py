@@ -23,6 +23,7 @@ from routeplane.dataplane.nft_delta import blocks, delta
 from routeplane.dataplane.nft_render import classify, endpoint_addresses, render
 from routeplane.store import Delete, Put, Store
 from routeplane.store.sqlite import SqliteStore
+from routeplane.store.watcher import Follower
 
 pytestmark = pytest.mark.unit
 
@@ -131,7 +132,7 @@ class World:
         caught_up = time.monotonic() + 5  # the store's watch delivers from its own thread
         feed.poll()
         while (
-            feed.endpoints.revision < self.written["endpoints"]
+            _revision(feed) < self.written["endpoints"]
             or feed.groups_follower.revision < self.written["groups"]
         ) and time.monotonic() < caught_up:
             time.sleep(0.001)
@@ -181,10 +182,16 @@ def test_after_a_failure_the_whole_table_is_programmed_again(store: Store) -> No
         feed.close()
 
 
+def _revision(feed: PolicyFeed) -> int:
+    """How far the feed's own follower of the endpoint records has read."""
+    assert isinstance(feed.endpoints, Follower)
+    return feed.endpoints.revision
+
+
 def _caught_up(feed: PolicyFeed, revision: int) -> None:
     deadline = time.monotonic() + 10
     feed.poll()
-    while feed.endpoints.revision < revision and time.monotonic() < deadline:
+    while _revision(feed) < revision and time.monotonic() < deadline:
         time.sleep(0.001)
         feed.poll()
 

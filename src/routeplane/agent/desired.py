@@ -45,24 +45,23 @@ DRAIN_TIME = 2.0  # seconds after ``moved_at`` the old host keeps forwarding a m
 
 def routed_addresses(endpoint: Mapping[str, Any]) -> list[str]:
     """Every address to route to this endpoint's tap, canonical, without duplicates."""
-    found: list[str] = []
-    candidates = [
-        *endpoint.get("fixed_ips", []),
-        *endpoint.get("allowed_addresses", []),
-        *(nat["floating_ip_address"] for nat in endpoint.get("floating_ips", [])),
-    ]
-    for text in candidates:
-        address = single_address(str(text))
-        if address is not None and address not in found:
-            found.append(address)
-    return found
+    texts = [*endpoint.get("fixed_ips", ()), *endpoint.get("allowed_addresses", ())]
+    floating = endpoint.get("floating_ips")
+    if floating:
+        texts += [nat["floating_ip_address"] for nat in floating]
+    parsed = (single_address(str(text)) for text in texts)
+    return list(dict.fromkeys(a for a in parsed if a is not None))  # in order, once each
 
 
-def proxied_gateways(endpoint: Mapping[str, Any]) -> list[str]:
-    """The IPv6 gateways the host answers for on this endpoint's tap, canonical."""
-    own = set(routed_addresses(endpoint))
+def proxied_gateways(endpoint: Mapping[str, Any], own: Iterable[str] | None = None) -> list[str]:
+    """The IPv6 gateways the host answers for on this endpoint's tap, canonical (``own``:
+    the endpoint's routed addresses, when the caller has them already)."""
+    gateways = endpoint.get("gateways")
+    if not gateways:
+        return []
+    own = set(routed_addresses(endpoint) if own is None else own)
     found: list[str] = []
-    for text in endpoint.get("gateways", []):
+    for text in gateways:
         address = plain_address(text)
         if address is not None and ":" in address and address not in own and address not in found:
             found.append(address)
@@ -79,17 +78,18 @@ def endpoint_state(endpoint: Mapping[str, Any]) -> HostState:
         return HostState()
     tap = str(endpoint["interface"])
     mac = str(endpoint.get("mac_address", "")).lower()
-    preferred = preferred_addresses(endpoint)
+    preferred = preferred_addresses(endpoint) if endpoint.get("preferred") else ()
+    addresses = routed_addresses(endpoint)
     routes = frozenset(
         Route(address, tap, PREFERRED_METRIC if address in preferred else ROUTE_METRIC)
-        for address in routed_addresses(endpoint)
+        for address in addresses
     )
     neighbours = frozenset(
         Neighbour(address, tap, mac)
         for address in map(plain_address, endpoint.get("fixed_ips", []))
         if mac and address is not None
     )
-    proxies = frozenset(Proxy(gateway, tap) for gateway in proxied_gateways(endpoint))
+    proxies = frozenset(Proxy(gateway, tap) for gateway in proxied_gateways(endpoint, addresses))
     return HostState(frozenset({tap}), routes, neighbours, proxies)
 
 

@@ -32,6 +32,7 @@ class Drains:
         self._holders: dict[str, set[str]] = {}  # address -> local ports routing it
         self._routes: dict[str, set[str]] = {}  # port id -> addresses it routes
         self._refused: dict[tuple[str, int], float] = {}  # (address, generation) -> until
+        self._noted: dict[str, Mapping[str, Any]] = {}  # port id -> the record last noted
 
     def note(
         self,
@@ -42,6 +43,16 @@ class Drains:
         """Take in the current records of these ports (None: gone). A gone record's
         drains run their course: the address is another port's already."""
         for port_id, record in records.items():
+            if (
+                record is not None
+                and self._noted.get(port_id) is record
+                and not record.get("moved_out")
+            ):
+                continue  # the very record seen before (a resync), and it asks for no drain
+            if record is None:
+                self._noted.pop(port_id, None)
+            else:
+                self._noted[port_id] = record
             held = set() if record is None else set(routed_addresses(record))
             for address in self._routes.pop(port_id, set()) - held:
                 holders = self._holders.get(address, set())

@@ -4,7 +4,10 @@ Shape (STYLE G2-G5, Felix's dataplane doctrine):
 
 - the store is followed with snapshot-then-watch (``store.watcher.Follower``); events only
   update the local cache and mark the changed endpoints dirty;
-- ``apply()`` runs at most every ``apply_interval`` seconds, so bursts coalesce; it
+- ``apply()`` runs at once for a change that finds the loop idle; after an apply the
+  loop waits as long as that apply took (at most ``apply_interval``) before the next, so
+  a continuous stream of events coalesces into batches and applying takes at most about
+  half the loop's time, while an isolated change is never held back; it
   computes the desired state of the dirty endpoints (``desired``), diffs it against the
   agent's mirror of what it programmed (``dataplane.diff``) and hands the plan to the
   kernel port in one batch — the work per change is proportional to the change, not to
@@ -43,6 +46,7 @@ from routeplane.store.watcher import Branch, Fanout, Follower, Snapshot
 
 LOG = logging.getLogger("routeplane.agent")
 ROOT = "/routeplane/v1/"
+ENDPOINTS = f"{ROOT}endpoints/"
 
 
 @dataclass(frozen=True)
@@ -51,7 +55,7 @@ class AgentSettings:
     bgp_address: str = ""
     bgp_address6: str = ""
     as_number: int = 64512
-    apply_interval: float = 0.005  # coalesce bursts of events for at most this long
+    apply_interval: float = 0.005  # the longest gap between two applies (bursts coalesce)
     resync_interval: float = 30.0  # full read-back of the kernel, to repair drift
     pending_interval: float = 0.5  # how often endpoints waiting for their tap are retried
     drain_time: float = DRAIN_TIME  # a moved address is forwarded to its new host this long
@@ -92,15 +96,18 @@ class Agent:
         self.store = store
         self.kernel = kernel
         self.policy = policy  # None: routing only (no nftables), as in routing-only tests
-        self.policy_feed = PolicyFeed(store) if policy is not None else None
+        self.prefix = f"{ROOT}endpoints/{settings.host}/"
+        # One read of the endpoint records for the whole process: the loop's follower,
+        # whose branches feed the policy (every host's records: remote groups' members)
+        # and, in the agent's process, the health checker and metadata service (this
+        # host's). Without policy the loop needs only this host's.
+        self.follower = Fanout(Follower(store, ENDPOINTS if policy is not None else self.prefix))
+        self.policy_feed = PolicyFeed(store, self.follower.branch()) if policy is not None else None
         self.policy_ok: set[str] = set()  # local endpoints whose policy is programmed
         self.settings = settings
         self.clock = clock
         self.wall_clock = wall_clock  # the move hints' ``moved_at`` is wall-clock time
         self.drains = Drains(settings.host, settings.drain_time)
-        self.prefix = f"{ROOT}endpoints/{settings.host}/"
-        self.follower = Fanout(Follower(store, self.prefix))  # the health checker and metadata
-        # service of this process read the same records: branches of this (``endpoint_feed``)
         self.cache = _Cache()
         self.mirror = Mirror()
         self.status = StatusWriter(store, settings.host)
@@ -127,8 +134,8 @@ class Agent:
                 synced = None
 
     def endpoint_feed(self) -> Branch:
-        """The host's endpoint records as this loop reads them, for another thread."""
-        return self.follower.branch()
+        """This host's endpoint records as this loop reads them, for another thread."""
+        return self.follower.branch(self.prefix)
 
     @property
     def synced(self) -> bool:
@@ -173,7 +180,8 @@ class Agent:
         policy_due = self.policy_feed is not None and self.policy_feed.dirty
         if (self.dirty or self.full_due or policy_due) and now >= self._next_apply:
             self.apply()
-            self._next_apply = self.clock() + self.settings.apply_interval
+            finished = self.clock()
+            self._next_apply = finished + min(self.settings.apply_interval, finished - now)
         if self.bgp is not None:
             self.bgp.apply()  # BIRD after routes and sweeps (ARCHITECTURE: apply order)
 
@@ -193,15 +201,19 @@ class Agent:
         self.dirty |= self.cache.sharing(self.mirror.take_link_events(events))
 
     def _take(self, news: Snapshot | list[Event]) -> None:
+        """Take in this host's records (the follower may read every host's)."""
+        prefix, cut = self.prefix, len(self.prefix)
         if isinstance(news, Snapshot):
-            fresh = {kv.key[len(self.prefix) :]: kv.value for kv in news.items.values()}
+            fresh = {k[cut:]: kv.value for k, kv in news.items.items() if k.startswith(prefix)}
             self.dirty |= set(self.cache.endpoints) | set(fresh)
             self.cache.endpoints = {k: v for k, v in fresh.items() if isinstance(v, dict)}
             self.in_sync = True
             self.full_due = True
             return
         for event in news:
-            port_id = event.key[len(self.prefix) :]
+            if not event.key.startswith(prefix):
+                continue
+            port_id = event.key[cut:]
             if event.type is EventType.PUT and isinstance(event.value, dict):
                 self.cache.endpoints[port_id] = event.value
             else:

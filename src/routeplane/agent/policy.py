@@ -47,9 +47,10 @@ from routeplane.dataplane.nft_render import (
     tap_policy,
 )
 from routeplane.store import Event, EventType, Store
-from routeplane.store.watcher import Follower, Snapshot
+from routeplane.store.watcher import Feed, Follower, Snapshot
 
 ROOT = "/routeplane/v1/"
+ENDPOINTS = f"{ROOT}endpoints/"
 VERSIONS = (4, 6)
 # One endpoint's groups, and its IPv4 addresses, IPv4 prefixes, IPv6 addresses, IPv6 prefixes.
 _Member = tuple[tuple[str, ...], tuple[frozenset[str], ...]]
@@ -151,8 +152,10 @@ class _Wanted:
 
 
 class PolicyFeed:
-    def __init__(self, store: Store) -> None:
-        self.endpoints = Follower(store, f"{ROOT}endpoints/")
+    def __init__(self, store: Store, endpoints: Feed | None = None) -> None:
+        # every host's endpoint records (in the agent, a branch of the loop's follower:
+        # the records are read from the store once); by default a follower of its own
+        self.endpoints = endpoints if endpoints is not None else Follower(store, ENDPOINTS)
         self.groups_follower = Follower(store, f"{ROOT}security_groups/")
         self.groups: dict[str, dict[str, Any]] = {}
         self.want = _Wanted()
@@ -190,7 +193,7 @@ class PolicyFeed:
                 self._render_profile(profile)
 
     def _take_endpoints(self, news: Snapshot | list[Event]) -> None:
-        prefix = f"{ROOT}endpoints/"
+        prefix = ENDPOINTS
         if isinstance(news, Snapshot):
             fresh = {
                 k[len(prefix) :]: kv.value

@@ -95,8 +95,10 @@ class Fanout:
     change three times after; with a fan-out the store is read once, by the owner (the
     loop), and the others get what it got as soon as it got it.
 
-    A branch made late starts from a snapshot of everything the owner has seen. Branches
-    never touch the store, so while the store is unreachable they simply hear nothing.
+    A branch made late starts from a snapshot of everything the owner has seen; a branch
+    may follow a narrower prefix than the owner's (the agent's loop reads every host's
+    records, for its security groups' members, and the health checker only its own host's).
+    Branches never touch the store, so while the store is unreachable they hear nothing.
     """
 
     def __init__(self, follower: Follower) -> None:
@@ -122,9 +124,12 @@ class Fanout:
                 branch.feed(news)
         return news
 
-    def branch(self) -> Branch:
-        """Another reader, starting from everything seen so far."""
-        branch = Branch(self)
+    def branch(self, prefix: str = "") -> Branch:
+        """Another reader of the keys under ``prefix`` (within the owner's; "": all of
+        them), starting from everything seen so far."""
+        if prefix and not prefix.startswith(self.follower.prefix):
+            raise ValueError(f"{prefix!r} is not within {self.follower.prefix!r}")
+        branch = Branch(self, prefix)
         with self._lock:
             if self._revision:
                 branch.feed(Snapshot(dict(self._items), self._revision))
@@ -143,12 +148,22 @@ class Fanout:
 class Branch:
     """A :class:`Fanout`'s other reader: ``poll`` as a ``Follower``'s, fed by the owner."""
 
-    def __init__(self, fanout: Fanout) -> None:
+    def __init__(self, fanout: Fanout, prefix: str = "") -> None:
         self._fanout = fanout
+        self.prefix = prefix
         self._news: queue.SimpleQueue[Snapshot | list[Event]] = queue.SimpleQueue()
 
     def feed(self, news: Snapshot | list[Event]) -> None:
-        if isinstance(news, Snapshot) or news:
+        prefix = self.prefix
+        if isinstance(news, Snapshot):
+            if prefix:
+                items = {k: kv for k, kv in news.items.items() if k.startswith(prefix)}
+                news = Snapshot(items, news.revision)
+            self._news.put(news)
+            return
+        if prefix:
+            news = [event for event in news if event.key.startswith(prefix)]
+        if news:
             self._news.put(news)
 
     def poll(self, timeout: float) -> Snapshot | list[Event]:

@@ -37,6 +37,7 @@ from operator import attrgetter
 from typing import TypeVar
 
 from routeplane.dataplane.linux import rtnl, sysctl
+from routeplane.dataplane.linux.ifindex import IndexLookup
 from routeplane.dataplane.linux.monitor import LinkMonitor
 from routeplane.dataplane.linux.namespace import NETNS_DIR, Namespace
 from routeplane.dataplane.model import (
@@ -99,26 +100,9 @@ def _link(info: rtnl.LinkInfo) -> Link:
     )
 
 
-def _indexes(names: Iterable[str]) -> dict[str, int]:
-    """Interface indexes by name, for the names that exist (run inside the namespace)."""
-    found = {}
-    for name in names:
-        try:
-            found[name] = socket.if_nametoindex(name)
-        except OSError:
-            continue
-    return found
-
-
-def _prepare(
-    names: Iterable[str], configure: Iterable[str]
-) -> tuple[dict[str, int], dict[str, list[tuple[str, str]]], dict[str, str]]:
-    """Inside the namespace, in one hand-off: the interfaces' indexes, then the sysctls of
-    those to configure that exist (the values written, and the failures by path)."""
-    indexes = _indexes(names)
-    values = {name: tap_sysctls(name) for name in configure if name in indexes}
-    failed = sysctl.write(kv for kvs in values.values() for kv in kvs) if values else {}
-    return indexes, values, failed
+def _configure(values: dict[str, list[tuple[str, str]]]) -> dict[str, str]:
+    """The taps' sysctls (run inside the namespace); the failures by path."""
+    return sysctl.write(kv for kvs in values.values() for kv in kvs)
 
 
 _Op = TypeVar("_Op")
@@ -170,6 +154,7 @@ class LinuxKernel:
         self.netns = netns
         self._ns = Namespace(netns)
         self._lock = threading.Lock()
+        self._index_names: dict[int, str] = {}  # see _names
         try:
             self._rtnl = self._ns.run(rtnl.Rtnl.open)
         except OSError as exc:
@@ -181,6 +166,13 @@ class LinuxKernel:
             self._rtnl.close()
             self._ns.close()
             raise DataplaneError(f"link monitor in {netns or 'this namespace'}: {exc}") from exc
+        try:
+            self._lookup = self._ns.run(IndexLookup.open)
+        except OSError as exc:
+            self._monitor.close()
+            self._rtnl.close()
+            self._ns.close()
+            raise DataplaneError(f"socket in {netns or 'this namespace'}: {exc}") from exc
 
     def __enter__(self) -> LinuxKernel:
         return self
@@ -189,6 +181,7 @@ class LinuxKernel:
         self.close()
 
     def close(self) -> None:
+        self._lookup.close()
         self._monitor.close()
         self._rtnl.close()
         self._ns.close()
@@ -204,7 +197,9 @@ class LinuxKernel:
             ) from exc
 
     def links(self) -> dict[str, Link]:
-        return {info.name: _link(info) for info in self._read("links", self._rtnl.links)}
+        infos = self._read("links", self._rtnl.links)
+        self._index_names = {info.index: info.name for info in infos}
+        return {info.name: _link(info) for info in infos}
 
     def link_events(self) -> list[LinkEvent] | None:
         try:
@@ -214,51 +209,71 @@ class LinuxKernel:
                 f"reading link events in {self.netns or 'this namespace'}: {exc}"
             ) from exc
         if lost:
+            self._index_names = {}  # read again when next needed
             return None
+        for change in changes:
+            if change.deleted:
+                self._index_names.pop(change.info.index, None)
+            else:
+                self._index_names[change.info.index] = change.info.name
         return [
             LinkEvent(c.info.name, None if c.deleted else _link(c.info))
             for c in changes
             if c.info.name
         ]
 
-    def _names(self) -> dict[int, str]:
-        return {info.index: info.name for info in self._read("links", self._rtnl.links)}
+    def _names(self, indexes: Iterable[int] = ()) -> dict[int, str]:
+        """Interface names by index, as of the last link dump and the link events since,
+        so that a full read-back dumps the links once, not once per kind of object. An
+        index not known (``indexes`` are the ones the caller met) means a link came after
+        the last look: then the links are dumped again."""
+        if not self._index_names or not set(indexes) <= self._index_names.keys():
+            infos = self._read("links", self._rtnl.links)
+            self._index_names = {info.index: info.name for info in infos}
+        return self._index_names
 
     def routes(self) -> set[Route]:
-        names = self._names()
-        found: set[Route] = set()
+        wanted = []
         for family, length in _FAMILIES:
             dump = partial(self._rtnl.routes, family, rtnl.RT_TABLE_MAIN, ROUTE_PROTO)
             for route in self._read("routes", dump):
                 # only what our Route can say: one host route on one interface or via one
                 # next hop
-                if route.type != rtnl.RTN_UNICAST or route.prefix_length != length:
-                    continue
-                if not route.destination:
-                    continue
-                if route.gateway:
-                    found.add(Route(route.destination, "", route.metric, route.gateway))
-                elif route.oif in names:
-                    found.add(Route(route.destination, names[route.oif], route.metric))
+                single = route.type == rtnl.RTN_UNICAST and route.prefix_length == length
+                if single and route.destination:
+                    wanted.append(route)
+        names = self._names(r.oif for r in wanted if not r.gateway)
+        found: set[Route] = set()
+        for route in wanted:
+            if route.gateway:
+                found.add(Route(route.destination, "", route.metric, route.gateway))
+            elif route.oif in names:
+                found.add(Route(route.destination, names[route.oif], route.metric))
         return found
 
     def neighbours(self) -> set[Neighbour]:
-        names = self._names()
+        entries = [
+            entry
+            for family, _ in _FAMILIES
+            for entry in self._read("neighbours", partial(self._rtnl.neighbours, family))
+            if entry.state & rtnl.NUD_PERMANENT and entry.mac
+        ]
+        names = self._names(entry.index for entry in entries)
         found: set[Neighbour] = set()
-        for family, _ in _FAMILIES:
-            for entry in self._read("neighbours", partial(self._rtnl.neighbours, family)):
-                name = names.get(entry.index, "")
-                if entry.state & rtnl.NUD_PERMANENT and name.startswith(TAP_PREFIX) and entry.mac:
-                    found.add(Neighbour(entry.address, name, entry.mac))
+        for entry in entries:
+            name = names.get(entry.index, "")
+            if name.startswith(TAP_PREFIX):
+                found.add(Neighbour(entry.address, name, entry.mac))
         return found
 
     def proxies(self) -> set[Proxy]:
-        names = self._names()
         dump = partial(self._rtnl.neighbours, socket.AF_INET6, proxy=True)
+        entries = [e for e in self._read("proxy entries", dump) if e.protocol == ROUTE_PROTO]
+        names = self._names(entry.index for entry in entries)
         return {
             Proxy(entry.address, names[entry.index])
-            for entry in self._read("proxy entries", dump)
-            if entry.protocol == ROUTE_PROTO and names.get(entry.index, "").startswith(TAP_PREFIX)
+            for entry in entries
+            if names.get(entry.index, "").startswith(TAP_PREFIX)
         }
 
     # --- changes ----------------------------------------------------------------------
@@ -273,8 +288,12 @@ class LinuxKernel:
         )  # fmt: skip
         names = set(plan.configure) | {op.interface for op in objects if op.interface}
         try:
-            indexes, values, sysctl_failed = self._ns.run(partial(_prepare, names, plan.configure))
-        except DataplaneError as exc:
+            indexes = self._lookup.indexes(names)
+            values = {name: tap_sysctls(name) for name in plan.configure if name in indexes}
+            # the sysctls are written in the namespace's thread while this one builds and
+            # sends the netlink batch (a cold start has thousands of taps to configure)
+            configuring = self._ns.submit(partial(_configure, values)) if values else None
+        except (DataplaneError, OSError) as exc:
             for step, ops in steps:
                 for op in ops:
                     self._fail(outcome, step, op, str(exc))
@@ -295,6 +314,12 @@ class LinuxKernel:
                 results = list(self._rtnl.execute(batch.requests))
         except OSError as exc:
             results = [f"netlink: {exc}"] * len(batch.requests)
+        sysctl_failed: dict[str, str] = {}
+        if configuring is not None:
+            try:
+                sysctl_failed = configuring.result()
+            except DataplaneError as exc:
+                sysctl_failed = {path: str(exc) for kvs in values.values() for path, _ in kvs}
 
         # what failed, and why; the outcome lists it in the plan's order
         reasons: dict[tuple[str, object], list[str]] = {}

@@ -90,13 +90,22 @@ class Namespace:
 
     def run(self, fn: Callable[[], T]) -> T:
         """``fn()`` inside the namespace; its exception, if any, is raised here."""
+        return self.submit(fn).result()
+
+    def submit(self, fn: Callable[[], T]) -> Future[T]:
+        """``fn()`` inside the namespace, while the caller goes on; without a namespace
+        it has already run when this returns."""
+        result: Future[T] = Future()
         if self.name is None:
-            return fn()
+            try:
+                result.set_result(fn())
+            except BaseException as exc:  # handed to the caller, who re-raises it
+                result.set_exception(exc)
+            return result
         if self._thread is None:
             raise DataplaneError(f"network namespace {self.name!r}: worker closed")
-        result: Future[T] = Future()
         self._jobs.put((fn, result))
-        return result.result()
+        return result
 
     def close(self) -> None:
         if self._thread is not None:

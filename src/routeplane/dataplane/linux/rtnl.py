@@ -258,10 +258,23 @@ class NeighbourInfo:
 
 
 def _link_info(payload: bytes) -> LinkInfo:
+    """Index, flags, name and MAC of one link message. Only the two attributes wanted are
+    taken out of the forty-odd a link has (a host with thousands of taps dumps them all
+    on every full read-back)."""
     _, _, index, flags, _ = _IFINFO.unpack_from(payload, 0)
-    attrs = _attrs(payload, _IFINFO.size)
-    name = attrs.get(IFLA_IFNAME, b"").rstrip(b"\0").decode(errors="replace")
-    return LinkInfo(index, name, flags, mac_text(attrs.get(IFLA_ADDRESS, b"")))
+    name, mac = b"", b""
+    offset, end = _IFINFO.size, len(payload)
+    while offset + _ATTR.size <= end:
+        length, kind = _ATTR.unpack_from(payload, offset)
+        if length < _ATTR.size:
+            break
+        kind &= 0x3FFF
+        if kind == IFLA_IFNAME:
+            name = payload[offset + _ATTR.size : offset + length]
+        elif kind == IFLA_ADDRESS:
+            mac = payload[offset + _ATTR.size : offset + length]
+        offset += (length + 3) & ~3
+    return LinkInfo(index, name.rstrip(b"\0").decode(errors="replace"), flags, mac_text(mac))
 
 
 @dataclass(frozen=True)
