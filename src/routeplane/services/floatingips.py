@@ -22,7 +22,7 @@ import ipaddress
 from typing import Any
 
 from routeplane.services.attributes import Attr, ip_address, is_uuid, uuid_or_none, visible
-from routeplane.services.common import bump, check_if_match, new_doc, require_write, standard_attrs
+from routeplane.services.common import new_doc, require_write, standard_attrs
 from routeplane.services.context import ADMIN, Context
 from routeplane.services.docs import DocService
 from routeplane.services.endpoints import endpoint_key, endpoint_record, subnet_gateways
@@ -63,6 +63,10 @@ PORT_DETAILS = (
 
 def _bad(message: str) -> ApiFault:
     return bad_resource_request("floatingip", message)
+
+
+def _same_association(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    return all(new.get(k) == old.get(k) for k in CHANGEABLE)
 
 
 class FloatingIPService(DocService):
@@ -304,11 +308,7 @@ class FloatingIPService(DocService):
     def update(
         self, ctx: Context, resource_id: str, data: dict[str, Any], if_match: int | None
     ) -> dict[str, Any]:
-        def use_case() -> Outcome[dict[str, Any]]:
-            doc = self.load_for_write(ctx, resource_id, "update_floatingip")
-            check_if_match(doc.value, if_match)
-            change = Change()
-            change.depends_on(doc)
+        def apply(doc: Doc, change: Change) -> dict[str, Any]:
             updated = dict(doc.value)
             if "description" in data:
                 updated["description"] = data["description"]
@@ -317,29 +317,22 @@ class FloatingIPService(DocService):
             }
             self._associate(ctx, change, updated, asked)
             updated["status"] = self._status(updated)
-            if all(updated.get(k) == doc.value.get(k) for k in CHANGEABLE):
-                return Outcome(Change(), doc.value)  # Neutron: no change, no new revision
             self._sync_ports(change, resource_id, doc.value, updated)
-            updated = bump(updated)
-            change.put(doc.key, updated)
-            return Outcome(change, updated)
+            return updated
 
-        return self.render(ctx, self.repo.run(use_case))
+        # Neutron: no change, no new revision (a status that moved on alone is no change)
+        updated = self.update_doc(ctx, resource_id, if_match, apply, no_change=_same_association)
+        return self.render(ctx, updated)
 
     def delete(self, ctx: Context, resource_id: str, if_match: int | None) -> None:
-        def use_case() -> Outcome[None]:
-            doc = self.load_for_write(ctx, resource_id, "delete_floatingip")
-            check_if_match(doc.value, if_match)
-            change = Change()
-            change.depends_on(doc)
-            self._sync_ports(change, resource_id, doc.value, None)
-            port = self.repo.get("ports", str(doc.value.get("floating_port_id")))
-            if port is not None:
-                drop_service_port(self.repo, change, port)
-            change.delete(doc.key)
-            return Outcome(change, None)
+        self.delete_doc(ctx, resource_id, if_match, remove=self._release)
 
-        self.repo.run(use_case)
+    def _release(self, doc: Doc, change: Change) -> None:
+        """Disassociated, and the address freed with the port that held it."""
+        self._sync_ports(change, doc.value["id"], doc.value, None)
+        port = self.repo.get("ports", str(doc.value.get("floating_port_id")))
+        if port is not None:
+            drop_service_port(self.repo, change, port)
 
 
 __all__ = ["ATTRS", "FloatingIPService"]

@@ -22,18 +22,11 @@ from routeplane.services.attributes import (
     to_boolean,
     to_int,
 )
-from routeplane.services.common import (
-    bump,
-    check_if_match,
-    new_doc,
-    require_write,
-    standard_attrs,
-    unchanged,
-)
+from routeplane.services.common import new_doc, require_write, standard_attrs
 from routeplane.services.context import Context
 from routeplane.services.docs import DocService
 from routeplane.services.errors import ApiFault, invalid_input
-from routeplane.services.repo import Change, Outcome, Repo, key, prefix
+from routeplane.services.repo import Change, Doc, Outcome, Repo, key, prefix
 from routeplane.services.security_groups import SecurityGroupService
 
 NETWORK_TYPES = ("local", "flat")
@@ -121,61 +114,59 @@ class NetworkService(DocService):
     def update(
         self, ctx: Context, resource_id: str, data: dict[str, Any], if_match: int | None
     ) -> dict[str, Any]:
-        def use_case() -> Outcome[dict[str, Any]]:
-            doc = self.load_for_write(ctx, resource_id, "update_network")
-            self._check_admin_settings(ctx, data, "update_network", create=False)
-            check_if_match(doc.value, if_match)
-            updated = bump({**doc.value, **data})
-            change = Change()
-            if unchanged(doc.value, updated):
-                return Outcome(change, doc.value)
-            change.depends_on(doc)
-            change.put(doc.key, updated)
-            if bool(updated.get("router:external")) != bool(doc.value.get("router:external")):
-                # subnets show their network's router:external (subnet-external-network)
-                for subnet_id in doc.value.get("subnets", []):
-                    subnet = self.repo.get("subnets", subnet_id)
-                    if subnet is not None:
-                        change.depends_on(subnet)
-                        external = bool(updated["router:external"])
-                        change.put(subnet.key, {**subnet.value, "router:external": external})
-            return Outcome(change, updated)
+        updated = self.update_doc(
+            ctx,
+            resource_id,
+            if_match,
+            lambda doc, _change: {**doc.value, **data},
+            authorize=lambda _doc: self._check_admin_settings(
+                ctx, data, "update_network", create=False
+            ),
+        )
+        return self.render(ctx, updated)
 
-        return self.render(ctx, self.repo.run(use_case))
+    def after_update(self, change: Change, old: dict[str, Any], new: dict[str, Any]) -> None:
+        """Subnets show their network's router:external (subnet-external-network)."""
+        if bool(new.get("router:external")) == bool(old.get("router:external")):
+            return
+        for subnet_id in old.get("subnets", []):
+            subnet = self.repo.get("subnets", subnet_id)
+            if subnet is not None:
+                change.depends_on(subnet)
+                external = bool(new["router:external"])
+                change.put(subnet.key, {**subnet.value, "router:external": external})
 
     def delete(self, ctx: Context, resource_id: str, if_match: int | None) -> None:
-        def use_case() -> Outcome[None]:
-            doc = self.load_for_write(ctx, resource_id, "delete_network")
-            check_if_match(doc.value, if_match)
-            change = Change()
-            change.depends_on(doc)
-            in_use = [
-                kv.value
-                for kv in sorted(
-                    self.repo.store.range(prefix("ports")).items,
-                    key=lambda kv: kv.create_revision,  # oldest first, as Neutron lists them
-                )
-                if isinstance(kv.value, dict)
-                and kv.value.get("network_id") == resource_id
-                and kv.value.get("device_owner") not in SERVICE_OWNERS
-            ]
-            if in_use:
-                raise ApiFault(
-                    "NetworkInUse",
-                    409,
-                    f"Unable to complete operation on network {resource_id}. "
-                    "There are one or more ports still in use on the network, id for these "
-                    f"ports is: {','.join(str(p['id']) for p in in_use)}.",
-                )
-            for subnet_id in doc.value.get("subnets", []):
-                subnet = self.repo.get("subnets", subnet_id)
-                change.depends_on(subnet, key("subnets", subnet_id))
-                if subnet is not None:
-                    change.delete(subnet.key)
-            change.delete(doc.key)
-            return Outcome(change, None)
+        self.delete_doc(ctx, resource_id, if_match, in_use=self._ports_in_use, remove=self._remove)
 
-        self.repo.run(use_case)
+    def _ports_in_use(self, doc: Doc) -> None:
+        """The network's own ports go with it; any other keeps it (oldest named first)."""
+        network_id = doc.value["id"]
+        in_use = [
+            kv.value
+            for kv in sorted(
+                self.repo.store.range(prefix("ports")).items,
+                key=lambda kv: kv.create_revision,  # oldest first, as Neutron lists them
+            )
+            if isinstance(kv.value, dict)
+            and kv.value.get("network_id") == network_id
+            and kv.value.get("device_owner") not in SERVICE_OWNERS
+        ]
+        if in_use:
+            raise ApiFault(
+                "NetworkInUse",
+                409,
+                f"Unable to complete operation on network {network_id}. "
+                "There are one or more ports still in use on the network, id for these "
+                f"ports is: {','.join(str(p['id']) for p in in_use)}.",
+            )
+
+    def _remove(self, doc: Doc, change: Change) -> None:
+        for subnet_id in doc.value.get("subnets", []):
+            subnet = self.repo.get("subnets", subnet_id)
+            change.depends_on(subnet, key("subnets", subnet_id))
+            if subnet is not None:
+                change.delete(subnet.key)
 
 
 __all__ = ["ATTRS", "NetworkService"]

@@ -11,39 +11,30 @@ Request checks follow Neutron's: ``fixed_ips`` entries keep only ``subnet_id`` a
 ``ip_address`` (other keys are ignored); ``allowed_address_pairs`` get the port's MAC
 where none is given; a MAC may change while the port is not bound to a host (``null``
 makes a new one); port security off excludes security groups and address pairs.
-A PUT that changes nothing keeps the revision.
+A PUT that changes nothing keeps the revision. The attribute table and the validators
+of MACs and address pairs are in :mod:`routeplane.services.port_attrs`.
 """
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from routeplane.ipam.pools import IPAddress
-from routeplane.services.attributes import Attr, is_uuid, string, to_boolean, uuid_list
-from routeplane.services.common import (
-    bump,
-    check_if_match,
-    new_doc,
-    require_write,
-    standard_attrs,
-    unchanged,
-)
+from routeplane.services.common import bump, new_doc, require_write
 from routeplane.services.context import Context
 from routeplane.services.docs import DocService
 from routeplane.services.endpoints import endpoint_key, endpoint_record, subnet_gateways
 from routeplane.services.errors import ApiFault, bad_request
-from routeplane.services.fixed_ips import FixedIP, Resolver, check_format, clean, parse_held
+from routeplane.services.fixed_ips import FixedIP, Resolver, clean, parse_held
 from routeplane.services.listing import Matcher
 from routeplane.services.move_hints import public, service_ip_index
 from routeplane.services.networks import NetworkService
+from routeplane.services.port_attrs import ATTRS, fixed_ips_match, with_macs
 from routeplane.services.repo import Change, Doc, Outcome, Repo, key, new_mac
 from routeplane.services.security_groups import SecurityGroupService
 
 VIF_DETAILS = {"port_filter": True, "mac_address": "00:61:fe:ed:ca:fe"}
-MAC_CHARS = set("0123456789abcdef:")
-INVALID_MACS = ("00:00:00:00:00:00", "ff:ff:ff:ff:ff:ff")
 UNBOUND_VIF_TYPES = ("unbound", "binding_failed")
 ROUTER_OWNED = (
     "network:router_interface",
@@ -52,125 +43,6 @@ ROUTER_OWNED = (
     "network:router_gateway",
     "network:floatingip",
 )
-MAX_ADDRESS_PAIRS = 10
-
-
-def _mac(value: Any) -> str | None:
-    if (
-        not isinstance(value, str)
-        or len(value) != 17
-        or not set(value.lower()) <= MAC_CHARS
-        or value.lower() in INVALID_MACS
-    ):
-        return f"'{value}' is not a valid MAC address"
-    return None
-
-
-def _pairs(value: Any) -> list[dict[str, Any]]:
-    """neutron-lib's allowed-address-pairs validator; it raises its own faults."""
-    if not isinstance(value, list):
-        raise bad_request("Allowed address pairs must be a list.")
-    if len(value) > MAX_ADDRESS_PAIRS:
-        raise ApiFault(
-            "AllowedAddressPairExhausted",
-            400,
-            f"The number of allowed address pair exceeds the maximum {MAX_ADDRESS_PAIRS}.",
-        )
-    seen: set[tuple[Any, Any]] = set()
-    for pair in value:
-        if not isinstance(pair, dict):
-            raise bad_request(
-                f"Invalid input for allowed_address_pairs. Reason: '{pair}' is not a dictionary."
-            )
-        if "mac_address" in pair:
-            reason = _mac(pair["mac_address"])
-            if reason:
-                raise bad_request(reason)
-        if "ip_address" not in pair:
-            raise ApiFault(
-                "AllowedAddressPairsMissingIP", 400, "AllowedAddressPair must contain ip_address"
-            )
-        mac, address = pair.get("mac_address"), pair["ip_address"]
-        if (mac, address) in seen:
-            raise ApiFault(
-                "DuplicateAddressPairInRequest",
-                400,
-                f"Request contains duplicate address pair: mac_address {mac} ip_address {address}.",
-            )
-        seen.add((mac, address))
-        extra = set(pair) - {"mac_address", "ip_address"}
-        if extra:
-            raise bad_request(f"Unrecognized attribute(s) '{', '.join(sorted(extra))}'")
-        try:
-            if not isinstance(address, str):
-                raise ValueError
-            if "/" in address:
-                ipaddress.ip_network(address, strict=False)
-            else:
-                ipaddress.ip_address(address)
-        except ValueError:
-            kind = "IP subnet" if isinstance(address, str) and "/" in address else "IP address"
-            raise bad_request(f"'{address}' is not a valid {kind}") from None
-    return value
-
-
-def _with_macs(pairs: list[dict[str, Any]], mac: str) -> list[dict[str, Any]]:
-    """Pairs as stored and shown: a pair without a MAC takes the port's."""
-    return [
-        {"ip_address": p["ip_address"], "mac_address": p.get("mac_address") or mac} for p in pairs
-    ]
-
-
-ATTRS: dict[str, Attr] = {
-    **standard_attrs(),
-    "network_id": Attr(put=False, validate=is_uuid, sort=True),
-    "mac_address": Attr(default=None, validate=lambda v: None if v is None else _mac(v), sort=True),
-    "admin_state_up": Attr(default=True, convert=to_boolean, sort=True),
-    "status": Attr(post=False, put=False, default="DOWN", sort=True),
-    "device_id": Attr(default="", validate=string(255), sort=True),
-    "device_owner": Attr(default="", validate=string(255), sort=True),
-    "fixed_ips": Attr(default=None, validate=check_format),
-    "allowed_address_pairs": Attr(default=list, convert=_pairs, filter=False),
-    "security_groups": Attr(
-        default=None, convert=lambda v: [] if v is None else v, validate=uuid_list
-    ),
-    "port_security_enabled": Attr(
-        default=None, convert=lambda v: None if v is None else to_boolean(v)
-    ),
-    "binding:host_id": Attr(default="", validate=string(255), admin_only=True),
-    "binding:vif_type": Attr(post=False, put=False, default="unbound", admin_only=True),
-    "binding:vif_details": Attr(post=False, put=False, default=dict, admin_only=True, filter=False),
-    "binding:vnic_type": Attr(default="normal", validate=string(64)),
-    "binding:profile": Attr(default=dict, admin_only=True, filter=False),
-    "extra_dhcp_opts": Attr(default=list, filter=False),
-    # ours, from extensions the reference deployment does not load: ip_allocation,
-    # dns-integration and dns-domain-ports
-    "ip_allocation": Attr(post=False, put=False, default="immediate", sort=True),
-    "dns_name": Attr(default="", validate=string(255)),
-    "dns_assignment": Attr(post=False, put=False, default=list, filter=False),
-    "dns_domain": Attr(default="", validate=string(255)),
-}
-
-
-def _fixed_ips_match(item: Mapping[str, Any], wanted: list[str]) -> bool:
-    """``fixed_ips=ip_address=X`` / ``subnet_id=S`` / ``ip_address_substr=Y``: any of each kind.
-
-    Other keys (``fixed_ips=bogus=1``) are ignored, as Neutron ignores them.
-    """
-    asked: dict[str, list[str]] = {}
-    for spec in wanted:
-        name, _, value = spec.partition("=")
-        if name in ("ip_address", "subnet_id", "ip_address_substr"):
-            asked.setdefault(name, []).append(value)
-    held = item.get("fixed_ips") or []
-    for name, values in asked.items():
-        if name == "ip_address_substr":
-            ok = any(v in ip["ip_address"] for ip in held for v in values)
-        else:
-            ok = any(str(ip.get(name)) in values for ip in held)
-        if not ok:
-            return False
-    return True
 
 
 class PortService(DocService):
@@ -178,7 +50,7 @@ class PortService(DocService):
     collection = "ports"
     kind = "ports"
     attrs = ATTRS
-    matchers: ClassVar[Mapping[str, Matcher]] = {"fixed_ips": _fixed_ips_match}
+    matchers: ClassVar[Mapping[str, Matcher]] = {"fixed_ips": fixed_ips_match}
     not_found_type = "PortNotFound"
     not_found_message = "Port {id} could not be found."
 
@@ -305,7 +177,7 @@ class PortService(DocService):
                     "to use security groups.",
                 )
             doc["security_groups"] = self._groups(ctx, doc, change)
-            doc["allowed_address_pairs"] = _with_macs(doc.get("allowed_address_pairs", []), mac)
+            doc["allowed_address_pairs"] = with_macs(doc.get("allowed_address_pairs", []), mac)
             self._check_port_security(doc)
             self._binding(doc)
             change.claim(key(self.kind, doc["id"]), doc)
@@ -361,11 +233,8 @@ class PortService(DocService):
     def update(
         self, ctx: Context, resource_id: str, data: dict[str, Any], if_match: int | None
     ) -> dict[str, Any]:
-        def use_case() -> Outcome[dict[str, Any]]:
-            doc = self.load_for_write(ctx, resource_id, "update_port")
-            check_if_match(doc.value, if_match)
-            change = Change()
-            updated = bump({**doc.value, **data})
+        def apply(doc: Doc, change: Change) -> dict[str, Any]:
+            updated = {**doc.value, **data}
             if updated.get("port_security_enabled") is None:  # null: keep what it was
                 updated["port_security_enabled"] = doc.value.get("port_security_enabled", True)
             if "mac_address" in data:
@@ -397,17 +266,12 @@ class PortService(DocService):
                         {**p, "mac_address": None} if p.get("mac_address") == old_mac else p
                         for p in pairs or []
                     ]
-                updated["allowed_address_pairs"] = _with_macs(pairs or [], updated["mac_address"])
+                updated["allowed_address_pairs"] = with_macs(pairs or [], updated["mac_address"])
             self._check_port_security(updated)
             self._binding(updated)
-            if unchanged(doc.value, updated):
-                return Outcome(Change(), doc.value)
-            change.depends_on(doc)
-            change.put(doc.key, updated)
-            self._write_endpoint(change, doc.value, updated)
-            return Outcome(change, updated)
+            return updated
 
-        return self.render(ctx, self.repo.run(use_case))
+        return self.render(ctx, self.update_doc(ctx, resource_id, if_match, apply))
 
     def _new_mac(self, change: Change, port: dict[str, Any], asked: str | None) -> str:
         """A MAC change (``null``: a fresh one), refused while the port is bound."""
@@ -470,31 +334,33 @@ class PortService(DocService):
         )
 
     def delete(self, ctx: Context, resource_id: str, if_match: int | None) -> None:
-        def use_case() -> Outcome[None]:
-            doc = self.load_for_write(ctx, resource_id, "delete_port")
-            check_if_match(doc.value, if_match)
-            self._guard_service_port(doc.value)
-            change = Change()
-            change.depends_on(doc)
-            self._claim_addresses(change, resource_id, parse_held(doc.value.get("fixed_ips")), [])
-            change.delete(key("macs", doc.value["network_id"], doc.value["mac_address"]))
-            change.delete(doc.key)
-            self._write_endpoint(change, doc.value, None)
-            for index in self.repo.list("fip_by_port", resource_id):
-                change.delete(index.key)  # the floating IP survives, disassociated
-                fip = self.repo.get("floatingips", str(index.value.get("id")))
-                if fip is not None:
-                    change.depends_on(fip)
-                    loose = {
-                        "port_id": None,
-                        "fixed_ip_address": None,
-                        "router_id": None,
-                        "status": "DOWN",
-                    }
-                    change.put(fip.key, bump({**fip.value, **loose}))
-            return Outcome(change, None)
+        self.delete_doc(
+            ctx,
+            resource_id,
+            if_match,
+            in_use=lambda doc: self._guard_service_port(doc.value),
+            remove=self._remove,
+        )
 
-        self.repo.run(use_case)
+    def _remove(self, doc: Doc, change: Change) -> None:
+        """Its claims, the port, its endpoint; its floating IPs survive, disassociated."""
+        port_id = doc.value["id"]
+        self._claim_addresses(change, port_id, parse_held(doc.value.get("fixed_ips")), [])
+        change.delete(key("macs", doc.value["network_id"], doc.value["mac_address"]))
+        change.delete(doc.key)
+        self._write_endpoint(change, doc.value, None)
+        for index in self.repo.list("fip_by_port", port_id):
+            change.delete(index.key)
+            fip = self.repo.get("floatingips", str(index.value.get("id")))
+            if fip is not None:
+                change.depends_on(fip)
+                loose = {
+                    "port_id": None,
+                    "fixed_ip_address": None,
+                    "router_id": None,
+                    "status": "DOWN",
+                }
+                change.put(fip.key, bump({**fip.value, **loose}))
 
     # service ports (routers, floating IPs) -------------------------------------------
     def create_service_port(

@@ -30,7 +30,7 @@ from routeplane.services.docs import DocService
 from routeplane.services.errors import ApiFault, bad_resource_request
 from routeplane.services.networks import NetworkService
 from routeplane.services.ports import PortService
-from routeplane.services.repo import Change, Outcome, Repo, key
+from routeplane.services.repo import Change, Doc, Outcome, Repo, key
 from routeplane.services.router_requests import (
     ATTRS,
     FIELDS,
@@ -198,42 +198,36 @@ class RouterService(DocService):
         if gateway and gateway.get("external_fixed_ips"):
             self._readdress_gateway(ctx, resource_id, gateway, if_match)
 
-        def use_case() -> Outcome[dict[str, Any]]:
-            doc = self.load_for_write(ctx, resource_id, "update_router")
-            check_if_match(doc.value, if_match)
-            if not data:
-                return Outcome(Change(), doc.value)
-            change = Change()
-            change.depends_on(doc)
-            updated = bump({**doc.value, **changes})
+        def apply(doc: Doc, change: Change) -> dict[str, Any]:
+            updated = {**doc.value, **changes}
             if has_gateway:
                 self._set_gateway(ctx, change, updated, gateway)
             if "routes" in changes:
                 self.topology.check_routes(updated)
-            change.put(doc.key, updated)
-            return Outcome(change, updated)
+            return updated
 
-        return self.render(ctx, self.repo.run(use_case))
+        # An empty body changes nothing; any attribute sent makes a new revision.
+        updated = self.update_doc(ctx, resource_id, if_match, apply, no_change=lambda *_: not data)
+        return self.render(ctx, updated)
 
     def delete(self, ctx: Context, resource_id: str, if_match: int | None) -> None:
-        def use_case() -> Outcome[None]:
-            doc = self.load_for_write(ctx, resource_id, "delete_router")
-            check_if_match(doc.value, if_match)
-            attached = self.topology.interfaces(resource_id)
-            if attached:
-                raise ApiFault(
-                    "RouterInUse",
-                    409,
-                    f"Router {resource_id} has ports still attached: "
-                    + ", ".join(p.value["id"] for p in attached),
-                )
-            change = Change()
-            change.depends_on(doc)
-            self._detach_gateway(change, dict(doc.value))
-            change.delete(doc.key)
-            return Outcome(change, None)
+        self.delete_doc(
+            ctx,
+            resource_id,
+            if_match,
+            in_use=self._interfaces_left,
+            remove=lambda doc, change: self._detach_gateway(change, dict(doc.value)),
+        )
 
-        self.repo.run(use_case)
+    def _interfaces_left(self, doc: Doc) -> None:
+        attached = self.topology.interfaces(doc.value["id"])
+        if attached:
+            raise ApiFault(
+                "RouterInUse",
+                409,
+                f"Router {doc.value['id']} has ports still attached: "
+                + ", ".join(p.value["id"] for p in attached),
+            )
 
     # interfaces ------------------------------------------------------------------------
     def add_interface(self, ctx: Context, router_id: str, body: dict[str, Any]) -> dict[str, Any]:

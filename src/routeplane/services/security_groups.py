@@ -173,9 +173,7 @@ class SecurityGroupService(DocService):
     def update(
         self, ctx: Context, resource_id: str, data: dict[str, Any], if_match: int | None
     ) -> dict[str, Any]:
-        def use_case() -> Outcome[dict[str, Any]]:
-            doc = self.load_for_write(ctx, resource_id, "update_security_group")
-            check_if_match(doc.value, if_match)
+        def apply(doc: Doc, _change: Change) -> dict[str, Any]:
             is_default = self.is_default(doc.value)
             if is_default and data.get("name", DEFAULT_NAME) != DEFAULT_NAME:
                 raise ApiFault(
@@ -189,24 +187,16 @@ class SecurityGroupService(DocService):
                     409,
                     "Default security group already exists.",
                 )
-            change = Change()
-            updated = bump({**doc.value, **data})
-            if unchanged(doc.value, updated):
-                return Outcome(change, doc.value)
-            change.depends_on(doc)
-            change.put(doc.key, updated)
-            return Outcome(change, updated)
+            return {**doc.value, **data}
 
-        return self.render(ctx, self.repo.run(use_case))
+        return self.render(ctx, self.update_doc(ctx, resource_id, if_match, apply))
 
     def is_default(self, doc: dict[str, Any]) -> bool:
         claim = self.repo.get_key(key("default_sg", str(doc.get("project_id"))))
         return claim is not None and claim.value.get("id") == doc.get("id")
 
     def delete(self, ctx: Context, resource_id: str, if_match: int | None) -> None:
-        def use_case() -> Outcome[None]:
-            doc = self.load_for_write(ctx, resource_id, "delete_security_group")
-            check_if_match(doc.value, if_match)
+        def in_use(doc: Doc) -> None:
             if doc.value.get("name") == DEFAULT_NAME and not ctx.is_admin:
                 raise ApiFault(
                     "SecurityGroupCannotRemoveDefault",
@@ -217,16 +207,16 @@ class SecurityGroupService(DocService):
                 resource_id in p.value.get("security_groups", []) for p in self.repo.list("ports")
             ):
                 raise ApiFault("SecurityGroupInUse", 409, f"Security Group {resource_id} in use.")
-            change = Change()
-            change.depends_on(doc)
-            change.delete(doc.key)
-            for rule in doc.value.get("security_group_rules", []):
-                change.delete(key("sg_rules", rule["id"]))
-            if self.is_default(doc.value):
-                change.delete(key("default_sg", str(doc.value["project_id"])))
-            return Outcome(change, None)
 
-        self.repo.run(use_case)
+        self.delete_doc(ctx, resource_id, if_match, in_use=in_use, remove=self._remove)
+
+    def _remove(self, doc: Doc, change: Change) -> None:
+        """The group, then its rules' index entries and, for a default group, its claim."""
+        change.delete(doc.key)
+        for rule in doc.value.get("security_group_rules", []):
+            change.delete(key("sg_rules", rule["id"]))
+        if self.is_default(doc.value):
+            change.delete(key("default_sg", str(doc.value["project_id"])))
 
 
 class SecurityGroupRuleService(DocService):

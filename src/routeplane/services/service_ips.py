@@ -37,14 +37,7 @@ from routeplane.services.attributes import (
     uuid_list,
     uuid_or_none,
 )
-from routeplane.services.common import (
-    bump,
-    check_if_match,
-    new_doc,
-    require_write,
-    standard_attrs,
-    unchanged,
-)
+from routeplane.services.common import bump, new_doc, require_write, standard_attrs
 from routeplane.services.context import Context
 from routeplane.services.docs import DocService
 from routeplane.services.errors import ApiFault, invalid_input
@@ -275,10 +268,7 @@ class ServiceIPService(DocService):
     def update(
         self, ctx: Context, resource_id: str, data: dict[str, Any], if_match: int | None
     ) -> dict[str, Any]:
-        def use_case() -> Outcome[dict[str, Any]]:
-            doc = self.load_for_write(ctx, resource_id, "update_service_ip")
-            check_if_match(doc.value, if_match)
-            change = Change()
+        def apply(doc: Doc, change: Change) -> dict[str, Any]:
             network_id = str(doc.value["network_id"])
             updated = {**doc.value, **{k: v for k, v in data.items() if k != "active_port_id"}}
             if "standby_port_ids" in data:
@@ -286,35 +276,24 @@ class ServiceIPService(DocService):
             wanted = data.get("active_port_id")
             if wanted is not None and wanted != doc.value["active_port_id"]:
                 target = self._port(ctx, str(wanted), network_id)
-                updated = self.move_active(change, updated, target, "manual", primary=True)
-            else:
-                if wanted is not None:  # the current active port, chosen: now the primary
-                    updated["primary_port_id"] = wanted
-                if unchanged(doc.value, updated):
-                    return Outcome(Change(), doc.value)
-                updated = bump(updated)
-            change.depends_on(doc)
-            change.put(doc.key, updated)
-            return Outcome(change, updated)
+                return self.move_active(change, updated, target, "manual", primary=True)
+            if wanted is not None:  # the current active port, chosen: now the primary
+                updated["primary_port_id"] = wanted
+            return updated
 
-        return self.render(ctx, self.repo.run(use_case))
+        return self.render(ctx, self.update_doc(ctx, resource_id, if_match, apply))
 
     # delete --------------------------------------------------------------------------
     def delete(self, ctx: Context, resource_id: str, if_match: int | None) -> None:
-        def use_case() -> Outcome[None]:
-            doc = self.load_for_write(ctx, resource_id, "delete_service_ip")
-            check_if_match(doc.value, if_match)
-            change = Change()
-            change.depends_on(doc)
-            address, subnet_id = str(doc.value["ip_address"]), str(doc.value["subnet_id"])
-            active = self.repo.get("ports", str(doc.value["active_port_id"]))
-            if active is not None and holds(active.value, address):
-                self._release(change, active, subnet_id, address)
-            change.delete(service_ip_index(subnet_id, address))
-            change.delete(doc.key)
-            return Outcome(change, None)
+        self.delete_doc(ctx, resource_id, if_match, remove=self._remove)
 
-        self.repo.run(use_case)
+    def _remove(self, doc: Doc, change: Change) -> None:
+        """The address leaves the active port (if it still holds it) and is released."""
+        address, subnet_id = str(doc.value["ip_address"]), str(doc.value["subnet_id"])
+        active = self.repo.get("ports", str(doc.value["active_port_id"]))
+        if active is not None and holds(active.value, address):
+            self._release(change, active, subnet_id, address)
+        change.delete(service_ip_index(subnet_id, address))
 
     def _release(self, change: Change, port: Doc, subnet_id: str, address: str) -> None:
         """Take the address off the port and free it, as a port update would."""

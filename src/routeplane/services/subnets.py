@@ -27,14 +27,7 @@ from routeplane.services.attributes import (
     to_boolean,
     to_int,
 )
-from routeplane.services.common import (
-    bump,
-    check_if_match,
-    new_doc,
-    require_write,
-    standard_attrs,
-    unchanged,
-)
+from routeplane.services.common import bump, new_doc, require_write, standard_attrs
 from routeplane.services.context import Context
 from routeplane.services.docs import DocService
 from routeplane.services.endpoint_refresh import (
@@ -46,7 +39,7 @@ from routeplane.services.endpoint_refresh import (
 )
 from routeplane.services.errors import ApiFault, bad_resource_request, forbidden, invalid_input
 from routeplane.services.networks import NetworkService
-from routeplane.services.repo import Change, Outcome, Repo, key
+from routeplane.services.repo import Change, Doc, Outcome, Repo, key
 
 IPV6_MODES = (None, "slaac", "dhcpv6-stateful", "dhcpv6-stateless")
 AUTO: Any = object()  # gateway_ip not given: the default gateway of the CIDR
@@ -280,9 +273,7 @@ class SubnetService(DocService):
     def update(
         self, ctx: Context, resource_id: str, data: dict[str, Any], if_match: int | None
     ) -> dict[str, Any]:
-        def use_case() -> Outcome[dict[str, Any]]:
-            doc = self.load_for_write(ctx, resource_id, "update_subnet")
-            check_if_match(doc.value, if_match)
+        def apply(doc: Doc, _change: Change) -> dict[str, Any]:
             network = ipaddress.ip_network(doc.value["cidr"])
             changes = dict(data)
             if changes.get("gateway_ip") is AUTO:
@@ -305,49 +296,42 @@ class SubnetService(DocService):
                     None if gateway is None else ipaddress.ip_address(gateway), pools
                 )
                 merged["allocation_pools"] = pools_json(pools)
-            updated = bump(merged)
-            change = Change()
-            if unchanged(doc.value, updated):
-                return Outcome(change, doc.value)
-            change.depends_on(doc)
-            change.put(doc.key, updated)
-            if updated.get("gateway_ip") != doc.value.get("gateway_ip"):
-                stale = rewrites(
-                    self.repo, holders(self.repo, resource_id), {doc.value["id"]: updated}
-                )
-                add_rewrites(change, stale[:PORTS_PER_TXN])
-            return Outcome(change, updated)
+            return merged
 
-        result = self.repo.run(use_case)
+        updated = self.update_doc(ctx, resource_id, if_match, apply)
         if data.get("gateway_ip", AUTO) is not AUTO:
             converge(self.repo, resource_id)  # ports one transaction could not hold
-        return self.render(ctx, result)
+        return self.render(ctx, updated)
+
+    def after_update(self, change: Change, old: dict[str, Any], new: dict[str, Any]) -> None:
+        """A new gateway: the endpoint records of the subnet's bound ports, as many as fit."""
+        if new.get("gateway_ip") != old.get("gateway_ip"):
+            stale = rewrites(self.repo, holders(self.repo, new["id"]), {old["id"]: new})
+            add_rewrites(change, stale[:PORTS_PER_TXN])
 
     def delete(self, ctx: Context, resource_id: str, if_match: int | None) -> None:
-        def use_case() -> Outcome[None]:
-            doc = self.load_for_write(ctx, resource_id, "delete_subnet")
-            check_if_match(doc.value, if_match)
-            if any(True for _ in self.repo.keys("ipam", resource_id)):
-                raise ApiFault(
-                    "SubnetInUse",
-                    409,
-                    f"Unable to complete operation on subnet {resource_id}: "
-                    "One or more ports have an IP allocation from this subnet.",
-                )
-            change = Change()
-            change.depends_on(doc)
-            net = self.repo.get("networks", str(doc.value["network_id"]))
-            if net is not None:
-                change.depends_on(net)
-                updated_net = bump(net.value)
-                updated_net["subnets"] = [
-                    s for s in net.value.get("subnets", []) if s != resource_id
-                ]
-                change.put(net.key, updated_net)
-            change.delete(doc.key)
-            return Outcome(change, None)
+        self.delete_doc(ctx, resource_id, if_match, in_use=self._in_use, remove=self._unlink)
 
-        self.repo.run(use_case)
+    def _in_use(self, doc: Doc) -> None:
+        subnet_id = doc.value["id"]
+        if any(True for _ in self.repo.keys("ipam", subnet_id)):
+            raise ApiFault(
+                "SubnetInUse",
+                409,
+                f"Unable to complete operation on subnet {subnet_id}: "
+                "One or more ports have an IP allocation from this subnet.",
+            )
+
+    def _unlink(self, doc: Doc, change: Change) -> None:
+        """The network no longer lists the subnet."""
+        net = self.repo.get("networks", str(doc.value["network_id"]))
+        if net is not None:
+            change.depends_on(net)
+            updated_net = bump(net.value)
+            updated_net["subnets"] = [
+                s for s in net.value.get("subnets", []) if s != doc.value["id"]
+            ]
+            change.put(net.key, updated_net)
 
 
 __all__ = ["ATTRS", "SubnetService", "parse_cidr", "subnet_pools"]
