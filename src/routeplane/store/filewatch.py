@@ -1,6 +1,6 @@
 """When the embedded store's poller should look again: a nudge, a file write, or a timer.
 
-Role: the embedded store's poller (``store/sqlite.py``) must notice a commit made by
+Role: the embedded store's poller (``store/sqlite_watch.py``) must notice a commit made by
 another process or another connection. ``PRAGMA data_version`` tells *whether* the file
 changed, but only when asked; asking every few milliseconds costs wake-ups when idle and
 still leaves a change waiting for the next tick. Linux inotify turns the wait into an
