@@ -6,10 +6,12 @@ at the resulting fake-kernel state, status keys and recorded actions — not at 
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
 
+from routeplane.agent import loop
 from routeplane.agent.loop import Agent, AgentSettings
 from routeplane.dataplane.fake import FakeKernel
 from routeplane.dataplane.model import Route
@@ -162,24 +164,33 @@ def test_endpoints_sharing_a_tap_do_not_unroute_each_other(
 
 
 class FakePolicy:
-    """The policy port: keeps the last script applied; can be told to refuse."""
+    """The policy port: keeps the last script applied, and how many routes the kernel
+    had then and in which thread; can be told to refuse."""
 
-    def __init__(self) -> None:
+    def __init__(self, kernel: FakeKernel | None = None) -> None:
+        self.kernel = kernel
         self.scripts: list[str] = []
+        self.routes_then: list[int] = []
+        self.threads: set[str] = set()
         self.refuse = False
 
     def apply(self, script: str) -> None:
+        self.threads.add(threading.current_thread().name)
         if self.refuse:
             raise DataplaneError("nft: refused (injected)")
         self.scripts.append(script)
+        self.routes_then.append(len(self.kernel.routes()) if self.kernel is not None else 0)
 
 
+@pytest.mark.parametrize("beside", [False, True], ids=["inline", "beside the planning"])
 def test_policy_is_programmed_before_routes_and_fails_closed(
-    store: Store, kernel: FakeKernel
+    store: Store, kernel: FakeKernel, monkeypatch: pytest.MonkeyPatch, beside: bool
 ) -> None:
+    if beside:  # every script as big as a whole table: applied in the policy thread
+        monkeypatch.setattr(loop, "BESIDE_POLICY", 0)
     store.put(f"{ROOT}security_groups/sg1", {"id": "sg1", "security_group_rules": []})
     put(store, {**endpoint("a", TAP_A, "10.28.0.13"), "security_groups": ["sg1"]})
-    policy = FakePolicy()
+    policy = FakePolicy(kernel)
     policy.refuse = True
     agent = Agent(
         store,
@@ -194,6 +205,8 @@ def test_policy_is_programmed_before_routes_and_fails_closed(
     settle(agent)
     assert kernel.routes() == {Route("10.28.0.13", TAP_A)}
     assert TAP_A in policy.scripts[-1]
+    assert policy.routes_then[0] == 0  # the policy was in place before the first route
+    assert any(t.startswith("policy") for t in policy.threads) == beside
 
 
 def test_group_membership_on_another_host_reaches_the_policy(

@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Set
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,7 +39,7 @@ from routeplane.agent.policy import PolicyFeed, PolicyTable
 from routeplane.agent.registration import Registration
 from routeplane.agent.status import StatusWriter
 from routeplane.dataplane.diff import diff
-from routeplane.dataplane.model import HostState
+from routeplane.dataplane.model import HostState, Plan
 from routeplane.dataplane.ports import Kernel
 from routeplane.model.errors import DataplaneError, StoreError
 from routeplane.store import Event, EventType, Store
@@ -47,6 +48,8 @@ from routeplane.store.watcher import Branch, Fanout, Follower, Snapshot
 LOG = logging.getLogger("routeplane.agent")
 ROOT = "/routeplane/v1/"
 ENDPOINTS = f"{ROOT}endpoints/"
+SLOW_APPLY = 0.1  # seconds: a round slower than this is logged
+BESIDE_POLICY = 64 << 10  # bytes: a policy script this big runs beside the route planning
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,7 @@ class Agent:
         self.follower = Fanout(Follower(store, ENDPOINTS if policy is not None else self.prefix))
         self.policy_feed = PolicyFeed(store, self.follower.branch()) if policy is not None else None
         self.policy_ok: set[str] = set()  # local endpoints whose policy is programmed
+        self._policy_worker = ThreadPoolExecutor(1, thread_name_prefix="policy")
         self.settings = settings
         self.clock = clock
         self.wall_clock = wall_clock  # the move hints' ``moved_at`` is wall-clock time
@@ -223,6 +227,7 @@ class Agent:
     # applying ------------------------------------------------------------------------
     def apply(self) -> None:
         full = self.full_due
+        began = self.clock()
         if full:
             self.mirror.refresh(self.kernel)
             self._next_resync = self.clock() + self.settings.resync_interval
@@ -235,25 +240,20 @@ class Agent:
             self.cache.note_tap(port_id)
         taps = {self.cache.taps[i] for i in ids if i in self.cache.taps}
         ids |= self.cache.sharing(taps)
-        self._apply_policy(ids)
+        policy = self._start_policy(ids)
         # each endpoint's desired state once a round: the plan and the report both use it
         states = {
             i: endpoint_state(self.cache.endpoints[i]) for i in ids if i in self.cache.endpoints
         }
-        live = [s for i, s in states.items() if self.policy is None or i in self.policy_ok]
         wall = self.wall_clock()
         self.drains.note({i: self.cache.endpoints.get(i) for i in ids}, wall, self._next_hop)
-        desired = self.drains.with_routes(merged(live), wall)
-        routes, neighbours = self.mirror.subset(None if full else taps, desired)
-        plan = diff(
-            desired,
-            self.mirror.links,
-            routes,
-            neighbours,
-            self.mirror.configured,
-            sweep=self.in_sync,
-            proxies=self.mirror.proxies_on(None if full else taps),
-        )
+        # planned as if the policy takes (it nearly always does); if it is refused, planned
+        # again with only what the table already covers: fail closed
+        plan = self._plan(states, self._covered(ids), taps, full, wall)
+        planned = self.clock()
+        if not self._finish_policy(policy, ids):
+            plan = self._plan(states, self.policy_ok, taps, full, wall)
+        policy_done = self.clock()
         if not plan.empty:
             moved = self.mirror.owner_changes(plan)
             outcome = self.kernel.apply(plan)
@@ -266,15 +266,52 @@ class Agent:
                 )
                 self.dirty |= ids  # retried on a later round
                 self.drains.refused(outcome.failed)  # those addresses: withdrawn instead
+        programmed = self.clock()
         self._report(ids, states)
+        took = self.clock() - began
+        if full or took > SLOW_APPLY:  # a (re)sync, or a round an operator should know of
+            LOG.info(
+                "applied %d endpoint(s)%s in %.3fs: plan %.3fs, then waited %.3fs for the"
+                " policy, kernel %.3fs (%d change(s)), status %.3fs",
+                len(ids), " (full read-back)" if full else "", took, planned - began,
+                policy_done - planned, programmed - policy_done, plan.size,
+                began + took - programmed,
+            )  # fmt: skip
 
-    def _apply_policy(self, ids: set[str]) -> None:
-        """Program the policy of these endpoints' taps and whatever else changed (remote
-        members, groups), as one nftables transaction of only the difference. On failure
-        the previous table stays, and endpoints not covered by it get no routes (fail
-        closed); the next round replaces the whole table."""
+    def _plan(
+        self, states: Mapping[str, HostState], covered: Set[str], taps: set[str], full: bool,
+        wall: float,
+    ) -> Plan:  # fmt: skip
+        """The kernel changes for these endpoints' states: routes only for endpoints the
+        policy covers (``covered``), on their taps (all taps in a full round)."""
+        live = [s for i, s in states.items() if self.policy is None or i in covered]
+        desired = self.drains.with_routes(merged(live), wall)
+        routes, neighbours = self.mirror.subset(None if full else taps, desired)
+        return diff(
+            desired,
+            self.mirror.links,
+            routes,
+            neighbours,
+            self.mirror.configured,
+            sweep=self.in_sync,
+            proxies=self.mirror.proxies_on(None if full else taps),
+        )
+
+    def _covered(self, ids: set[str]) -> set[str]:
+        """The endpoints the policy covers once this round's update is in: those it
+        covered, and these, while they exist."""
+        gone = {i for i in ids if i not in self.cache.endpoints}
+        return (self.policy_ok | ids) - gone
+
+    def _start_policy(self, ids: set[str]) -> Future[None] | str | None:
+        """Bring the policy up to date for these endpoints' taps and whatever else changed
+        (remote members, groups): one nftables transaction of only the difference. A big
+        one (a whole table, at start or after a failure: hundreds of milliseconds in nft)
+        runs in a thread of its own while this one plans the routes; a small one runs
+        here, at once. Returns what ``_finish_policy`` waits for: the running
+        transaction, an error text, or None (done, or nothing to do)."""
         if self.policy is None or self.policy_feed is None:
-            return
+            return None
         feed, endpoints = self.policy_feed, self.cache.endpoints
         feed.local(
             {i: str(endpoints[i].get("interface", "")) if i in endpoints else "" for i in ids},
@@ -282,22 +319,40 @@ class Agent:
                 endpoints[i] for i in sorted(self.cache.on_tap.get(tap, ())) if i in endpoints
             ],
         )
-        if feed.dirty:
+        if not feed.dirty:
+            return None
+        try:
+            script = feed.script()
+            if len(script) >= BESIDE_POLICY:
+                return self._policy_worker.submit(self.policy.apply, script)
+            if script:
+                self.policy.apply(script)
+        except DataplaneError as exc:
+            return str(exc)
+        return None
+
+    def _finish_policy(self, started: Future[None] | str | None, ids: set[str]) -> bool:
+        """Wait for the policy transaction; on success the table covers exactly the
+        endpoints in the cache. On failure the previous table stays, endpoints it does
+        not cover get no routes (fail closed), and the next round replaces the whole
+        table. Whether it took."""
+        if self.policy is None or self.policy_feed is None:
+            return True
+        error = started if isinstance(started, str) else None
+        if isinstance(started, Future):
             try:
-                script = feed.script()
-                if script:
-                    self.policy.apply(script)
+                started.result()
             except DataplaneError as exc:
-                LOG.warning("policy: %s; endpoints without policy stay unrouted", exc)
-                feed.failed()
-                self.dirty |= ids
-                return
-            feed.committed()
-        for i in ids:  # the table now covers exactly the endpoints in the cache
-            if i in self.cache.endpoints:
-                self.policy_ok.add(i)
-            else:
-                self.policy_ok.discard(i)
+                error = str(exc)
+        if error is not None:
+            LOG.warning("policy: %s; endpoints without policy stay unrouted", error)
+            self.policy_feed.failed()
+            self.dirty |= ids
+            return False
+        if self.policy_feed.dirty:
+            self.policy_feed.committed()
+        self.policy_ok = self._covered(ids)
+        return True
 
     def _next_hop(self, host: str, version: int) -> str:
         """Another host's fabric address of an IP version, from the hosts registry ("":
@@ -332,6 +387,7 @@ class Agent:
             self.bgp.close()
         if self.policy_feed is not None:
             self.policy_feed.close()
+        self._policy_worker.shutdown(wait=True)
         self.registration.close()
 
 

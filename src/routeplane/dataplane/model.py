@@ -168,6 +168,11 @@ class Plan:
             or self.neighbours_del
         )
 
+    @property
+    def size(self) -> int:
+        """How many operations the plan holds."""
+        return sum(len(ops) for _, ops in self.steps())
+
     def steps(self) -> tuple[tuple[str, tuple[object, ...]], ...]:
         """(step name, operations) in the order they are applied."""
         return (
