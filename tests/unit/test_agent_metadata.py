@@ -1,18 +1,21 @@
 """Unit: the metadata service's decisions without sockets — which port a request belongs
-to (interface and source address, never what the request says), what it answers, and the
+to (interface and source address, never what the request says), what it answers, the
 long poll (an answer as soon as the port's record changes, or the same state after the
-limit). Records are fed as the follower delivers them; ``meta_data.json`` reads an
-embedded store."""
+limit; the server is told which taps changed), and how a request head is read and an
+answer written. Records are fed as the follower delivers them; ``meta_data.json`` reads
+an embedded store."""
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Collection
 from typing import Any
 
 import pytest
 
 from routeplane.agent.metadata import Endpoint, Mirror, Responder, find_port
+from routeplane.agent.metadata_http import head_end, parse_request, render
 from routeplane.store import Event, EventType, KeyValue
 from routeplane.store.sqlite import SqliteStore
 from routeplane.store.watcher import Snapshot
@@ -179,3 +182,60 @@ def test_closing_releases_the_long_polls(store: SqliteStore) -> None:
     mirror.close()
     waiting.join(timeout=1)
     assert answers == [200]
+
+
+def test_the_mirror_names_the_taps_a_change_touched() -> None:
+    mirror = Mirror()
+    told: list[Collection[str] | None] = []
+    mirror.watch(told.append)
+    mirror.replace([VM1, VM2])
+    mirror.put(endpoint("p1", "tapeee", "10.28.0.13", rev=2))  # re-plugged: both taps
+    mirror.take([put("p2", dict(VM2.record), 3), Event(EventType.DELETE, f"{PREFIX}p3", None, 4),
+                 Event(EventType.DELETE, f"{PREFIX}p1", None, 5)], PREFIX)  # fmt: skip
+    mirror.take([], PREFIX)  # nothing new: nobody told
+    mirror.close()
+    assert told == [None, {"tapaaa", "tapeee"}, {"tapbbb", "tapeee"}, None]
+
+
+# --- the wire -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("head", "expected"),
+    [
+        (b"GET /routeplane/v1/addresses?wait=3 HTTP/1.1\r\nHost: x\r\n\r\n",
+         "/routeplane/v1/addresses?wait=3"),
+        (b"GET /a HTTP/1.0\n\n", "/a"),  # bare LF, HTTP/1.0, no headers
+        (b"GET /a HTTP/1.1\r\nContent-Length: 0\r\n\r\n", "/a"),
+        (b"POST /a HTTP/1.1\r\n\r\n", 405),
+        (b"HEAD /a HTTP/1.1\r\n\r\n", 405),
+        (b"GET /a HTTP/2.0\r\n\r\n", 505),
+        (b"garbage\r\n\r\n", 400),
+        (b"GET /a\r\n\r\n", 400),  # HTTP/0.9
+        (b"GET  /a HTTP/1.1\r\n\r\n", 400),
+        (b"GET http://169.254.169.254/a HTTP/1.1\r\n\r\n", 400),  # origin form only
+        (b"G(T /a HTTP/1.1\r\n\r\n", 400),
+        (b"GET /a HTTP/1.1\r\nno colon\r\n\r\n", 400),
+        (b"GET /a HTTP/1.1\r\nX: 1\r\n folded\r\n\r\n", 400),
+        (b"GET /a HTTP/1.1\r\nContent-Length: 2\r\n\r\n", 400),
+        (b"GET /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+    ],
+)  # fmt: skip
+def test_parse_request(head: bytes, expected: str | int) -> None:
+    parsed = parse_request(head)
+    assert (parsed if isinstance(parsed, str) else parsed[0]) == expected
+
+
+def test_head_end_finds_the_empty_line() -> None:
+    assert head_end(b"GET / HTTP/1.1\r\nHost: x\r\n") == -1
+    assert head_end(b"GET / HTTP/1.1\r\n\r\nrest") == 18
+    assert head_end(b"GET / HTTP/1.0\n\n") == 16
+
+
+def test_render_writes_one_closed_http_1_0_answer() -> None:
+    head, _, body = render((405, {"error": "no"})).partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    assert lines[0] == "HTTP/1.0 405 Method Not Allowed"
+    assert {"Content-Type: application/json", "Connection: close", "Allow: GET",
+            f"Content-Length: {len(body)}"} <= set(lines)  # fmt: skip
+    assert body == b'{"error": "no"}\n'

@@ -24,24 +24,31 @@ is answered before the first snapshot (503).
 The records come from a feed of ``endpoints/<host>/`` read in a thread of its own (in
 the agent's process, a branch of the reconcile loop's follower: the records are read
 from the store once), so serving never waits for the loop and the loop never waits for
-a VM. Requests are
-served by a thread each (a long poll holds one per VM). What this module must not do:
-write anything, or answer with another port's data.
+a VM. All VMs are served by one thread (``agent/metadata_server.py``): a long poll is
+parked there as a socket and a timer, not a thread, and the follower tells the server
+which taps' records changed so that only the polls on those taps are checked again.
+What this module must not do: write anything, or answer with another port's data.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import json
 import logging
-import socket
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Protocol, cast
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from routeplane.agent.metadata_http import Answer
+from routeplane.agent.metadata_server import (
+    MAX_CONNECTIONS,
+    REQUEST_TIMEOUT,
+    Defer,
+    Listener,
+    Park,
+    Server,
+)
 from routeplane.model.errors import StoreError
 from routeplane.store import Event, EventType, Store
 from routeplane.store.watcher import Feed, Follower, Snapshot
@@ -55,18 +62,7 @@ ADDRESSES_PATH = "/routeplane/v1/addresses"
 META_DATA_PATH = "/openstack/latest/meta_data.json"
 
 _Address = ipaddress.IPv4Address | ipaddress.IPv6Address
-_Answer = tuple[int, dict[str, Any]]
-
-
-class Listener(Protocol):
-    """The listening socket (made where the VMs can reach it) and how to tell which
-    interface an accepted connection came in on."""
-
-    sock: socket.socket
-
-    def interface_of(self, conn: socket.socket) -> str | None: ...
-
-    def close(self) -> None: ...
+_Answer = Answer
 
 
 @dataclass(frozen=True)
@@ -136,15 +132,26 @@ def meta_data_document(endpoint: Endpoint, port: Mapping[str, Any] | None) -> di
 
 
 class Mirror:
-    """This host's endpoint records, shared by the follower (writer) and the request
-    threads (readers, some of them waiting for a change)."""
+    """This host's endpoint records, shared by the follower (writer) and the server
+    (reader; long polls re-check when told which taps changed)."""
 
     def __init__(self) -> None:
         self._changed = threading.Condition()
         self._by_tap: dict[str, dict[str, Endpoint]] = {}
         self._taps: dict[str, str] = {}  # port id -> its tap
+        self._watchers: list[Callable[[Collection[str] | None], None]] = []
         self.ready = False  # the first snapshot is in
         self.closing = False
+
+    def watch(self, changed: Callable[[Collection[str] | None], None]) -> None:
+        """Call ``changed(taps)`` after each change, with the taps whose records changed
+        (None: any may have). Called with the mirror's lock held: it must not block."""
+        self._watchers.append(changed)
+
+    def _notify(self, taps: Collection[str] | None) -> None:
+        self._changed.notify_all()
+        for changed in self._watchers:
+            changed(taps)
 
     def replace(self, endpoints: Iterable[Endpoint]) -> None:
         with self._changed:
@@ -153,7 +160,7 @@ class Mirror:
             for endpoint in endpoints:
                 self._put(endpoint)
             self.ready = True
-            self._changed.notify_all()
+            self._notify(None)
 
     def take(self, news: Snapshot | list[Event], prefix: str) -> None:
         """A follower's news about the records under ``prefix``."""
@@ -164,35 +171,41 @@ class Mirror:
                 if isinstance(kv.value, dict)
             )
             return
-        for event in news:
-            port_id = event.key[len(prefix) :]
-            if event.type is EventType.PUT and isinstance(event.value, dict):
-                self.put(Endpoint(port_id, event.revision, event.value))
-            else:
-                self.remove(port_id)
+        if not news:
+            return
+        touched: set[str] = set()
+        with self._changed:
+            for event in news:
+                port_id = event.key[len(prefix) :]
+                if event.type is EventType.PUT and isinstance(event.value, dict):
+                    touched |= self._put(Endpoint(port_id, event.revision, event.value))
+                else:
+                    touched |= self._remove(port_id)
+            self._notify(touched)
 
     def put(self, endpoint: Endpoint) -> None:
         with self._changed:
-            self._put(endpoint)
-            self._changed.notify_all()
+            self._notify(self._put(endpoint))
 
     def remove(self, port_id: str) -> None:
         with self._changed:
-            self._remove(port_id)
-            self._changed.notify_all()
+            self._notify(self._remove(port_id))
 
-    def _put(self, endpoint: Endpoint) -> None:
-        self._remove(endpoint.port_id)
+    def _put(self, endpoint: Endpoint) -> set[str]:
+        touched = self._remove(endpoint.port_id)
         self._by_tap.setdefault(endpoint.interface, {})[endpoint.port_id] = endpoint
         self._taps[endpoint.port_id] = endpoint.interface
+        return touched | {endpoint.interface}
 
-    def _remove(self, port_id: str) -> None:
+    def _remove(self, port_id: str) -> set[str]:
         tap = self._taps.pop(port_id, None)
-        if tap is not None:
-            on_tap = self._by_tap[tap]
-            del on_tap[port_id]
-            if not on_tap:
-                del self._by_tap[tap]
+        if tap is None:
+            return set()
+        on_tap = self._by_tap[tap]
+        del on_tap[port_id]
+        if not on_tap:
+            del self._by_tap[tap]
+        return {tap}
 
     def _find(self, interface: str | None, source: str) -> Endpoint | None:
         if interface is None:
@@ -203,24 +216,22 @@ class Mirror:
         with self._changed:
             return self._find(interface, source)
 
-    def wait_change(
-        self, interface: str | None, source: str, revision: int, timeout: float
-    ) -> Endpoint | None:
-        """The asker's endpoint once its revision is not ``revision`` (or it is gone),
-        or as it is after ``timeout`` seconds or when the service closes."""
-
-        def changed() -> bool:
+    def moved(self, interface: str | None, source: str, revision: int) -> bool:
+        """Whether a long poll on ``revision`` is due: the asker's record has another
+        revision or is gone, or the service is closing."""
+        with self._changed:
             found = self._find(interface, source)
             return self.closing or found is None or found.revision != revision
 
+    def wait_for(self, ready: Callable[[], bool], timeout: float) -> None:
+        """Block until ``ready()`` (checked after each change) or ``timeout`` seconds."""
         with self._changed:
-            self._changed.wait_for(changed, timeout)
-            return self._find(interface, source)
+            self._changed.wait_for(ready, timeout)
 
     def close(self) -> None:
         with self._changed:
             self.closing = True
-            self._changed.notify_all()
+            self._notify(None)
 
 
 class Responder:
@@ -233,7 +244,19 @@ class Responder:
         self.wait_limit = wait_limit
 
     def answer(self, path: str, source: str, interface: str | None) -> _Answer:
-        """Status and JSON body for ``GET path`` from ``source`` arriving on ``interface``."""
+        """Status and JSON body for ``GET path`` from ``source`` arriving on ``interface``,
+        waiting (blocking) for a long poll's answer."""
+        step = self.prepare(path, source, interface)
+        if isinstance(step, Defer):
+            return step.work()
+        if isinstance(step, Park):
+            self.mirror.wait_for(step.ready, step.limit)
+            return step.answer()
+        return step
+
+    def prepare(self, path: str, source: str, interface: str | None) -> _Answer | Park | Defer:
+        """The answer to ``GET path`` if it is known at once; else a long poll to park,
+        or the store read to run off the server's loop. Never blocks."""
         url = urlsplit(path)
         if url.path not in (ADDRESSES_PATH, META_DATA_PATH):
             return 404, {"error": f"no such resource: {url.path}"}
@@ -242,14 +265,9 @@ class Responder:
         endpoint = self.mirror.find(interface, source)
         if endpoint is None:
             LOG.debug("metadata: %s on %s is no port of this host", source, interface)
-            return 404, {"error": f"no port of this host has {source} on {interface}"}
+            return _unknown(source, interface)
         if url.path == META_DATA_PATH:
-            try:
-                port = self.store.get(f"{ROOT}ports/{endpoint.port_id}")
-            except StoreError as exc:
-                return 503, {"error": f"store: {exc}"}
-            value = port.value if port is not None and isinstance(port.value, dict) else None
-            return 200, meta_data_document(endpoint, value)
+            return Defer(lambda: self._meta_data(endpoint))
         wait = parse_qs(url.query).get("wait")
         if wait:
             try:
@@ -257,11 +275,31 @@ class Responder:
             except ValueError:
                 return 400, {"error": "wait must be a revision (an integer)"}
             if known == endpoint.revision:
-                found = self.mirror.wait_change(interface, source, known, self.wait_limit)
-                if found is None:
-                    return 404, {"error": f"no port of this host has {source} on {interface}"}
-                endpoint = found
+                return Park(
+                    endpoint.interface,
+                    lambda: self.mirror.moved(interface, source, known),
+                    lambda: self._addresses(source, interface),
+                    self.wait_limit,
+                )
         return 200, addresses_document(endpoint)
+
+    def _addresses(self, source: str, interface: str | None) -> _Answer:
+        endpoint = self.mirror.find(interface, source)
+        if endpoint is None:
+            return _unknown(source, interface)
+        return 200, addresses_document(endpoint)
+
+    def _meta_data(self, endpoint: Endpoint) -> _Answer:
+        try:
+            port = self.store.get(f"{ROOT}ports/{endpoint.port_id}")
+        except StoreError as exc:
+            return 503, {"error": f"store: {exc}"}
+        value = port.value if port is not None and isinstance(port.value, dict) else None
+        return 200, meta_data_document(endpoint, value)
+
+
+def _unknown(source: str, interface: str | None) -> _Answer:
+    return 404, {"error": f"no port of this host has {source} on {interface}"}
 
 
 class MetadataService:
@@ -270,16 +308,21 @@ class MetadataService:
 
     def __init__(
         self, store: Store, host: str, listener: Listener, *, wait_limit: float = WAIT_LIMIT,
-        endpoints: Feed | None = None,
+        endpoints: Feed | None = None, max_connections: int = MAX_CONNECTIONS,
+        request_timeout: float = REQUEST_TIMEOUT,
     ) -> None:  # fmt: skip
         self.prefix = f"{ROOT}endpoints/{host}/"
         self.listener = listener
         self.mirror = Mirror()
         self.responder = Responder(self.mirror, store, wait_limit)
         self.follower = endpoints if endpoints is not None else Follower(store, self.prefix)
-        self.server = _Server(listener, self.responder)
+        self.server = Server(
+            listener, self.responder, max_connections=max_connections,
+            request_timeout=request_timeout,
+        )  # fmt: skip
+        self.mirror.watch(self.server.wake)
         self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
+        self._follower: threading.Thread | None = None
 
     def _follow(self) -> None:
         while not self._stop.is_set():
@@ -291,13 +334,9 @@ class MetadataService:
 
     # lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
-        for name, target in (("metadata-follow", self._follow), ("metadata", self._serve)):
-            thread = threading.Thread(target=target, name=name, daemon=True)
-            thread.start()
-            self._threads.append(thread)
-
-    def _serve(self) -> None:
-        self.server.serve_forever(poll_interval=0.2)
+        self.server.start()
+        self._follower = threading.Thread(target=self._follow, name="metadata-follow", daemon=True)
+        self._follower.start()
 
     def close(self) -> None:
         """Stop answering (long polls answer at once with what is known) and following."""
@@ -305,49 +344,11 @@ class MetadataService:
             return
         self._stop.set()
         self.mirror.close()
-        if self._threads:
-            self.server.shutdown()
-        for thread in self._threads:
-            thread.join(timeout=5)
-        self.server.server_close()
+        self.server.close()
+        if self._follower is not None:
+            self._follower.join(timeout=5)
         self.follower.close()
         self.listener.close()
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-
-    def __init__(self, listener: Listener, responder: Responder) -> None:
-        super().__init__(listener.sock.getsockname()[:2], _Handler, bind_and_activate=False)
-        self.socket.close()  # the one made here, in the wrong namespace: use the listener's
-        self.socket = listener.sock
-        self.listener = listener
-        self.responder = responder
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        LOG.exception("metadata: serving %s failed", client_address[0])
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server_version = "routeplane-metadata"
-
-    def do_GET(self) -> None:  # the name http.server calls
-        server = cast(_Server, self.server)
-        interface = server.listener.interface_of(self.connection)
-        status, body = server.responder.answer(self.path, self.client_address[0], interface)
-        payload = json.dumps(body).encode() + b"\n"
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-        except OSError as exc:  # the VM went away while it waited: nothing to tell it
-            LOG.debug("metadata: %s left before the answer: %s", self.client_address[0], exc)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        LOG.debug("metadata: %s %s", self.client_address[0], format % args)
 
 
 __all__ = [

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import resource
 import time
 from pathlib import Path
 from typing import Any
@@ -64,11 +65,21 @@ def _metadata(args: argparse.Namespace, store: Store, agent: Agent) -> MetadataS
     return service
 
 
+def _raise_file_limit() -> None:
+    """Every VM long-polling the metadata service holds a connection: take the hard
+    limit on open files rather than a service manager's soft default (1,024 under
+    systemd would leave a few hundred VMs waiting for a slot)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def _run(args: argparse.Namespace) -> int:
     from routeplane.dataplane.linux import LinuxKernel, NftTable  # noqa: PLC0415
     from routeplane.dataplane.linux.probe import NamespaceProbe  # noqa: PLC0415
 
     stop = daemon.start(f"agent[{args.host}]", args.verbose)
+    _raise_file_limit()
     settings = AgentSettings(
         host=args.host,
         bgp_address=args.bgp_address or "",
