@@ -249,7 +249,7 @@ class Agent:
         self.drains.note({i: self.cache.endpoints.get(i) for i in ids}, wall, self._next_hop)
         # planned as if the policy takes (it nearly always does); if it is refused, planned
         # again with only what the table already covers: fail closed
-        plan = self._plan(states, self._covered(ids), taps, full, wall)
+        plan = self._plan(states, None, taps, full, wall)
         planned = self.clock()
         if not self._finish_policy(policy, ids):
             plan = self._plan(states, self.policy_ok, taps, full, wall)
@@ -279,12 +279,15 @@ class Agent:
             )  # fmt: skip
 
     def _plan(
-        self, states: Mapping[str, HostState], covered: Set[str], taps: set[str], full: bool,
-        wall: float,
+        self, states: Mapping[str, HostState], covered: Set[str] | None, taps: set[str],
+        full: bool, wall: float,
     ) -> Plan:  # fmt: skip
         """The kernel changes for these endpoints' states: routes only for endpoints the
-        policy covers (``covered``), on their taps (all taps in a full round)."""
-        live = [s for i, s in states.items() if self.policy is None or i in covered]
+        policy covers (``covered``; None: all of them, as once this round's policy is
+        in), on their taps (all taps in a full round)."""
+        live = [
+            s for i, s in states.items() if self.policy is None or covered is None or i in covered
+        ]
         desired = self.drains.with_routes(merged(live), wall)
         routes, neighbours = self.mirror.subset(None if full else taps, desired)
         return diff(
@@ -296,12 +299,6 @@ class Agent:
             sweep=self.in_sync,
             proxies=self.mirror.proxies_on(None if full else taps),
         )
-
-    def _covered(self, ids: set[str]) -> set[str]:
-        """The endpoints the policy covers once this round's update is in: those it
-        covered, and these, while they exist."""
-        gone = {i for i in ids if i not in self.cache.endpoints}
-        return (self.policy_ok | ids) - gone
 
     def _start_policy(self, ids: set[str]) -> Future[None] | str | None:
         """Bring the policy up to date for these endpoints' taps and whatever else changed
@@ -351,7 +348,11 @@ class Agent:
             return False
         if self.policy_feed.dirty:
             self.policy_feed.committed()
-        self.policy_ok = self._covered(ids)
+        for i in ids:  # the table now covers exactly the endpoints in the cache
+            if i in self.cache.endpoints:
+                self.policy_ok.add(i)
+            else:
+                self.policy_ok.discard(i)
         return True
 
     def _next_hop(self, host: str, version: int) -> str:
