@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 from typing import Protocol
 
 from routeplane.dataplane.linux import libnft
@@ -47,16 +48,22 @@ class _Command:
         self.where = netns or "own namespace"
 
     def run(self, commands: str) -> tuple[bool, str, str]:
-        command = ["nft", "-f", "-"]
-        if self.netns is not None:
-            command = ["nsenter", f"--net={os.path.join(NETNS_DIR, self.netns)}", "--", *command]
-        try:
-            done = subprocess.run(
-                command, input=commands, capture_output=True, text=True, timeout=TIMEOUT,
-                check=False,
-            )  # fmt: skip
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise DataplaneError(f"nft in {self.where}: {exc}") from exc
+        # The script goes in a file, not down a pipe: feeding a megabyte through a pipe
+        # takes this thread dozens of turns at the interpreter lock, each waited for
+        # while the agent plans its routes; with a file it only waits for the process.
+        with tempfile.NamedTemporaryFile("w", prefix="routeplane-", suffix=".nft") as script:
+            script.write(commands)
+            script.flush()
+            command = ["nft", "-f", script.name]
+            if self.netns is not None:
+                where = os.path.join(NETNS_DIR, self.netns)
+                command = ["nsenter", f"--net={where}", "--", *command]
+            try:
+                done = subprocess.run(
+                    command, capture_output=True, text=True, timeout=TIMEOUT, check=False
+                )
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                raise DataplaneError(f"nft in {self.where}: {exc}") from exc
         return done.returncode == 0, done.stdout, done.stderr
 
     def close(self) -> None:
