@@ -49,13 +49,14 @@ from routeplane.agent.metadata_server import (
     Park,
     Server,
 )
+from routeplane.dataplane.nft_render import METADATA_ADDRESS
 from routeplane.model.errors import StoreError
 from routeplane.store import Event, EventType, Store
 from routeplane.store.watcher import Feed, Follower, Snapshot
 
 LOG = logging.getLogger("routeplane.agent")
 ROOT = "/routeplane/v1/"
-ADDRESS = "169.254.169.254"
+ADDRESS = METADATA_ADDRESS  # the one the policy admits VMs to
 PORT = 80
 WAIT_LIMIT = 25.0
 ADDRESSES_PATH = "/routeplane/v1/addresses"

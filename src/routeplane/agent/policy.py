@@ -81,7 +81,9 @@ class Elements:
         """One contribution to set ``key`` was ``old`` and is now ``new``."""
         if old == new:
             return
-        counts = self.counts.setdefault(key, Counter())
+        counts = self.counts.get(key)
+        if counts is None:  # (not setdefault: a new Counter each call, tens of thousands)
+            counts = self.counts[key] = Counter()
         for element in old:
             if element not in new:
                 counts[element] -= 1
@@ -217,7 +219,11 @@ class PolicyFeed:
         if record is not None:
             groups = tuple(sorted({str(g) for g in record.get("security_groups", [])}))
             found = classify(endpoint_addresses(record))
-            new = (groups, tuple(frozenset(found[v][i]) for v in VERSIONS for i in (0, 1)))
+            (hosts4, nets4), (hosts6, nets6) = found[4], found[6]
+            new = (
+                groups,
+                (frozenset(hosts4), frozenset(nets4), frozenset(hosts6), frozenset(nets6)),
+            )
             want.members[key] = new
         if old == new:
             return

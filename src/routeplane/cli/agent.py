@@ -14,17 +14,19 @@ import logging
 import resource
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from routeplane.agent.bgp import BgpSettings, BgpSpeaker
 from routeplane.agent.health import HealthChecker
 from routeplane.agent.loop import Agent, AgentSettings
-from routeplane.agent.metadata import ADDRESS as METADATA_ADDRESS
-from routeplane.agent.metadata import MetadataService
 from routeplane.bgp.bird import Bird
 from routeplane.cli import daemon
+from routeplane.dataplane.nft_render import METADATA_ADDRESS
 from routeplane.model.errors import DataplaneError
 from routeplane.store import Store, open_store
+
+if TYPE_CHECKING:
+    from routeplane.agent.metadata import MetadataService
 
 
 def _speaker(args: argparse.Namespace, store: Store) -> BgpSpeaker | None:
@@ -50,6 +52,9 @@ def _metadata(args: argparse.Namespace, store: Store, agent: Agent) -> MetadataS
     """The metadata service on 169.254.169.254 in the host's namespace (the agent holds
     that address on the host's ``lo``), or None: disabled, or it cannot listen — then
     the VMs go without it and routing goes on."""
+    # imported only now: the service's event loop (asyncio) is not needed before the
+    # dataplane is programmed, and not at all with --no-metadata
+    from routeplane.agent.metadata import MetadataService  # noqa: PLC0415
     from routeplane.dataplane.linux.listener import NamespaceListener, hold_address  # noqa: PLC0415
 
     if args.no_metadata:

@@ -49,6 +49,7 @@ import json
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from routeplane.dataplane.addresses import parse_single
@@ -203,8 +204,10 @@ def safe_name(text: str) -> str:
     return "h" + hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
+@lru_cache(maxsize=4096)
 def group_set_names(group_id: str, version: int) -> tuple[Key, Key]:
-    """The member-address set and the member-prefix set of one group and IP version."""
+    """The member-address set and the member-prefix set of one group and IP version
+    (asked for each member of each group: cached)."""
     name = safe_name(group_id)
     return ("set", f"rg{version}-{name}"), ("set", f"rgn{version}-{name}")
 
