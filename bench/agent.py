@@ -32,7 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from dataplane import make_taps  # bench/dataplane.py
+from dataplane import make_taps, wait_idle  # bench/dataplane.py
 from routeplane.lab import netns
 from routeplane.model.jsontypes import JSONObject, JSONValue
 from routeplane.store import Put
@@ -107,6 +107,7 @@ def one_size(n: int) -> tuple[int, int, float, float, float, float]:
                 for i in range(start, min(n, start + 100))
             ]
             store.txn([], ops)
+        wait_idle()  # nothing else running: not even the last run's teardown
         # the bench learns of each status key from a watch (inotify-woken, under a
         # millisecond), not by reading all N of them over and over while the agent works
         reported = store.watch(f"{ROOT}status/node1/")

@@ -143,3 +143,25 @@ def test_link_messages_of_one_datagram_are_parsed_in_order() -> None:
 def test_a_truncated_link_message_is_skipped() -> None:
     whole = link_message(rtnl.RTM_NEWLINK, 7, "tapx", 0)
     assert rtnl.parse_link_changes(whole[:20]) == []
+
+
+@pytest.mark.parametrize("address", ["10.28.0.13", "fd00::13", "2001:db8::ffff:1"])
+def test_the_packed_requests_are_the_attributes_one_by_one(address: str) -> None:
+    """A route on a link and a neighbour are packed in one go (a cold start builds tens
+    of thousands): byte for byte what attribute-by-attribute packing gives."""
+    ip = rtnl._ip(address)
+    family = rtnl._family(ip)
+    route = rtnl.route_replace(address, 7, 77, 1024)
+    assert route.body == (
+        rtnl._RTMSG.pack(family, ip.max_prefixlen, 0, 0, rtnl.RT_TABLE_MAIN, 77,
+                         rtnl.RT_SCOPE_LINK, rtnl.RTN_UNICAST, 0)
+        + rtnl._attr(rtnl.RTA_DST, ip.packed)
+        + rtnl._attr(rtnl.RTA_OIF, struct.pack("=i", 7))
+        + rtnl._attr(rtnl.RTA_PRIORITY, struct.pack("=I", 1024))
+    )  # fmt: skip
+    neighbour = rtnl.neighbour_replace(address, 7, "FA:16:3E:00:00:01")
+    assert neighbour.body == (
+        rtnl._NDMSG.pack(family, 7, rtnl.NUD_PERMANENT, 0, 0)
+        + rtnl._attr(rtnl.NDA_DST, ip.packed)
+        + rtnl._attr(rtnl.NDA_LLADDR, bytes.fromhex("fa163e000001"))
+    )

@@ -131,7 +131,9 @@ class Mirror:
             added.setdefault(route.address, []).append(route)
         moved = set()
         for address in added.keys() | {r.address for r in deleted}:
-            before = [self.routes[(address, m)] for m in self._keys_of.get(address, ())]
+            if address not in self._keys_of:
+                continue  # routed nowhere before (all of them, at a cold start)
+            before = [self.routes[(address, m)] for m in self._keys_of[address]]
             replaced = {r.key for r in added.get(address, ())}
             after = [r for r in before if r not in deleted and r.key not in replaced]
             after += added.get(address, [])

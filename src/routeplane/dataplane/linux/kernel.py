@@ -290,10 +290,7 @@ class LinuxKernel:
         try:
             indexes = self._lookup.indexes(names)
             values = {name: tap_sysctls(name) for name in plan.configure if name in indexes}
-            # the sysctls are written in the namespace's thread while this one builds and
-            # sends the netlink batch (a cold start has thousands of taps to configure)
-            configuring = self._ns.submit(partial(_configure, values)) if values else None
-        except (DataplaneError, OSError) as exc:
+        except OSError as exc:
             for step, ops in steps:
                 for op in ops:
                     self._fail(outcome, step, op, str(exc))
@@ -309,6 +306,17 @@ class LinuxKernel:
         batch.add("proxies_del", plan.proxies_del, on, _proxy_del)
         batch.add("neighbours_del", plan.neighbours_del, on, _neigh_del)
         results: list[rtnl.NetlinkError | str | None]
+        # The sysctls are written in the namespace's thread while the kernel takes the
+        # netlink batch (a cold start has thousands of taps to configure). Started only
+        # now, not before building the batch: while this thread builds it, it hardly lets
+        # go of the interpreter lock, and a thread that must take the lock back after
+        # every system call would get through a handful of sysctls.
+        try:
+            configuring = self._ns.submit(partial(_configure, values)) if values else None
+        except DataplaneError as exc:
+            configuring = None
+            for name in values:
+                batch.refused[("configure", name)] = str(exc)
         try:
             with self._lock:
                 results = list(self._rtnl.execute(batch.requests))
