@@ -144,7 +144,7 @@ def test_500_long_polls_hold_no_thread_and_answer_together(serve: Serve, many_fi
         wait_for(lambda: sum(len(p) for p in served.service.server.parked.values()) == 500,
                  5, "500 parked polls")  # fmt: skip
         held = threading.active_count()
-        assert held < 20, f"{held} threads for 500 long polls"
+        # relative to before: other tests of the same process may have left threads
         assert held <= threads + 2, f"{threads} threads before, {held} with 500 long polls"
 
         changed = time.monotonic()
