@@ -25,7 +25,7 @@ from routeplane.dataplane.model import (
     Plan,
     Route,
 )
-from routeplane.store import Store
+from routeplane.store import Put, Store
 from routeplane.store.sqlite import SqliteStore
 
 pytestmark = pytest.mark.unit
@@ -100,6 +100,12 @@ def put(store: Store, record: dict[str, Any]) -> None:
     store.put(f"{ROOT}endpoints/node1/{record['port_id']}", record)
 
 
+def move(store: Store, *records: dict[str, Any]) -> None:
+    """Both ends of a move in one transaction, as the api's ``move_fixed_ip`` writes them
+    (two separate writes may reach the agent in two rounds: the walkthrough's two calls)."""
+    store.txn([], [Put(f"{ROOT}endpoints/node1/{r['port_id']}", r) for r in records])
+
+
 def ours(kernel: FakeKernel, address: str) -> set[Route]:
     return {r for r in kernel.routes() if r.address == address}
 
@@ -161,8 +167,11 @@ def test_an_address_moved_between_two_taps_here_is_replaced_not_drained(
     settle(agent)
     kernel.add_conntrack("10.28.0.99", SERVICE)
     kernel.actions.clear()
-    put(store, endpoint("a", TAP_A, "10.28.0.13", moved_out=moved_out(wall.now, "node1")))
-    put(store, endpoint("b", TAP_B, "10.28.0.14", SERVICE, preferred=[SERVICE]))
+    move(
+        store,
+        endpoint("a", TAP_A, "10.28.0.13", moved_out=moved_out(wall.now, "node1")),
+        endpoint("b", TAP_B, "10.28.0.14", SERVICE, preferred=[SERVICE]),
+    )
     settle(agent)
     assert ours(kernel, SERVICE) == {Route(SERVICE, TAP_B, PREFERRED_METRIC)}
     changes = [
