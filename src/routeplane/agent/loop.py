@@ -35,7 +35,7 @@ from routeplane.agent.bgp import BgpSpeaker
 from routeplane.agent.desired import DRAIN_TIME, endpoint_state, merged
 from routeplane.agent.drains import Drains
 from routeplane.agent.mirror import Mirror
-from routeplane.agent.policy import PolicyFeed, PolicyTable
+from routeplane.agent.policy import ENDPOINTS, PolicyFeed, PolicyTable
 from routeplane.agent.registration import Registration
 from routeplane.agent.status import StatusWriter
 from routeplane.dataplane.diff import diff
@@ -47,7 +47,6 @@ from routeplane.store.watcher import Branch, Fanout, Follower, Snapshot
 
 LOG = logging.getLogger("routeplane.agent")
 ROOT = "/routeplane/v1/"
-ENDPOINTS = f"{ROOT}endpoints/"
 SLOW_APPLY = 0.1  # seconds: a round slower than this is logged
 BESIDE_POLICY = 64 << 10  # bytes: a policy script this big runs beside the route planning
 

@@ -35,6 +35,8 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import NamedTuple, TypeAlias
 
+from routeplane.dataplane.addresses import version_of
+
 IPAddress: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 # Our route protocol number (see /etc/iproute2/rt_protos: unassigned). Routes with it are
@@ -90,7 +92,7 @@ class Route(NamedTuple):
 
     @property
     def version(self) -> int:
-        return 6 if ":" in self.address else 4  # canonical text: only IPv6 has a colon
+        return version_of(self.address)
 
 
 class Neighbour(NamedTuple):

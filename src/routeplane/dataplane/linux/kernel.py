@@ -27,6 +27,7 @@ interfaces, or act on any namespace but the one it was given.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import socket
 import subprocess
@@ -155,24 +156,21 @@ class LinuxKernel:
         self._ns = Namespace(netns)
         self._lock = threading.Lock()
         self._index_names: dict[int, str] = {}  # see _names
-        try:
-            self._rtnl = self._ns.run(rtnl.Rtnl.open)
-        except OSError as exc:
-            self._ns.close()
-            raise DataplaneError(f"netlink socket in {netns or 'this namespace'}: {exc}") from exc
-        try:
-            self._monitor = self._ns.run(LinkMonitor.open)
-        except OSError as exc:
-            self._rtnl.close()
-            self._ns.close()
-            raise DataplaneError(f"link monitor in {netns or 'this namespace'}: {exc}") from exc
-        try:
-            self._lookup = self._ns.run(IndexLookup.open)
-        except OSError as exc:
-            self._monitor.close()
-            self._rtnl.close()
-            self._ns.close()
-            raise DataplaneError(f"socket in {netns or 'this namespace'}: {exc}") from exc
+        where = netns or "this namespace"
+        with contextlib.ExitStack() as opened:  # on failure, what was opened is closed
+            opened.callback(self._ns.close)
+            what = "netlink socket"
+            try:
+                self._rtnl = self._ns.run(rtnl.Rtnl.open)
+                opened.callback(self._rtnl.close)
+                what = "link monitor"
+                self._monitor = self._ns.run(LinkMonitor.open)
+                opened.callback(self._monitor.close)
+                what = "socket"
+                self._lookup = self._ns.run(IndexLookup.open)
+            except OSError as exc:
+                raise DataplaneError(f"{what} in {where}: {exc}") from exc
+            opened.pop_all()  # all open: close() closes them
 
     def __enter__(self) -> LinuxKernel:
         return self

@@ -165,12 +165,12 @@ def _route_target(ip: _Ip, index: int, via: str, metric: int) -> bytes:
 # (the same bytes as ``_attr`` by ``_attr`` gives: see the unit tests): a host route on a
 # link, and a neighbour with a six-byte MAC, per family.
 _ROUTE_ON_LINK = {
-    4: struct.Struct("=BBBBBBBBI HH4s HHi HHI".replace(" ", "")),
-    6: struct.Struct("=BBBBBBBBI HH16s HHi HHI".replace(" ", "")),
+    4: struct.Struct("=BBBBBBBBI HH4s HHi HHI"),  # (struct ignores the spaces)
+    6: struct.Struct("=BBBBBBBBI HH16s HHi HHI"),
 }
 _NEIGHBOUR = {
-    4: struct.Struct("=BxxxiHBB HH4s HH6s2x".replace(" ", "")),
-    6: struct.Struct("=BxxxiHBB HH16s HH6s2x".replace(" ", "")),
+    4: struct.Struct("=BxxxiHBB HH4s HH6s2x"),
+    6: struct.Struct("=BxxxiHBB HH16s HH6s2x"),
 }
 
 
