@@ -44,6 +44,8 @@ from pathlib import Path
 from typing import Any
 
 LOG = logging.getLogger("routeplane.guest")
+_ADD_LOGS = ("cannot add %s: %s", "added %s to %s (port revision %d)")
+_REMOVE_LOGS = ("cannot remove %s: %s", "removed %s from %s (port revision %d)")
 METADATA = "169.254.169.254"
 ADDRESSES_PATH = "/routeplane/v1/addresses"
 DEFAULT_STATE = "/run/routeplane-guest.json"
@@ -238,29 +240,31 @@ class Guest:
         self.stopping = False
         self.waiting = False  # inside a long poll: SIGTERM may interrupt it
 
+    def _each(
+        self, prefixes: Sequence[str], change: Callable[[str], None], logs: tuple[str, str],
+        revision: int,
+    ) -> list[str]:  # fmt: skip
+        """``change`` each prefix; the ones done (a failure skips only itself). ``logs``:
+        the messages of a failure and of a success."""
+        failed, succeeded = logs
+        done = []
+        for prefix in prefixes:
+            try:
+                change(prefix)
+            except GuestError as exc:
+                LOG.error(failed, prefix, exc)
+                continue
+            LOG.info(succeeded, prefix, self.interface.name, revision)
+            done.append(prefix)
+        return done
+
     def sync(self, addresses: Sequence[str], revision: int) -> bool:
         """Make the interface hold ``addresses``; False when some change failed."""
         present = self.interface.addresses()
         todo = plan(addresses, present, self.owned)
-        added, removed, ok = [], [], True
-        for prefix in todo.add:
-            try:
-                self.interface.add(prefix)
-            except GuestError as exc:
-                LOG.error("cannot add %s: %s", prefix, exc)
-                ok = False
-                continue
-            LOG.info("added %s to %s (port revision %d)", prefix, self.interface.name, revision)
-            added.append(prefix)
-        for prefix in todo.remove:
-            try:
-                self.interface.remove(prefix)
-            except GuestError as exc:
-                LOG.error("cannot remove %s: %s", prefix, exc)
-                ok = False
-                continue
-            LOG.info("removed %s from %s (port revision %d)", prefix, self.interface.name, revision)
-            removed.append(prefix)
+        added = self._each(todo.add, self.interface.add, _ADD_LOGS, revision)
+        removed = self._each(todo.remove, self.interface.remove, _REMOVE_LOGS, revision)
+        ok = len(added) == len(todo.add) and len(removed) == len(todo.remove)
         owned = owned_after(self.owned, present, added, removed)
         if owned != self.owned:
             self.owned = owned
