@@ -37,12 +37,7 @@ class LinkMonitor:
     @classmethod
     def open(cls) -> LinkMonitor:
         """Subscribed in the calling thread's network namespace."""
-        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
-        try:
-            return cls(sock)
-        except OSError:
-            sock.close()
-            raise
+        return rtnl.on_route_socket(cls)
 
     def drain(self, limit: int = 10_000) -> tuple[list[rtnl.LinkChange], bool]:
         """Every queued change, oldest first, and whether some were lost (``ENOBUFS``).

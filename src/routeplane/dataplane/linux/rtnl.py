@@ -34,9 +34,9 @@ import ipaddress
 import os
 import socket
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 # netlink and rtnetlink constants (linux/netlink.h, linux/rtnetlink.h, linux/neighbour.h)
 NLMSG_ERROR, NLMSG_DONE = 2, 3
@@ -58,6 +58,7 @@ NDA_DST, NDA_LLADDR, NDA_PROTOCOL = 1, 2, 12
 NUD_PERMANENT = 0x80
 NTF_PROXY, NTF_ROUTER = 0x08, 0x80
 
+T = TypeVar("T")
 _HEADER = struct.Struct("=IHHII")  # nlmsghdr: length, type, flags, seq, pid
 _ATTR = struct.Struct("=HH")  # rtattr: length, type
 _IFINFO = struct.Struct("=BxHiII")  # ifinfomsg: family, type, index, flags, change
@@ -325,6 +326,17 @@ def parse_link_changes(data: bytes) -> list[LinkChange]:
     return found
 
 
+def on_route_socket(make: Callable[[socket.socket], T]) -> T:
+    """``make`` on a new rtnetlink socket of the calling thread's namespace; the socket
+    is closed if ``make`` fails."""
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+    try:
+        return make(sock)
+    except OSError:
+        sock.close()
+        raise
+
+
 class Rtnl:
     """A NETLINK_ROUTE socket (created by the caller, in the namespace it must act on)."""
 
@@ -345,12 +357,7 @@ class Rtnl:
     @classmethod
     def open(cls) -> Rtnl:
         """A socket in the calling thread's network namespace."""
-        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
-        try:
-            return cls(sock)
-        except OSError:
-            sock.close()
-            raise
+        return on_route_socket(cls)
 
     def close(self) -> None:
         self._sock.close()
@@ -526,6 +533,7 @@ __all__ = [
     "mac_text",
     "neighbour_delete",
     "neighbour_replace",
+    "on_route_socket",
     "parse_link_changes",
     "proxy_delete",
     "proxy_replace",
