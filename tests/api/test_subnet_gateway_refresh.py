@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from routeplane.services.endpoint_refresh import PORTS_PER_TXN
+from routeplane.services.core.endpoint_refresh import PORTS_PER_TXN
 from routeplane.store import Store
 from routeplane.testing.api import ApiServer
 from tests.api.helpers import ROOT, assert_fault, client, stored

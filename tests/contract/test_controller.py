@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
+from routeplane.controller.leader import LEADER_KEY, Controller, ControllerSettings
 from routeplane.model.jsontypes import JSONObject
 from routeplane.services.attributes import check_create
 from routeplane.services.context import ADMIN
-from routeplane.services.controller import LEADER_KEY, Controller, ControllerSettings
 from routeplane.services.registry import Services
 from routeplane.services.resource import ResourceService
 from routeplane.store import Store

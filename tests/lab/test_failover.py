@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from routeplane.controller.failover import stale_after
 from routeplane.lab import lab as lab_ops
 from routeplane.lab import netns
 from routeplane.lab.neutron import Neutron
@@ -30,7 +31,6 @@ from routeplane.lab.service import start_service
 from routeplane.lab.state import LabState, VmRecord
 from routeplane.lab.teardown import down
 from routeplane.lab.topology import Topology
-from routeplane.services.failover import stale_after
 from routeplane.store import open_store
 from routeplane.testing.api import free_port
 from tests.waiting import wait_for

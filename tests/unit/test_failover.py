@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from routeplane.services.failover import (
+from routeplane.controller.failover import (
     Decision,
     Health,
     HealthReport,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from routeplane.services.identity import Identity, IdentityConfig
+from routeplane.services.security.identity import Identity, IdentityConfig
 
 pytestmark = pytest.mark.unit
 

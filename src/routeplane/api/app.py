@@ -23,8 +23,8 @@ from routeplane.api.resources import ResourceRoutes, Wiring
 from routeplane.model.errors import StoreError
 from routeplane.services.context import Context
 from routeplane.services.errors import ApiFault, http_not_found
-from routeplane.services.identity import Identity
 from routeplane.services.registry import Services
+from routeplane.services.security.identity import Identity
 
 Handler = Callable[[Request], Awaitable[Response]]
 T = TypeVar("T")

@@ -16,7 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from routeplane.services.errors import ApiFault
-from routeplane.services.identity import Identity, Token
+from routeplane.services.security.identity import Identity, Token
 
 
 def _stamp(t: float) -> str:

@@ -38,8 +38,8 @@ def _run(args: argparse.Namespace) -> int:
     import uvicorn  # noqa: PLC0415
 
     from routeplane.api.app import create_app  # noqa: PLC0415
-    from routeplane.services.identity import Identity, IdentityConfig, shared_secret  # noqa: PLC0415
     from routeplane.services.registry import Services  # noqa: PLC0415
+    from routeplane.services.security.identity import Identity, IdentityConfig, shared_secret  # noqa: PLC0415
 
     raw = load_config(args.config)
     if args.admin_token:

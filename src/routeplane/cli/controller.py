@@ -19,7 +19,7 @@ from routeplane.cli.store import open_creating
 
 def _run(args: argparse.Namespace) -> int:
     # imported here: every ``routeplane`` command builds this module's parser
-    from routeplane.services.controller import Controller, ControllerSettings  # noqa: PLC0415
+    from routeplane.controller.leader import Controller, ControllerSettings  # noqa: PLC0415
     from routeplane.services.registry import Services  # noqa: PLC0415
 
     name = args.name or f"{socket.gethostname()}-{os.getpid()}"

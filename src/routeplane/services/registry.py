@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from routeplane.services.fixed_ip_moves import FixedIPMoves
-from routeplane.services.floatingips import FloatingIPService
-from routeplane.services.networks import NetworkService
-from routeplane.services.ports import PortService
+from routeplane.services.core.networks import NetworkService
+from routeplane.services.core.ports import PortService
+from routeplane.services.core.subnets import SubnetService
+from routeplane.services.l3.floating_ips import FloatingIPService
+from routeplane.services.l3.routers import RouterService
 from routeplane.services.repo import Repo
 from routeplane.services.resource import ResourceService
-from routeplane.services.routers import RouterService
-from routeplane.services.security_groups import SecurityGroupRuleService, SecurityGroupService
-from routeplane.services.service_ips import ServiceIPService
-from routeplane.services.subnets import SubnetService
+from routeplane.services.security.groups import SecurityGroupRuleService, SecurityGroupService
+from routeplane.services.service_ips.moves import FixedIPMoves
+from routeplane.services.service_ips.service import ServiceIPService
 from routeplane.store import Store
 
 

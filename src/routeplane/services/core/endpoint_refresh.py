@@ -1,7 +1,7 @@
 """Endpoint records that follow a subnet's gateway.
 
 An endpoint record carries the gateways of the subnets its port has addresses on
-(:func:`~routeplane.services.endpoints.subnet_gateways`); the host agent answers
+(:func:`~routeplane.services.core.endpoints.subnet_gateways`); the host agent answers
 neighbour solicitations for them on the VM's tap. When a subnet's ``gateway_ip``
 changes, the records of the bound ports holding an address on it must change too, or the
 host keeps proxying the old gateway and the VMs cannot reach the new one.
@@ -30,7 +30,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from routeplane.services.endpoints import endpoint_key, endpoint_record, subnet_gateways
+from routeplane.services.core.endpoints import endpoint_key, endpoint_record, subnet_gateways
 from routeplane.services.repo import Change, Doc, Outcome, Repo
 from routeplane.store.codec import MAX_TXN_OPS
 

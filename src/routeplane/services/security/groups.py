@@ -28,10 +28,10 @@ from routeplane.services.common import (
     unchanged,
 )
 from routeplane.services.context import Context
-from routeplane.services.docs import DocService
+from routeplane.services.documents import DocService
 from routeplane.services.errors import ApiFault, http_not_found
 from routeplane.services.repo import Change, Doc, Outcome, Repo, key, new_id, now
-from routeplane.services.rules import RULE_ATTRS, check_rule, duplicate_of
+from routeplane.services.security.rules import RULE_ATTRS, check_rule, duplicate_of
 
 ATTRS: dict[str, Attr] = {
     **standard_attrs(),

@@ -22,8 +22,8 @@ from typing import Any
 
 from routeplane.ipam.pools import IPAddress, IPNetwork, valid_host, walk
 from routeplane.services.attributes import ip_address, is_uuid
+from routeplane.services.core.subnets import subnet_pools
 from routeplane.services.errors import ApiFault, bad_request, invalid_input
-from routeplane.services.subnets import subnet_pools
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from routeplane.services.move_hints import endpoint_hints
 from routeplane.services.repo import Change, Repo, key
+from routeplane.services.service_ips.hints import endpoint_hints
 
 
 def interface_name(port_id: str) -> str:

@@ -1,6 +1,6 @@
 """The router resource's shape: attributes, request checks, and its service ports.
 
-Separate from :mod:`routeplane.services.routers` so that the rules a request must pass (with
+Separate from :mod:`routeplane.services.l3.routers` so that the rules a request must pass (with
 Neutron's messages, from neutron-lib's ``l3`` definitions and validators) read as one
 table, apart from what a router change writes. Also here: how a port a router or a
 floating IP owns is deleted inside the owner's transaction, shared by both services.
@@ -20,9 +20,9 @@ from routeplane.services.attributes import (
 )
 from routeplane.services.common import bump, standard_attrs
 from routeplane.services.context import Context
-from routeplane.services.endpoints import endpoint_key
+from routeplane.services.core.endpoints import endpoint_key
+from routeplane.services.core.fixed_ips import check_format
 from routeplane.services.errors import ApiFault, bad_resource_request
-from routeplane.services.fixed_ips import check_format
 from routeplane.services.repo import Change, Doc, Repo, key
 
 GATEWAY_OWNER = "network:router_gateway"

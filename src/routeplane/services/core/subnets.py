@@ -29,16 +29,16 @@ from routeplane.services.attributes import (
 )
 from routeplane.services.common import bump, new_doc, require_write, standard_attrs
 from routeplane.services.context import Context
-from routeplane.services.docs import DocService
-from routeplane.services.endpoint_refresh import (
+from routeplane.services.core.endpoint_refresh import (
     PORTS_PER_TXN,
     add_rewrites,
     converge,
     holders,
     rewrites,
 )
+from routeplane.services.core.networks import NetworkService
+from routeplane.services.documents import DocService
 from routeplane.services.errors import ApiFault, bad_resource_request, forbidden, invalid_input
-from routeplane.services.networks import NetworkService
 from routeplane.services.repo import Change, Doc, Outcome, Repo, key
 
 IPV6_MODES = (None, "slaac", "dhcpv6-stateful", "dhcpv6-stateless")

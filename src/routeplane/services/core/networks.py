@@ -24,10 +24,10 @@ from routeplane.services.attributes import (
 )
 from routeplane.services.common import new_doc, require_write, standard_attrs
 from routeplane.services.context import Context
-from routeplane.services.docs import DocService
+from routeplane.services.documents import DocService
 from routeplane.services.errors import ApiFault, invalid_input
 from routeplane.services.repo import Change, Doc, Outcome, Repo, key, prefix
-from routeplane.services.security_groups import SecurityGroupService
+from routeplane.services.security.groups import SecurityGroupService
 
 NETWORK_TYPES = ("local", "flat")
 

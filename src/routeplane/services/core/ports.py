@@ -12,7 +12,7 @@ Request checks follow Neutron's: ``fixed_ips`` entries keep only ``subnet_id`` a
 where none is given; a MAC may change while the port is not bound to a host (``null``
 makes a new one); port security off excludes security groups and address pairs.
 A PUT that changes nothing keeps the revision. The attribute table and the validators
-of MACs and address pairs are in :mod:`routeplane.services.port_attrs`.
+of MACs and address pairs are in :mod:`routeplane.services.core.port_attrs`.
 """
 
 from __future__ import annotations
@@ -23,16 +23,16 @@ from typing import Any, ClassVar
 from routeplane.ipam.pools import IPAddress
 from routeplane.services.common import bump, new_doc, require_write
 from routeplane.services.context import Context
-from routeplane.services.docs import DocService
-from routeplane.services.endpoints import endpoint_key, endpoint_record, subnet_gateways
+from routeplane.services.core.endpoints import endpoint_key, endpoint_record, subnet_gateways
+from routeplane.services.core.fixed_ips import FixedIP, Resolver, clean, parse_held
+from routeplane.services.core.networks import NetworkService
+from routeplane.services.core.port_attrs import ATTRS, fixed_ips_match, with_macs
+from routeplane.services.documents import DocService
 from routeplane.services.errors import ApiFault, bad_request
-from routeplane.services.fixed_ips import FixedIP, Resolver, clean, parse_held
 from routeplane.services.listing import Matcher
-from routeplane.services.move_hints import public, service_ip_index
-from routeplane.services.networks import NetworkService
-from routeplane.services.port_attrs import ATTRS, fixed_ips_match, with_macs
 from routeplane.services.repo import Change, Doc, Outcome, Repo, key, new_mac
-from routeplane.services.security_groups import SecurityGroupService
+from routeplane.services.security.groups import SecurityGroupService
+from routeplane.services.service_ips.hints import public, service_ip_index
 
 VIF_DETAILS = {"port_filter": True, "mac_address": "00:61:fe:ed:ca:fe"}
 UNBOUND_VIF_TYPES = ("unbound", "binding_failed")

@@ -14,8 +14,8 @@ from typing import Any
 
 from routeplane.services.attributes import Attr, is_uuid, string, to_boolean, uuid_list
 from routeplane.services.common import standard_attrs
+from routeplane.services.core.fixed_ips import check_format
 from routeplane.services.errors import ApiFault, bad_request
-from routeplane.services.fixed_ips import check_format
 
 MAC_CHARS = set("0123456789abcdef:")
 INVALID_MACS = ("00:00:00:00:00:00", "ff:ff:ff:ff:ff:ff")

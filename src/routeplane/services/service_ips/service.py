@@ -39,13 +39,13 @@ from routeplane.services.attributes import (
 )
 from routeplane.services.common import bump, new_doc, require_write, standard_attrs
 from routeplane.services.context import Context
-from routeplane.services.docs import DocService
+from routeplane.services.core.fixed_ips import parse_held
+from routeplane.services.core.ports import PortService
+from routeplane.services.documents import DocService
 from routeplane.services.errors import ApiFault, invalid_input
-from routeplane.services.fixed_ip_moves import FixedIPMoves, record_move
-from routeplane.services.fixed_ips import parse_held
-from routeplane.services.move_hints import public, service_ip_index
-from routeplane.services.ports import PortService
 from routeplane.services.repo import Change, Doc, Outcome, Repo, key
+from routeplane.services.service_ips.hints import public, service_ip_index
+from routeplane.services.service_ips.moves import FixedIPMoves, record_move
 
 HEALTH_KEYS = ("type", "port", "path", "interval", "failure_threshold")
 INTERVAL_RANGE = (0.1, 60.0)  # seconds

@@ -15,8 +15,8 @@ external network, and the floating IP reports that router as its ``router_id``.
   association depends on the router document it found, so the two never interleave; and
   an interface or gateway that floating IPs depend on cannot be removed (Neutron's 409s).
 
-Request shapes and their Neutron messages are in :mod:`routeplane.services.router_requests`,
-what a router joins (and the checks on it) in :mod:`routeplane.services.router_topology`.
+Request shapes and their Neutron messages are in :mod:`routeplane.services.l3.router_requests`,
+what a router joins (and the checks on it) in :mod:`routeplane.services.l3.router_topology`.
 """
 
 from __future__ import annotations
@@ -26,12 +26,12 @@ from typing import Any
 from routeplane.services.attributes import to_boolean, visible
 from routeplane.services.common import bump, check_if_match, new_doc, require_write
 from routeplane.services.context import ADMIN, Context
-from routeplane.services.docs import DocService
+from routeplane.services.core.networks import NetworkService
+from routeplane.services.core.ports import PortService
+from routeplane.services.core.subnets import SubnetService
+from routeplane.services.documents import DocService
 from routeplane.services.errors import ApiFault, bad_resource_request
-from routeplane.services.networks import NetworkService
-from routeplane.services.ports import PortService
-from routeplane.services.repo import Change, Doc, Outcome, Repo, key
-from routeplane.services.router_requests import (
+from routeplane.services.l3.router_requests import (
     ATTRS,
     FIELDS,
     GATEWAY_OWNER,
@@ -42,8 +42,8 @@ from routeplane.services.router_requests import (
     interface_info,
     interface_request,
 )
-from routeplane.services.router_topology import RouterTopology, check_address_mode
-from routeplane.services.subnets import SubnetService
+from routeplane.services.l3.router_topology import RouterTopology, check_address_mode
+from routeplane.services.repo import Change, Doc, Outcome, Repo, key
 
 
 class RouterService(DocService):

@@ -29,11 +29,15 @@ from typing import Any
 from routeplane.services.attributes import Attr, check_create, ip_address, is_uuid
 from routeplane.services.common import bump
 from routeplane.services.context import Context
+from routeplane.services.core.fixed_ips import FixedIP, parse_held
+from routeplane.services.core.ports import ROUTER_OWNED, PortService
 from routeplane.services.errors import ApiFault, bad_resource_request, invalid_input
-from routeplane.services.fixed_ips import FixedIP, parse_held
-from routeplane.services.move_hints import record_moved_in, record_moved_out, service_ip_index
-from routeplane.services.ports import ROUTER_OWNED, PortService
 from routeplane.services.repo import Change, Doc, Outcome, Repo, key, now
+from routeplane.services.service_ips.hints import (
+    record_moved_in,
+    record_moved_out,
+    service_ip_index,
+)
 
 MOVE_ATTRS: dict[str, Attr] = {
     "ip_address": Attr(validate=ip_address),

@@ -15,8 +15,8 @@ import ipaddress
 from typing import Any
 
 from routeplane.services.errors import ApiFault, bad_resource_request
+from routeplane.services.l3.router_requests import GATEWAY_OWNER, INTERFACE_OWNER
 from routeplane.services.repo import Change, Doc, Repo
-from routeplane.services.router_requests import GATEWAY_OWNER, INTERFACE_OWNER
 
 
 class RouterTopology:

@@ -27,11 +27,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from routeplane.controller.failover import Decision, HealthReport, decide
 from routeplane.model.errors import LeaseNotFound, StoreError
 from routeplane.services.errors import ApiFault
-from routeplane.services.failover import Decision, HealthReport, decide
 from routeplane.services.repo import Change, Outcome, key, now, prefix
-from routeplane.services.service_ips import ServiceIPService
+from routeplane.services.service_ips.service import ServiceIPService
 from routeplane.store import Delete, Event, EventType, KeyValue, Put, Store, absent, value_is
 from routeplane.store.watcher import Follower, Snapshot
 

@@ -24,14 +24,14 @@ from typing import Any
 from routeplane.services.attributes import Attr, ip_address, is_uuid, uuid_or_none, visible
 from routeplane.services.common import new_doc, require_write, standard_attrs
 from routeplane.services.context import ADMIN, Context
-from routeplane.services.docs import DocService
-from routeplane.services.endpoints import endpoint_key, endpoint_record, subnet_gateways
+from routeplane.services.core.endpoints import endpoint_key, endpoint_record, subnet_gateways
+from routeplane.services.core.networks import NetworkService
+from routeplane.services.core.ports import PortService
+from routeplane.services.documents import DocService
 from routeplane.services.errors import ApiFault, bad_resource_request
-from routeplane.services.networks import NetworkService
-from routeplane.services.ports import PortService
+from routeplane.services.l3.router_requests import FLOATINGIP_OWNER, drop_service_port
+from routeplane.services.l3.router_topology import RouterTopology
 from routeplane.services.repo import Change, Doc, Outcome, Repo, key
-from routeplane.services.router_requests import FLOATINGIP_OWNER, drop_service_port
-from routeplane.services.router_topology import RouterTopology
 
 
 def _ip_or_none(value: Any) -> str | None:
