@@ -30,7 +30,9 @@ from routeplane.dataplane.linux.nft import NftTable
 from routeplane.dataplane.nft_delta import blocks, delta
 from routeplane.dataplane.nft_render import TABLE, render
 from routeplane.lab.netns import Cleanup, add_veth, exec_in, ip
+from routeplane.model.endpoint import EndpointRecord, NatPair
 from routeplane.model.errors import DataplaneError
+from routeplane.testing import records
 
 pytestmark = [
     pytest.mark.kernel,
@@ -127,14 +129,14 @@ class Host:
         self.vms[name] = Vm(name, vm, tap, address)
         return self.vms[name]
 
-    def endpoint(self, vm: Vm, groups: Sequence[str], **extra: Any) -> dict[str, Any]:
-        record = {"interface": vm.tap, "fixed_ips": [vm.address], "allowed_addresses": [],
+    def endpoint(self, vm: Vm, groups: Sequence[str], **extra: Any) -> EndpointRecord:
+        record: EndpointRecord = {"interface": vm.tap, "fixed_ips": [vm.address], "allowed_addresses": [],
                   "floating_ips": [], "port_security_enabled": True,
                   "security_groups": list(groups)}  # fmt: skip
-        return {**record, **extra}
+        return records.record(record, **extra)
 
     def apply(
-        self, endpoints: Sequence[Mapping[str, Any]], members: Mapping[str, Sequence[str]]
+        self, endpoints: Sequence[EndpointRecord], members: Mapping[str, Sequence[str]]
     ) -> None:
         self.table.apply(render(endpoints, GROUPS, members))
 
@@ -265,10 +267,10 @@ def test_anti_spoofing_drops_an_address_not_on_the_port(three: Host) -> None:
     assert connect(vm2, vm1.address, vm2.address).startswith("vm1")
     assert connect(vm2, vm1.address, spoofed).startswith("failed")
     # an allowed-address pair makes it legitimate; port security off skips the check
-    with_pair = {**vm2_secured, "allowed_addresses": [spoofed]}
+    with_pair = records.record(vm2_secured, allowed_addresses=[spoofed])
     three.apply([three.endpoint(vm1, [GROUP_OPEN]), with_pair], {})
     assert connect(vm2, vm1.address, spoofed) == f"vm1 10.28.0.13 {spoofed}"
-    unsecured = {**vm2_secured, "port_security_enabled": False}
+    unsecured = records.record(vm2_secured, port_security_enabled=False)
     three.apply([three.endpoint(vm1, [GROUP_OPEN]), unsecured], {})
     assert connect(vm2, vm1.address, spoofed).startswith("vm1")
 
@@ -335,14 +337,14 @@ def test_an_update_between_any_two_rulesets_equals_the_full_replacement(host: Ho
         assert _held(host.table.list()) == wanted
 
 
-def _random_endpoints(rng: random.Random) -> tuple[list[dict[str, Any]], dict[str, list[str]]]:
+def _random_endpoints(rng: random.Random) -> tuple[list[EndpointRecord], dict[str, list[str]]]:
     pool = ["10.28.0.13", "10.28.0.14", "10.28.0.0/29", "10.28.1.0/24", "10.28.1.0/25",
             "2001:db8:28::31", "2001:db8:28::/120"]  # fmt: skip
-    endpoints = []
+    endpoints: list[EndpointRecord] = []
     for tap in rng.sample(["tapa", "tapb", "tapc", "tapd"], rng.randint(0, 4)):
         fixed = rng.sample(pool, rng.randint(0, 3))
         nat = [
-            {"floating_ip_address": f, "fixed_ip_address": fixed[0]}
+            NatPair(floating_ip_address=f, fixed_ip_address=fixed[0])
             for f in rng.sample(["203.0.113.5", "203.0.113.6"], rng.randint(0, 1))
             if fixed and ":" not in fixed[0]
         ]
@@ -378,7 +380,7 @@ def test_a_run_of_updates_keeps_the_kernel_equal_to_a_full_replacement(host: Hos
 def test_a_table_of_thousands_then_one_member_more(host: Host) -> None:
     """A whole table this size goes through the ``nft`` command (its parse would be the
     agent's memory peak); the one-element update after it through the engine in use."""
-    endpoints = [
+    endpoints: list[EndpointRecord] = [
         {"interface": f"tap{i:05d}", "fixed_ips": [f"10.{i // 256}.{i % 256}.1"],
          "security_groups": [GROUP_FROM_CLIENTS]}
         for i in range(3000)
@@ -423,7 +425,7 @@ def test_anti_spoofing_fences_an_established_connection_at_once(three: Host) -> 
     moved = "10.28.0.98"
     ip(vm2.namespace, "addr", "add", f"{moved}/32", "dev", "eth0")
     ip(three.namespace, "route", "add", f"{moved}/32", "dev", vm2.tap, "scope", "link")
-    holding = {**three.endpoint(vm2, [GROUP_OPEN]), "allowed_addresses": [moved]}
+    holding = three.endpoint(vm2, [GROUP_OPEN], allowed_addresses=[moved])
     three.apply([three.endpoint(vm1, [GROUP_OPEN]), holding], {})
     server = subprocess.Popen(["ip", "netns", "exec", vm1.namespace, "python3", "-c", ECHO_SERVER])
     client = None

@@ -11,6 +11,7 @@ import pytest
 
 from routeplane.agent.health import HealthChecker, checks
 from routeplane.dataplane.health import Check
+from routeplane.model.endpoint import EndpointRecord, encode
 from routeplane.store import Store
 
 pytestmark = pytest.mark.unit
@@ -31,7 +32,7 @@ class FakeProbe:
         return check.address not in self.down
 
 
-def endpoint(port_id: str, *addresses: str) -> dict[str, Any]:
+def endpoint(port_id: str, *addresses: str) -> EndpointRecord:
     return {"port_id": port_id, "fixed_ips": list(addresses)}
 
 
@@ -65,7 +66,7 @@ def test_only_ports_on_this_host_are_checked_at_their_own_address() -> None:
 
 
 def test_a_port_fails_after_threshold_failures_and_recovers(store: Store) -> None:
-    store.put(f"{ROOT}endpoints/node1/p1", endpoint("p1", "10.28.0.13", SIP))
+    store.put(f"{ROOT}endpoints/node1/p1", encode(endpoint("p1", "10.28.0.13", SIP)))
     store.put(f"{ROOT}service_ips/sip1", service_ip("p1"))
     probe = FakeProbe()
     checker = HealthChecker(store, "node1", probe, heartbeat=0.2)
@@ -86,7 +87,7 @@ def test_a_port_fails_after_threshold_failures_and_recovers(store: Store) -> Non
 
 
 def test_the_heartbeat_rewrites_an_unchanged_record(store: Store) -> None:
-    store.put(f"{ROOT}endpoints/node1/p1", endpoint("p1", "10.28.0.13"))
+    store.put(f"{ROOT}endpoints/node1/p1", encode(endpoint("p1", "10.28.0.13")))
     store.put(f"{ROOT}service_ips/sip1", service_ip("p1"))
     checker = HealthChecker(store, "node1", FakeProbe(), heartbeat=0.1)
     run_for(checker, 0.1)
@@ -98,7 +99,7 @@ def test_the_heartbeat_rewrites_an_unchanged_record(store: Store) -> None:
 
 def test_records_of_checks_that_are_gone_are_deleted(store: Store) -> None:
     store.put(f"{ROOT}health/node1/old/p9", {"healthy": True})  # left by an earlier run
-    store.put(f"{ROOT}endpoints/node1/p1", endpoint("p1", "10.28.0.13"))
+    store.put(f"{ROOT}endpoints/node1/p1", encode(endpoint("p1", "10.28.0.13")))
     store.put(f"{ROOT}service_ips/sip1", service_ip("p1"))
     checker = HealthChecker(store, "node1", FakeProbe())
     run_for(checker, 0.1)

@@ -16,6 +16,7 @@ import pytest
 
 from routeplane.agent.metadata import Endpoint, Mirror, Responder, find_port
 from routeplane.agent.metadata_http import head_end, parse_request, render
+from routeplane.model.endpoint import EndpointRecord
 from routeplane.store import Event, EventType, KeyValue
 from routeplane.store.sqlite import SqliteStore
 from routeplane.store.watcher import Snapshot
@@ -30,7 +31,7 @@ ADDRESSES = "/routeplane/v1/addresses"
 def endpoint(
     port: str, tap: str, *fixed: str, pairs: tuple[str, ...] = (), rev: int = 1
 ) -> Endpoint:
-    record = {"port_id": port, "interface": tap, "fixed_ips": list(fixed),
+    record: EndpointRecord = {"port_id": port, "interface": tap, "fixed_ips": list(fixed),
               "allowed_addresses": list(pairs), "project_id": "p1"}  # fmt: skip
     return Endpoint(port, rev, record)
 

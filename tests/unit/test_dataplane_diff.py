@@ -26,6 +26,8 @@ from routeplane.dataplane.model import (
     Proxy,
     Route,
 )
+from routeplane.model.endpoint import EndpointRecord
+from routeplane.testing.records import record
 
 pytestmark = pytest.mark.unit
 
@@ -122,7 +124,7 @@ def test_proxies_are_set_on_existing_taps_up_or_not_and_swept_only_after_in_sync
     assert swept.proxies_del == (stale,)
 
 
-ENDPOINT = {
+ENDPOINT: EndpointRecord = {
     "port_id": "9a7e0868-da7a-419e-a7ad-9d37e11091b8",
     "interface": TAP1,
     "mac_address": "FA:16:3E:28:A9:A4",
@@ -150,10 +152,13 @@ def test_endpoint_state_routes_neighbours_and_tap() -> None:
 
 def test_only_ipv6_gateways_are_proxied_and_never_the_vms_own_address() -> None:
     assert endpoint_state(ENDPOINT).proxies == {Proxy("fd5f:5d21:845:1c2e::1", TAP1)}
-    holder = {**ENDPOINT, "gateways": ["fd5f:5d21:845:1c2e::d", "not an address", "fd00::1"]}
+    holder = record(ENDPOINT, gateways=["fd5f:5d21:845:1c2e::d", "not an address", "fd00::1"])
     assert proxied_gateways(holder) == ["fd00::1"]
     assert endpoint_state({**ENDPOINT, "gateways": []}).proxies == frozenset()
-    assert endpoint_state({k: v for k, v in ENDPOINT.items() if k != "gateways"}).proxies == set()
+    assert (
+        endpoint_state(record({k: v for k, v in ENDPOINT.items() if k != "gateways"})).proxies
+        == set()
+    )
 
 
 def test_a_port_that_is_down_has_nothing_programmed() -> None:
@@ -174,13 +179,13 @@ NOW = 1_767_225_600.0
 HOPS = {("node2", 4): "192.168.8.4", ("node2", 6): "fd00:192:168:8::4"}
 
 
-def old_port(**hint: Any) -> dict[str, Any]:
+def old_port(**hint: Any) -> EndpointRecord:
     """The port an address moved out of, as its record says after the move."""
     base = {"generation": 812, "to_port_id": "p2", "to_host": "node2", "moved_at": NOW - 0.5}
-    return {**ENDPOINT, "moved_out": {"10.28.0.41": {**base, **hint}}}
+    return record(ENDPOINT, moved_out={"10.28.0.41": {**base, **hint}})
 
 
-def drained(endpoint: dict[str, Any], now: float = NOW) -> list[Drain]:
+def drained(endpoint: EndpointRecord, now: float = NOW) -> list[Drain]:
     return drains(
         endpoint, host="node1", now=now, next_hop=lambda h, v: HOPS.get((h, v), ""),
         drain_time=2.0,
@@ -209,15 +214,18 @@ def test_drain_decision_table(hint: dict[str, Any], drain_via: str | None) -> No
 
 
 def test_a_drain_uses_the_new_hosts_address_of_the_same_family_or_none() -> None:
-    six = {**ENDPOINT, "moved_out": {"fd5f:0:0::41": {"to_host": "node2", "moved_at": NOW}}}
+    six: EndpointRecord = {
+        **ENDPOINT,
+        "moved_out": {"fd5f:0:0::41": {"to_host": "node2", "moved_at": NOW}},
+    }
     assert [d.route.via for d in drained(six)] == ["fd00:192:168:8::4"]
     no_six = drains(six, host="node1", now=NOW, next_hop=lambda h, v: "192.168.8.4")
     assert no_six == []
 
 
 def test_an_address_held_again_or_a_clock_ahead_never_drains_long() -> None:
-    held = {**ENDPOINT, "moved_out": {"10.28.0.13": {"to_host": "node2", "moved_at": NOW}}}
+    held = record(ENDPOINT, moved_out={"10.28.0.13": {"to_host": "node2", "moved_at": NOW}})
     assert drained(held) == []  # the record holds it: it is routed to the tap
-    assert drained({**ENDPOINT, "moved_out": ["10.28.0.41"]}) == []  # not hints at all
+    assert drained(record(ENDPOINT, moved_out=["10.28.0.41"])) == []  # not hints at all
     ahead = drained(old_port(moved_at=NOW + 60))  # the api's clock is ahead of ours
     assert [d.until for d in ahead] == [NOW + 2.0]

@@ -215,3 +215,13 @@ def test_a_failed_add_is_asked_again_at_once(state: StateFile) -> None:
     assert guest.run(once=True) == 0
     assert service.waited == [None, None]  # no long poll on a revision not yet realised
     assert interface.present == {BASE, "10.28.0.23/32"}
+
+
+def test_the_guest_asks_where_the_agent_answers() -> None:
+    """The guest daemon runs inside the VM and imports nothing of routeplane, so it spells
+    the metadata path itself: it must be the path the host's metadata service serves."""
+    from routeplane import guest
+    from routeplane.agent import metadata
+    from routeplane.model.keys import GUEST_ADDRESSES_PATH
+
+    assert guest.ADDRESSES_PATH == GUEST_ADDRESSES_PATH == metadata.ADDRESSES_PATH

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from routeplane.lab.state import LabState, ProcessRecord, VmRecord, load, save
-from routeplane.lab.topology import Topology, check_vm_name, resolve, tap_name
+from routeplane.lab.topology import Topology, check_vm_name, resolve
 from routeplane.lab.vm import GuestAddress, guest_addresses, guest_commands
+from routeplane.model.endpoint import interface_name
 
 pytestmark = pytest.mark.unit
 
@@ -106,7 +107,7 @@ def test_nodes_resolve_to_their_namespaces() -> None:
 
 
 def test_tap_is_named_as_nova_names_it() -> None:
-    assert tap_name("9a7e0868-da7a-419e-a7ad-9d37e11091b8") == "tap9a7e0868-da"
+    assert interface_name("9a7e0868-da7a-419e-a7ad-9d37e11091b8") == "tap9a7e0868-da"
 
 
 def test_guest_gets_addresses_with_the_subnet_prefix_and_one_default_route_per_family() -> None:

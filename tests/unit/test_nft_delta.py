@@ -11,13 +11,14 @@ import pytest
 
 from routeplane.dataplane.nft_delta import Update, blocks, changes, delta, script
 from routeplane.dataplane.nft_render import render
+from routeplane.model.endpoint import EndpointRecord
 
 pytestmark = pytest.mark.unit
 
 GOLDEN = Path(__file__).parent.parent / "golden" / "nft"
 
 
-def walkthrough() -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]], dict[str, list[str]]]:
+def walkthrough() -> tuple[list[EndpointRecord], dict[str, dict[str, Any]], dict[str, list[str]]]:
     data = json.loads((GOLDEN / "walkthrough" / "input.json").read_text())
     return data["endpoints"], data["groups"], data["members"]
 
@@ -30,7 +31,10 @@ def test_no_change_is_an_empty_update() -> None:
 def test_a_new_address_is_one_element_in_the_anti_spoofing_set() -> None:
     endpoints, groups, members = walkthrough()
     before = render(endpoints, groups, members)
-    first = {**endpoints[0], "fixed_ips": [*endpoints[0]["fixed_ips"], "10.28.0.23"]}
+    first: EndpointRecord = {
+        **endpoints[0],
+        "fixed_ips": [*endpoints[0]["fixed_ips"], "10.28.0.23"],
+    }
     after = render([first, *endpoints[1:]], groups, members)
     tap = first["interface"]
     assert delta(blocks(before), blocks(after)) == (
@@ -41,7 +45,7 @@ def test_a_new_address_is_one_element_in_the_anti_spoofing_set() -> None:
 def test_a_prefix_replacing_addresses_goes_to_the_prefix_set() -> None:
     endpoints, groups, members = walkthrough()
     before = render(endpoints, groups, members)
-    first = {**endpoints[0], "allowed_addresses": ["10.28.0.0/24"]}
+    first: EndpointRecord = {**endpoints[0], "allowed_addresses": ["10.28.0.0/24"]}
     after = render([first, *endpoints[1:]], groups, members)
     tap = first["interface"]
     assert delta(blocks(before), blocks(after)) == (
@@ -53,7 +57,7 @@ def test_a_new_group_combination_gets_its_chains_before_a_verdict_jumps_to_them(
     endpoints, groups, members = walkthrough()
     before = render(endpoints, groups, members)
     groups = {**groups, "sg-new": {"security_group_rules": []}}
-    moved = {**endpoints[1], "security_groups": ["sg-new"]}
+    moved: EndpointRecord = {**endpoints[1], "security_groups": ["sg-new"]}
     after = render([endpoints[0], moved], groups, members)
     update = delta(blocks(before), blocks(after))
     assert update is not None

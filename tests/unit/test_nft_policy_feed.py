@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +22,11 @@ import pytest
 from routeplane.agent.policy import Elements, PolicyFeed
 from routeplane.dataplane.nft_delta import blocks, delta
 from routeplane.dataplane.nft_render import classify, endpoint_addresses, render
+from routeplane.model.endpoint import EndpointRecord, NatPair, encode
 from routeplane.store import Delete, Put, Store
 from routeplane.store.sqlite import SqliteStore
 from routeplane.store.watcher import Follower
+from routeplane.testing import records
 
 pytestmark = pytest.mark.unit
 
@@ -60,21 +63,21 @@ class World:
 
     def __init__(self, store: Store, rng: random.Random) -> None:
         self.store, self.rng = store, rng
-        self.endpoints: dict[str, dict[str, Any]] = {}  # "host/port" -> record
+        self.endpoints: dict[str, EndpointRecord] = {}  # "host/port" -> record
         self.groups: dict[str, dict[str, Any]] = {}
         self.changed: set[str] = set()  # local ports changed since the last round
         self.written = {"endpoints": 0, "groups": 0}  # the last revision written under each
 
-    def write(self, what: str, key: str, value: dict[str, Any] | None) -> None:
+    def write(self, what: str, key: str, value: Mapping[str, Any] | None) -> None:
         prefix = f"{ROOT}{'endpoints' if what == 'endpoints' else 'security_groups'}/"
-        op = Delete(prefix + key) if value is None else Put(prefix + key, value)
+        op = Delete(prefix + key) if value is None else Put(prefix + key, dict(value))
         self.written[what] = self.store.txn((), (op,)).revision
 
-    def endpoint(self, port: str) -> dict[str, Any]:
+    def endpoint(self, port: str) -> EndpointRecord:
         rng = self.rng
         fixed = rng.sample(ADDRESSES, rng.randint(0, 3))
         fips = [
-            {"floating_ip_address": f, "fixed_ip_address": rng.choice(fixed)}
+            NatPair(floating_ip_address=f, fixed_ip_address=rng.choice(fixed))
             for f in rng.sample(FLOATING, rng.randint(0, 1))
             if fixed
         ]
@@ -110,7 +113,7 @@ class World:
                 self.groups[group] = doc
                 self.write("groups", group, doc)
 
-    def local(self) -> dict[str, dict[str, Any]]:
+    def local(self) -> dict[str, EndpointRecord]:
         return {k.split("/")[1]: v for k, v in self.endpoints.items() if k.startswith("node1/")}
 
     def full(self) -> str:
@@ -203,7 +206,7 @@ def test_one_change_is_the_same_few_elements_whatever_the_number_of_endpoints(
     store = SqliteStore(tmp_path / "store.db")
     rule = _rule("ingress", remote_group_id="web")
     store.put(f"{ROOT}security_groups/web", {"id": "web", "security_group_rules": [rule]})
-    local: dict[str, dict[str, Any]] = {
+    local: dict[str, EndpointRecord] = {
         f"p{i}": {
             "interface": f"tap{i:011d}",
             "fixed_ips": [f"10.{i // 256}.{i % 256}.1"],
@@ -211,7 +214,7 @@ def test_one_change_is_the_same_few_elements_whatever_the_number_of_endpoints(
         }
         for i in range(count)
     }
-    ops = [Put(f"{ROOT}endpoints/node1/{p}", r) for p, r in local.items()]
+    ops = [Put(f"{ROOT}endpoints/node1/{p}", encode(r)) for p, r in local.items()]
     revision = max(store.txn((), ops[i : i + 100]).revision for i in range(0, count, 100))
     feed = PolicyFeed(store)
     try:
@@ -221,8 +224,8 @@ def test_one_change_is_the_same_few_elements_whatever_the_number_of_endpoints(
         )
         feed.script()
         feed.committed()
-        moved: dict[str, Any] = {**local["p7"], "fixed_ips": ["10.99.0.7"]}
-        _caught_up(feed, store.put(f"{ROOT}endpoints/node1/p7", moved))
+        moved = records.record(local["p7"], fixed_ips=["10.99.0.7"])
+        _caught_up(feed, store.put(f"{ROOT}endpoints/node1/p7", encode(moved)))
         feed.local({"p7": moved["interface"]}, lambda tap: [moved])
         tap = moved["interface"]
         assert feed.script() == (
@@ -237,7 +240,11 @@ def test_one_change_is_the_same_few_elements_whatever_the_number_of_endpoints(
 
 
 def test_a_resync_with_the_same_records_changes_nothing(store: Store) -> None:
-    record = {"interface": "tapa", "fixed_ips": ["10.0.0.1"], "security_groups": ["g0"]}
+    record: EndpointRecord = {
+        "interface": "tapa",
+        "fixed_ips": ["10.0.0.1"],
+        "security_groups": ["g0"],
+    }
     feed = PolicyFeed(store)
     try:
         feed.local({"p0": "tapa"}, lambda tap: [record])
@@ -278,7 +285,7 @@ def test_a_floating_ip_two_ports_claim_maps_to_one_fixed_ip() -> None:
     assert elements.take() == {
         key: {"203.0.113.1 : 10.0.0.1": False, "203.0.113.1 : 10.0.0.2": True}
     }
-    two = [{"interface": t, "fixed_ips": [x], "floating_ips": [
+    two: list[EndpointRecord] = [{"interface": t, "fixed_ips": [x], "floating_ips": [
         {"floating_ip_address": "203.0.113.1", "fixed_ip_address": x}]}
         for t, x in (("tapa", "10.0.0.2"), ("tapb", "10.0.0.1"))]  # fmt: skip
     assert "elements = { 203.0.113.1 : 10.0.0.1 }" in render(two, {}, {})

@@ -12,6 +12,7 @@ import pytest
 
 from routeplane.dataplane.nft_delta import blocks, split
 from routeplane.dataplane.nft_render import FIXED, canonical, classify, profile_name, render
+from routeplane.model.endpoint import EndpointRecord
 
 pytestmark = pytest.mark.unit
 
@@ -106,8 +107,12 @@ def test_taps_with_the_same_groups_share_one_pair_of_chains() -> None:
 
 
 def test_endpoints_sharing_a_tap_are_judged_together() -> None:
-    one = {"interface": "tapshared", "fixed_ips": ["10.0.0.1"], "security_groups": ["a"]}
-    two = {"interface": "tapshared", "fixed_ips": ["10.0.0.2"], "security_groups": ["b"],
+    one: EndpointRecord = {
+        "interface": "tapshared",
+        "fixed_ips": ["10.0.0.1"],
+        "security_groups": ["a"],
+    }
+    two: EndpointRecord = {"interface": "tapshared", "fixed_ips": ["10.0.0.2"], "security_groups": ["b"],
            "port_security_enabled": False}  # fmt: skip
     text = render([one, two], {}, {})
     assert _elements(text, "set", "sources4") == {

@@ -23,11 +23,11 @@ from typing import Any
 from routeplane.bgp.bird import BirdPort
 from routeplane.bgp.render import HostBgp, Peer, Timers, mesh_peers, render
 from routeplane.model.errors import BgpError
+from routeplane.model.keys import HOSTS, prefix
 from routeplane.store import EventType, Store
 from routeplane.store.watcher import Follower, Snapshot
 
 LOG = logging.getLogger("routeplane.agent")
-ROOT = "/routeplane/v1/"
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ class BgpSpeaker:
         self.host = host
         self.settings = settings
         self.clock = clock
-        self.prefix = f"{ROOT}hosts/"
+        self.prefix = prefix(HOSTS)
         self.follower = Follower(store, self.prefix)
         self.hosts: dict[str, tuple[str, int]] = {}
         self.addresses6: dict[str, str] = {}  # host -> IPv6 fabric address, when it has one

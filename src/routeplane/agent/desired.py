@@ -28,7 +28,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from routeplane.dataplane.addresses import plain_address, single_address, version_of
 from routeplane.dataplane.model import (
@@ -39,11 +38,12 @@ from routeplane.dataplane.model import (
     Proxy,
     Route,
 )
+from routeplane.model.endpoint import EndpointRecord
 
 DRAIN_TIME = 2.0  # seconds after ``moved_at`` the old host keeps forwarding a moved address
 
 
-def routed_addresses(endpoint: Mapping[str, Any]) -> list[str]:
+def routed_addresses(endpoint: EndpointRecord) -> list[str]:
     """Every address to route to this endpoint's tap, canonical, without duplicates."""
     texts = [*endpoint.get("fixed_ips", ()), *endpoint.get("allowed_addresses", ())]
     floating = endpoint.get("floating_ips")
@@ -53,7 +53,7 @@ def routed_addresses(endpoint: Mapping[str, Any]) -> list[str]:
     return list(dict.fromkeys(a for a in parsed if a is not None))  # in order, once each
 
 
-def proxied_gateways(endpoint: Mapping[str, Any], own: Iterable[str] | None = None) -> list[str]:
+def proxied_gateways(endpoint: EndpointRecord, own: Iterable[str] | None = None) -> list[str]:
     """The IPv6 gateways the host answers for on this endpoint's tap, canonical (``own``:
     the endpoint's routed addresses, when the caller has them already)."""
     gateways = endpoint.get("gateways")
@@ -68,12 +68,12 @@ def proxied_gateways(endpoint: Mapping[str, Any], own: Iterable[str] | None = No
     return found
 
 
-def preferred_addresses(endpoint: Mapping[str, Any]) -> set[str]:
+def preferred_addresses(endpoint: EndpointRecord) -> set[str]:
     """The addresses this endpoint holds because they were moved (or placed) onto it."""
     return {a for a in map(plain_address, endpoint.get("preferred") or ()) if a is not None}
 
 
-def endpoint_state(endpoint: Mapping[str, Any]) -> HostState:
+def endpoint_state(endpoint: EndpointRecord) -> HostState:
     if not endpoint.get("admin_state_up", True):
         return HostState()
     tap = str(endpoint["interface"])
@@ -93,7 +93,7 @@ def endpoint_state(endpoint: Mapping[str, Any]) -> HostState:
     return HostState(frozenset({tap}), routes, neighbours, proxies)
 
 
-def host_state(endpoints: Iterable[Mapping[str, Any]]) -> HostState:
+def host_state(endpoints: Iterable[EndpointRecord]) -> HostState:
     return merged(map(endpoint_state, endpoints))
 
 
@@ -125,7 +125,7 @@ class Drain:
 
 
 def drains(
-    endpoint: Mapping[str, Any],
+    endpoint: EndpointRecord,
     *,
     host: str,
     now: float,

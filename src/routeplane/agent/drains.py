@@ -18,10 +18,10 @@ The decision for one record is the pure ``desired.drains``; nothing here does I/
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
 
 from routeplane.agent.desired import DRAIN_TIME, Drain, drains, routed_addresses
 from routeplane.dataplane.model import HostState, Route
+from routeplane.model.endpoint import EndpointRecord
 
 
 class Drains:
@@ -32,11 +32,11 @@ class Drains:
         self._holders: dict[str, set[str]] = {}  # address -> local ports routing it
         self._routes: dict[str, set[str]] = {}  # port id -> addresses it routes
         self._refused: dict[tuple[str, int], float] = {}  # (address, generation) -> until
-        self._noted: dict[str, Mapping[str, Any]] = {}  # port id -> the record last noted
+        self._noted: dict[str, EndpointRecord] = {}  # port id -> the record last noted
 
     def note(
         self,
-        records: Mapping[str, Mapping[str, Any] | None],
+        records: Mapping[str, EndpointRecord | None],
         now: float,
         next_hop: Callable[[str, int], str],
     ) -> None:

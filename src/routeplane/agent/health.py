@@ -30,19 +30,26 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from routeplane.dataplane.health import Check, Probe
+from routeplane.model.endpoint import EndpointRecord, decode_or_none
 from routeplane.model.errors import StoreError
-from routeplane.store import EventType, Store
+from routeplane.model.keys import SERVICE_IPS, endpoints_prefix, health_prefix, prefix
+from routeplane.store import Event, EventType, Store
 from routeplane.store.watcher import Feed, Follower, Snapshot
 
 LOG = logging.getLogger("routeplane.agent")
-ROOT = "/routeplane/v1/"
+T = TypeVar("T")
+
+
+def _document(value: object) -> dict[str, Any] | None:
+    """A service IP's document, or None for a value that is none."""
+    return value if isinstance(value, dict) else None
 
 
 def checks(
-    endpoints: Mapping[str, Mapping[str, Any]], service_ips: Mapping[str, Mapping[str, Any]]
+    endpoints: Mapping[str, EndpointRecord], service_ips: Mapping[str, Mapping[str, Any]]
 ) -> dict[tuple[str, str], Check]:
     """What this host must probe: every port of every service IP with a health check
     whose endpoint record is on this host. Pure."""
@@ -69,7 +76,7 @@ def checks(
     return wanted
 
 
-def _own_address(endpoint: Mapping[str, Any], service_address: str) -> str | None:
+def _own_address(endpoint: EndpointRecord, service_address: str) -> str | None:
     """The VM's first fixed address that is not the service IP, IPv4 first."""
     own = [a for a in endpoint.get("fixed_ips", []) if a != service_address]
     own.sort(key=lambda a: ipaddress.ip_address(a).version)
@@ -102,15 +109,15 @@ class HealthChecker:
         self.clock = clock
         self.wall = wall
         self.heartbeat = heartbeat
-        self.endpoints_prefix = f"{ROOT}endpoints/{host}/"
-        self.sips_prefix = f"{ROOT}service_ips/"
-        self.records_prefix = f"{ROOT}health/{host}/"
+        self.endpoints_prefix = endpoints_prefix(host)
+        self.sips_prefix = prefix(SERVICE_IPS)
+        self.records_prefix = health_prefix(host)
         # the host's endpoint records: in the agent's process a branch of the loop's follower
         self.endpoints = (
             endpoints if endpoints is not None else Follower(store, self.endpoints_prefix)
         )
         self.sips = Follower(store, self.sips_prefix)
-        self.endpoint_docs: dict[str, dict[str, Any]] = {}
+        self.endpoint_docs: dict[str, EndpointRecord] = {}
         self.sip_docs: dict[str, dict[str, Any]] = {}
         self.states: dict[tuple[str, str], _State] = {}
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="health")
@@ -134,8 +141,10 @@ class HealthChecker:
 
     def step(self, wait: float = 0.02) -> None:
         """Take in changes, start due probes, record finished ones."""
-        self._take(self.endpoints.poll(wait), self.endpoint_docs, self.endpoints_prefix)
-        self._take(self.sips.poll(0), self.sip_docs, self.sips_prefix)
+        self._take(
+            self.endpoints.poll(wait), self.endpoint_docs, self.endpoints_prefix, decode_or_none
+        )
+        self._take(self.sips.poll(0), self.sip_docs, self.sips_prefix, _document)
         if self._dirty:
             self._reconcile()
         now = self.clock()
@@ -152,19 +161,25 @@ class HealthChecker:
             elif state.running is None and now - state.written_at >= self.heartbeat:
                 self._write(key, state, now, force=True)  # idle between long intervals
 
-    def _take(self, news: Any, into: dict[str, dict[str, Any]], prefix: str) -> None:
+    def _take(
+        self,
+        news: Snapshot | list[Event],
+        into: dict[str, T],
+        prefix: str,
+        decode: Callable[[object], T | None],
+    ) -> None:
         if isinstance(news, Snapshot):
             into.clear()
-            into.update(
-                {k[len(prefix) :]: kv.value for k, kv in news.items.items()
-                 if isinstance(kv.value, dict)}
-            )  # fmt: skip
+            for k, kv in news.items.items():
+                if (doc := decode(kv.value)) is not None:
+                    into[k[len(prefix) :]] = doc
             self._dirty = True
             return
         for event in news:
             name = event.key[len(prefix) :]
-            if event.type is EventType.PUT and isinstance(event.value, dict):
-                into[name] = event.value
+            doc = decode(event.value) if event.type is EventType.PUT else None
+            if doc is not None:
+                into[name] = doc
             else:
                 into.pop(name, None)
             self._dirty = True

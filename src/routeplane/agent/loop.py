@@ -29,7 +29,6 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Set
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
 
 from routeplane.agent.bgp import BgpSpeaker
 from routeplane.agent.desired import DRAIN_TIME, endpoint_state, merged
@@ -41,12 +40,13 @@ from routeplane.agent.status import StatusWriter
 from routeplane.dataplane.diff import diff
 from routeplane.dataplane.model import HostState, Plan
 from routeplane.dataplane.ports import Kernel
+from routeplane.model.endpoint import EndpointRecord, decode_or_none
 from routeplane.model.errors import DataplaneError, StoreError
+from routeplane.model.keys import endpoints_prefix
 from routeplane.store import Event, EventType, Store
 from routeplane.store.watcher import Branch, Fanout, Follower, Snapshot
 
 LOG = logging.getLogger("routeplane.agent")
-ROOT = "/routeplane/v1/"
 SLOW_APPLY = 0.1  # seconds: a round slower than this is logged
 BESIDE_POLICY = 64 << 10  # bytes: a policy script this big runs beside the route planning
 
@@ -67,7 +67,7 @@ class AgentSettings:
 
 @dataclass
 class _Cache:
-    endpoints: dict[str, dict[str, Any]] = field(default_factory=dict)
+    endpoints: dict[str, EndpointRecord] = field(default_factory=dict)
     taps: dict[str, str] = field(default_factory=dict)  # port id -> tap, also after deletion
     on_tap: dict[str, set[str]] = field(default_factory=dict)  # tap -> port ids using it
 
@@ -98,7 +98,7 @@ class Agent:
         self.store = store
         self.kernel = kernel
         self.policy = policy  # None: routing only (no nftables), as in routing-only tests
-        self.prefix = f"{ROOT}endpoints/{settings.host}/"
+        self.prefix = endpoints_prefix(settings.host)
         # One read of the endpoint records for the whole process: the loop's follower,
         # whose branches feed the policy (every host's records: remote groups' members)
         # and, in the agent's process, the health checker and metadata service (this
@@ -209,7 +209,7 @@ class Agent:
         if isinstance(news, Snapshot):
             fresh = {k[cut:]: kv.value for k, kv in news.items.items() if k.startswith(prefix)}
             self.dirty |= set(self.cache.endpoints) | set(fresh)
-            self.cache.endpoints = {k: v for k, v in fresh.items() if isinstance(v, dict)}
+            self.cache.endpoints = {k: r for k, v in fresh.items() if (r := decode_or_none(v))}
             self.in_sync = True
             self.full_due = True
             return
@@ -217,8 +217,9 @@ class Agent:
             if not event.key.startswith(prefix):
                 continue
             port_id = event.key[cut:]
-            if event.type is EventType.PUT and isinstance(event.value, dict):
-                self.cache.endpoints[port_id] = event.value
+            record = decode_or_none(event.value) if event.type is EventType.PUT else None
+            if record is not None:
+                self.cache.endpoints[port_id] = record
             else:
                 self.cache.endpoints.pop(port_id, None)
             self.dirty.add(port_id)

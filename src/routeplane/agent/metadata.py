@@ -50,16 +50,17 @@ from routeplane.agent.metadata_server import (
     Server,
 )
 from routeplane.dataplane.nft_render import METADATA_ADDRESS
+from routeplane.model.endpoint import EndpointRecord, decode_or_none
 from routeplane.model.errors import StoreError
+from routeplane.model.keys import GUEST_ADDRESSES_PATH, PORTS, endpoints_prefix, key
 from routeplane.store import Event, EventType, Store
 from routeplane.store.watcher import Feed, Follower, Snapshot
 
 LOG = logging.getLogger("routeplane.agent")
-ROOT = "/routeplane/v1/"
 ADDRESS = METADATA_ADDRESS  # the one the policy admits VMs to
 PORT = 80
 WAIT_LIMIT = 25.0
-ADDRESSES_PATH = "/routeplane/v1/addresses"
+ADDRESSES_PATH = GUEST_ADDRESSES_PATH
 META_DATA_PATH = "/openstack/latest/meta_data.json"
 
 _Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -72,7 +73,7 @@ class Endpoint:
 
     port_id: str
     revision: int
-    record: Mapping[str, Any]
+    record: EndpointRecord
 
     @property
     def interface(self) -> str:
@@ -167,9 +168,9 @@ class Mirror:
         """A follower's news about the records under ``prefix``."""
         if isinstance(news, Snapshot):
             self.replace(
-                Endpoint(k[len(prefix) :], kv.mod_revision, kv.value)
+                Endpoint(k[len(prefix) :], kv.mod_revision, record)
                 for k, kv in news.items.items()
-                if isinstance(kv.value, dict)
+                if (record := decode_or_none(kv.value)) is not None
             )
             return
         if not news:
@@ -178,8 +179,9 @@ class Mirror:
         with self._changed:
             for event in news:
                 port_id = event.key[len(prefix) :]
-                if event.type is EventType.PUT and isinstance(event.value, dict):
-                    touched |= self._put(Endpoint(port_id, event.revision, event.value))
+                record = decode_or_none(event.value) if event.type is EventType.PUT else None
+                if record is not None:
+                    touched |= self._put(Endpoint(port_id, event.revision, record))
                 else:
                     touched |= self._remove(port_id)
             self._notify(touched)
@@ -292,7 +294,7 @@ class Responder:
 
     def _meta_data(self, endpoint: Endpoint) -> _Answer:
         try:
-            port = self.store.get(f"{ROOT}ports/{endpoint.port_id}")
+            port = self.store.get(key(PORTS, endpoint.port_id))
         except StoreError as exc:
             return 503, {"error": f"store: {exc}"}
         value = port.value if port is not None and isinstance(port.value, dict) else None
@@ -312,7 +314,7 @@ class MetadataService:
         endpoints: Feed | None = None, max_connections: int = MAX_CONNECTIONS,
         request_timeout: float = REQUEST_TIMEOUT,
     ) -> None:  # fmt: skip
-        self.prefix = f"{ROOT}endpoints/{host}/"
+        self.prefix = endpoints_prefix(host)
         self.listener = listener
         self.mirror = Mirror()
         self.responder = Responder(self.mirror, store, wait_limit)

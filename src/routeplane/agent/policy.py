@@ -46,11 +46,13 @@ from routeplane.dataplane.nft_render import (
     tap_elements,
     tap_policy,
 )
+from routeplane.model.endpoint import EndpointRecord, decode_or_none
+from routeplane.model.keys import SECURITY_GROUPS, endpoints_prefix, prefix
 from routeplane.store import Event, EventType, Store
 from routeplane.store.watcher import Feed, Follower, Snapshot
 
-ROOT = "/routeplane/v1/"
-ENDPOINTS = f"{ROOT}endpoints/"
+ENDPOINTS = endpoints_prefix()
+GROUPS = prefix(SECURITY_GROUPS)
 VERSIONS = (4, 6)
 # One endpoint's groups, and its IPv4 addresses, IPv4 prefixes, IPv6 addresses, IPv6 prefixes.
 _Member = tuple[tuple[str, ...], tuple[frozenset[str], ...]]
@@ -145,7 +147,7 @@ class _Wanted:
     heads: dict[Key, str] = field(default_factory=lambda: dict(FIXED))
     elements: Elements = field(default_factory=lambda: Elements(FLOATING.values()))
     taps: dict[str, TapPolicy] = field(default_factory=dict)
-    seen: dict[str, tuple[Mapping[str, Any], ...]] = field(default_factory=dict)  # tap -> records
+    seen: dict[str, tuple[EndpointRecord, ...]] = field(default_factory=dict)  # tap -> records
     profiles: dict[tuple[str, ...], _Profile] = field(default_factory=dict)
     by_group: dict[str, set[tuple[str, ...]]] = field(default_factory=dict)  # -> profiles
     needed: Counter[tuple[str, int]] = field(default_factory=Counter)  # remote group sets
@@ -158,7 +160,7 @@ class PolicyFeed:
         # every host's endpoint records (in the agent, a branch of the loop's follower:
         # the records are read from the store once); by default a follower of its own
         self.endpoints = endpoints if endpoints is not None else Follower(store, ENDPOINTS)
-        self.groups_follower = Follower(store, f"{ROOT}security_groups/")
+        self.groups_follower = Follower(store, GROUPS)
         self.groups: dict[str, dict[str, Any]] = {}
         self.want = _Wanted()
         self.port_taps: dict[str, str] = {}  # this host's port id -> its tap
@@ -172,7 +174,7 @@ class PolicyFeed:
         self._take_endpoints(self.endpoints.poll(0))
 
     def _take_groups(self, news: Snapshot | list[Event]) -> None:
-        prefix = f"{ROOT}security_groups/"
+        prefix = GROUPS
         if isinstance(news, Snapshot):
             fresh = {
                 k[len(prefix) :]: kv.value
@@ -198,9 +200,9 @@ class PolicyFeed:
         prefix = ENDPOINTS
         if isinstance(news, Snapshot):
             fresh = {
-                k[len(prefix) :]: kv.value
+                k[len(prefix) :]: record
                 for k, kv in news.items.items()
-                if isinstance(kv.value, dict)
+                if (record := decode_or_none(kv.value)) is not None
             }
             for key in set(self.want.members) - set(fresh):
                 self._member(key, None)
@@ -208,10 +210,10 @@ class PolicyFeed:
                 self._member(key, record)
             return
         for event in news:
-            value = event.value if event.type is EventType.PUT else None
-            self._member(event.key[len(prefix) :], value if isinstance(value, dict) else None)
+            record = decode_or_none(event.value) if event.type is EventType.PUT else None
+            self._member(event.key[len(prefix) :], record)
 
-    def _member(self, key: str, record: Mapping[str, Any] | None) -> None:
+    def _member(self, key: str, record: EndpointRecord | None) -> None:
         """Endpoint ``key`` (on any host) is now ``record``: its addresses in its groups."""
         want = self.want
         old = want.members.pop(key, _NONE)
@@ -252,7 +254,7 @@ class PolicyFeed:
         self.want.elements.replace(net_key, was, canonical(counts, version))
 
     def local(
-        self, ports: Mapping[str, str], on_tap: Callable[[str], Sequence[Mapping[str, Any]]]
+        self, ports: Mapping[str, str], on_tap: Callable[[str], Sequence[EndpointRecord]]
     ) -> None:
         """These ports of this host changed and are now on these taps (``""``: gone);
         ``on_tap(tap)`` gives every endpoint now on a tap. The taps they were on before

@@ -19,21 +19,21 @@ from typing import TYPE_CHECKING
 from routeplane import __version__
 from routeplane.model.errors import LeaseNotFound
 from routeplane.model.jsontypes import JSONObject
+from routeplane.model.keys import agent_key, host_key
 from routeplane.store import Store
 
 if TYPE_CHECKING:
     from routeplane.agent.loop import AgentSettings
 
 LOG = logging.getLogger("routeplane.agent")
-ROOT = "/routeplane/v1/"
 
 
 class Registration:
     def __init__(self, store: Store, settings: AgentSettings) -> None:
         self.store = store
         self.settings = settings
-        self.host_key = f"{ROOT}hosts/{settings.host}"
-        self.key = f"{ROOT}agents/{settings.host}"
+        self.host_key = host_key(settings.host)
+        self.key = agent_key(settings.host)
         self.lease: int | None = None
         self._next = 0.0
 

@@ -7,10 +7,9 @@ writes nothing. The api shows a port ACTIVE while its status key exists.
 from __future__ import annotations
 
 from routeplane.model.jsontypes import JSONValue
+from routeplane.model.keys import status_prefix
 from routeplane.store import Delete, Op, Put, Store
 from routeplane.store.codec import MAX_TXN_OPS
-
-ROOT = "/routeplane/v1/"
 
 
 def _revision(value: JSONValue) -> int:
@@ -24,7 +23,7 @@ def _revision(value: JSONValue) -> int:
 class StatusWriter:
     def __init__(self, store: Store, host: str) -> None:
         self.store = store
-        self.prefix = f"{ROOT}status/{host}/"
+        self.prefix = status_prefix(host)
         self._reported: dict[str, int] | None = None
 
     def reported(self) -> set[str]:

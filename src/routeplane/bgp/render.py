@@ -49,9 +49,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-ROUTE_PROTO = 77  # dataplane.model.ROUTE_PROTO: the kernel routes the agent owns
-PREFERRED_METRIC = 16  # dataplane.model.PREFERRED_METRIC: the route of an address moved here
-BIRD_METRIC = 32  # dataplane.model.BIRD_METRIC: between the preferred and the ordinary metric
+from routeplane.model.routing import BIRD_METRIC, PREFERRED_METRIC, ROUTE_PROTO
+
 LOCAL_PREF, PREFERRED_LOCAL_PREF = 100, 200
 
 

@@ -21,9 +21,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from routeplane.model.jsontypes import JSONObject
+from routeplane.model.keys import IPAM, ROOT, agent_key, key
 from routeplane.store import Get, KeyValue, Put, Store, absent, open_store
-
-ROOT = "/routeplane/v1/"
 
 
 def _step(text: str) -> None:
@@ -58,8 +57,8 @@ def _start_watcher(url: str) -> subprocess.Popen[str]:
 
 
 def _claim(store: Store, ip: str, port: str) -> None:
-    key = f"{ROOT}ipam/subnet-v4/{ip}"
-    result = store.txn([absent(key)], [Put(key, {"port_id": port})], [Get(key)])
+    claim = key(IPAM, "subnet-v4", ip)
+    result = store.txn([absent(claim)], [Put(claim, {"port_id": port})], [Get(claim)])
     if result.succeeded:
         print(f"   {ip} claimed for {port} at revision {result.revision}")
     else:
@@ -80,12 +79,12 @@ def _store_scenario(url: str) -> int:
         "network_id": "demo-net",
         "fixed_ips": [{"subnet_id": "subnet-v4", "ip_address": "10.28.0.13"}],
     }
-    store.put(f"{ROOT}networks/demo-net", {"name": "demo-net"})
+    store.put(key("networks", "demo-net"), {"name": "demo-net"})
     store.txn(
-        [absent(f"{ROOT}ipam/subnet-v4/10.28.0.13")],
+        [absent(key(IPAM, "subnet-v4", "10.28.0.13"))],
         [
-            Put(f"{ROOT}ipam/subnet-v4/10.28.0.13", {"port_id": "port-testvm1"}),
-            Put(f"{ROOT}ports/port-testvm1", port),
+            Put(key(IPAM, "subnet-v4", "10.28.0.13"), {"port_id": "port-testvm1"}),
+            Put(key("ports", "port-testvm1"), port),
         ],
     )
     time.sleep(0.2)
@@ -97,9 +96,9 @@ def _store_scenario(url: str) -> int:
 
     _step("node1's agent registers alive with a 2-second lease and then stops renewing it")
     lease = store.grant_lease(2)
-    store.put(f"{ROOT}agents/node1", {"host": "node1"}, lease=lease)
+    store.put(agent_key("node1"), {"host": "node1"}, lease=lease)
     started = time.monotonic()
-    while store.get(f"{ROOT}agents/node1") is not None and time.monotonic() - started < 10:
+    while store.get(agent_key("node1")) is not None and time.monotonic() - started < 10:
         time.sleep(0.1)
     print(f"   node1's liveness record expired after {time.monotonic() - started:.1f}s")
     time.sleep(0.3)

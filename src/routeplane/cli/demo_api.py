@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from routeplane.model.keys import endpoints_prefix
 from routeplane.store import open_store
 
 TOKEN = "demo-admin-token"  # noqa: S105 (a throwaway token for a loopback demo server)
@@ -66,7 +67,7 @@ def _records(url: str, port_ids: dict[str, str]) -> None:
     store = open_store(url)
     try:
         for name, port_id in port_ids.items():
-            for kv in store.range("/routeplane/v1/endpoints/").items:
+            for kv in store.range(endpoints_prefix()).items:
                 if kv.key.endswith(port_id) and isinstance(kv.value, dict):
                     print(f"   {name}: {kv.key}\n      fixed_ips {json.dumps(kv.value['fixed_ips'])}"
                           f" interface {kv.value['interface']}")  # fmt: skip

@@ -29,14 +29,14 @@ from typing import Any
 
 from routeplane.controller.failover import Decision, HealthReport, decide
 from routeplane.model.errors import LeaseNotFound, StoreError
+from routeplane.model.keys import LEADER_KEY
 from routeplane.services.errors import ApiFault
-from routeplane.services.repo import Change, Outcome, key, now, prefix
+from routeplane.services.repo import Change, Outcome, now, prefix
 from routeplane.services.service_ips.service import ServiceIPService
 from routeplane.store import Delete, Event, EventType, KeyValue, Put, Store, absent, value_is
 from routeplane.store.watcher import Follower, Snapshot
 
 LOG = logging.getLogger("routeplane.controller")
-LEADER_KEY = key("controller", "leader")
 SERVICE_IPS = prefix("service_ips")
 HEALTH = prefix("health")
 

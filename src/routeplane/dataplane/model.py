@@ -36,16 +36,11 @@ from dataclasses import dataclass, field
 from typing import NamedTuple, TypeAlias
 
 from routeplane.dataplane.addresses import version_of
+from routeplane.model.endpoint import TAP_PREFIX
+from routeplane.model.routing import BIRD_METRIC, PREFERRED_METRIC, ROUTE_METRIC, ROUTE_PROTO
 
 IPAddress: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-# Our route protocol number (see /etc/iproute2/rt_protos: unassigned). Routes with it are
-# ours to add, replace and sweep; routes with any other number are never touched.
-ROUTE_PROTO = 77
-TAP_PREFIX = "tap"
-ROUTE_METRIC = 1024  # ordinary: loses to BIRD's routes (IPv6's default metric, for IPv4 too)
-PREFERRED_METRIC = 16  # an address moved here: wins over BIRD's routes
-BIRD_METRIC = 32  # what BIRD's kernel protocol installs with (bgp.render says so explicitly)
 
 # Sysctls set on every tap (``{}`` is the interface name) and once per host, as paths
 # under /proc/sys: unlike the dotted ``sysctl`` form they stay unambiguous for interface

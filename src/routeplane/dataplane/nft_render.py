@@ -53,6 +53,7 @@ from functools import lru_cache
 from typing import Any
 
 from routeplane.dataplane.addresses import parse_single
+from routeplane.model.endpoint import EndpointRecord
 
 TABLE = "routeplane"
 FAMILY = "inet"
@@ -190,7 +191,7 @@ def canonical(addresses: Iterable[object], version: int) -> list[str]:
     return [_text(n) for n in kept]
 
 
-def endpoint_addresses(endpoint: Mapping[str, Any]) -> list[str]:
+def endpoint_addresses(endpoint: EndpointRecord) -> list[str]:
     """The addresses a port may send from and is reached on: fixed IPs and pairs."""
     return [
         str(a) for a in (*endpoint.get("fixed_ips", []), *endpoint.get("allowed_addresses", []))
@@ -328,7 +329,7 @@ class TapPolicy:
     floating: tuple[tuple[int, str, str], ...]  # (version, floating, fixed), sorted
 
 
-def tap_policy(endpoints: Iterable[Mapping[str, Any]]) -> TapPolicy:
+def tap_policy(endpoints: Iterable[EndpointRecord]) -> TapPolicy:
     endpoints = list(endpoints)
     own = classify(a for e in endpoints for a in endpoint_addresses(e))
     pairs = set()
@@ -399,7 +400,7 @@ def table_script(heads: Mapping[Key, str], elements: Mapping[Key, Collection[str
 
 
 def render(
-    endpoints: Sequence[Mapping[str, Any]],
+    endpoints: Sequence[EndpointRecord],
     groups: Mapping[str, Mapping[str, Any]],
     members: Mapping[str, Sequence[str]],
 ) -> str:
@@ -408,7 +409,7 @@ def render(
     ``endpoints``: the host's endpoint records; ``groups``: security-group documents by
     id; ``members``: security-group id → the addresses of the ports in it.
     """
-    by_tap: dict[str, list[Mapping[str, Any]]] = {}
+    by_tap: dict[str, list[EndpointRecord]] = {}
     for endpoint in endpoints:
         if endpoint.get("interface"):
             by_tap.setdefault(str(endpoint["interface"]), []).append(endpoint)

@@ -33,9 +33,11 @@ from routeplane.lab import fabric, netns, processes, seed, state, vm
 from routeplane.lab.neutron import ApiError, Neutron
 from routeplane.lab.state import LabState, VmRecord
 from routeplane.lab.teardown import down
-from routeplane.lab.topology import STATE_ROOT, Node, Topology, check_vm_name, tap_name
+from routeplane.lab.topology import STATE_ROOT, Node, Topology, check_vm_name
 from routeplane.lab.waiting import wait_until
+from routeplane.model.endpoint import interface_name
 from routeplane.model.errors import BgpError
+from routeplane.model.keys import host_key
 from routeplane.store import open_store
 
 ADMIN_USER = "admin"
@@ -125,10 +127,7 @@ def _hosts_registered(topology: Topology) -> Callable[[], bool]:
     def check() -> bool:
         store = open_store(topology.store_url)
         try:
-            return all(
-                store.get(f"/routeplane/v1/hosts/{host.name}") is not None
-                for host in topology.hosts
-            )
+            return all(store.get(host_key(host.name)) is not None for host in topology.hosts)
         finally:
             store.close()
 
@@ -289,7 +288,7 @@ def _boot(
         host=node.name,
         namespace=topology.vm_namespace(vm_name),
         port_id=port["id"],
-        tap=tap_name(port["id"]),
+        tap=interface_name(port["id"]),
         mac=port["mac_address"],
         network=net["name"] or net["id"],
         addresses=[],

@@ -63,11 +63,6 @@ def check_vm_name(name: str) -> str:
     return name
 
 
-def tap_name(port_id: str) -> str:
-    """The host side of a VM's interface, as Nova names it: ``tap`` + 11 chars of the port id."""
-    return "tap" + port_id[:11]
-
-
 @dataclass(frozen=True)
 class Node:
     """A machine on the fabric: the access node or a compute host."""
@@ -235,5 +230,4 @@ __all__ = [
     "check_lab_name",
     "check_vm_name",
     "resolve",
-    "tap_name",
 ]

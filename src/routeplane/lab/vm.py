@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from routeplane.lab import netns
-from routeplane.lab.topology import Node, Topology, tap_name
+from routeplane.lab.topology import Node, Topology
+from routeplane.model.endpoint import interface_name
 
 GUEST_INTERFACE = "eth0"
 
@@ -73,7 +74,7 @@ def guest_commands(addresses: list[GuestAddress]) -> list[str]:
 
 def build(namespace: str, host: Node, port: dict[str, Any], addresses: list[GuestAddress]) -> str:
     """The VM's namespace wired to ``host`` through the port's tap; the tap's name."""
-    tap = tap_name(port["id"])
+    tap = interface_name(port["id"])
     netns.create(namespace)
     netns.add_veth(
         host.namespace,

@@ -19,20 +19,12 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from routeplane.model.jsontypes import JSONValue
+from routeplane.model.keys import ROOT, key, prefix
 from routeplane.services.errors import ApiFault
 from routeplane.store import Compare, Delete, Op, Put, Store, absent, mod_revision_is
 
-ROOT = "/routeplane/v1/"
 MAX_ATTEMPTS = 25
 T = TypeVar("T")
-
-
-def key(kind: str, *parts: str) -> str:
-    return ROOT + kind + "/" + "/".join(parts)
-
-
-def prefix(kind: str, *parts: str) -> str:
-    return ROOT + kind + "/" + "".join(p + "/" for p in parts)
 
 
 def new_id() -> str:

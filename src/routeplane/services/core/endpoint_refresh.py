@@ -30,6 +30,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from routeplane.model.endpoint import encode
 from routeplane.services.core.endpoints import endpoint_key, endpoint_record, subnet_gateways
 from routeplane.services.repo import Change, Doc, Outcome, Repo
 from routeplane.store.codec import MAX_TXN_OPS
@@ -70,7 +71,7 @@ def rewrites(
             continue
         floating = [d.value for d in repo.list("fip_by_port", port_id)]
         gateways = subnet_gateways(repo, port.value, pending)
-        record = endpoint_record(port.value, floating, gateways)
+        record = encode(endpoint_record(port.value, floating, gateways))
         if record != current.value:
             found.append(Rewrite(port, record_key, record))
     return found

@@ -1,4 +1,4 @@
-"""Endpoint records: what one host's agent must realise for one bound port.
+"""Endpoint records (``routeplane.model.endpoint``) derived from ports: the writer's side.
 
 Derived from the port (and its floating IPs) and written in the same transaction as the
 port, so an agent never sees a port change without its dataplane consequence, nor the
@@ -14,17 +14,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from routeplane.services.repo import Change, Repo, key
+from routeplane.model.endpoint import RECORD_VERSION, EndpointRecord, NatPair, interface_name
+from routeplane.model.keys import endpoint_key
+from routeplane.services.repo import Change, Repo
 from routeplane.services.service_ips.hints import endpoint_hints
-
-
-def interface_name(port_id: str) -> str:
-    """The host side of the VM's tap: ``tap`` + the port id's first 11 characters."""
-    return "tap" + port_id[:11]
-
-
-def endpoint_key(host: str, port_id: str) -> str:
-    return key("endpoints", host, port_id)
 
 
 def subnet_gateways(
@@ -59,39 +52,43 @@ def subnet_gateways(
 
 def endpoint_record(
     port: dict[str, Any], floating: list[dict[str, Any]], gateways: Sequence[str]
-) -> dict[str, Any]:
+) -> EndpointRecord:
     """What the port's host must realise; ``gateways`` from :func:`subnet_gateways`."""
     fixed = [ip["ip_address"] for ip in port.get("fixed_ips", [])]
     pairs = [p["ip_address"] for p in port.get("allowed_address_pairs", [])]
     nat = sorted(
         (
-            {
-                "floating_ip_address": f["floating_ip_address"],
-                "fixed_ip_address": f["fixed_ip_address"],
-            }
+            NatPair(
+                floating_ip_address=f["floating_ip_address"],
+                fixed_ip_address=f["fixed_ip_address"],
+            )
             for f in floating
             if f.get("fixed_ip_address")
         ),
         key=lambda n: n["floating_ip_address"],
     )
-    return {
-        "port_id": port["id"],
-        "network_id": port["network_id"],
-        "project_id": port["project_id"],
-        "host": port.get("binding:host_id", ""),
-        "interface": interface_name(port["id"]),
-        "mac_address": port["mac_address"],
-        "admin_state_up": bool(port.get("admin_state_up", True)),
-        "fixed_ips": fixed,
-        "gateways": list(gateways),
-        "allowed_addresses": pairs,
-        "floating_ips": nat,
-        "port_security_enabled": bool(port.get("port_security_enabled", True)),
-        "security_groups": list(port.get("security_groups", [])),
-        "port_revision": port.get("revision_number", 0),
-        # preferred / moved_in / moved_out: make-before-break after a move (move_hints)
-        **endpoint_hints(port),
-    }
+    preferred, moved_in, moved_out = endpoint_hints(port)
+    return EndpointRecord(
+        version=RECORD_VERSION,
+        port_id=port["id"],
+        network_id=port["network_id"],
+        project_id=port["project_id"],
+        host=port.get("binding:host_id", ""),
+        interface=interface_name(port["id"]),
+        mac_address=port["mac_address"],
+        admin_state_up=bool(port.get("admin_state_up", True)),
+        fixed_ips=fixed,
+        gateways=list(gateways),
+        allowed_addresses=pairs,
+        floating_ips=nat,
+        port_security_enabled=bool(port.get("port_security_enabled", True)),
+        security_groups=list(port.get("security_groups", [])),
+        port_revision=port.get("revision_number", 0),
+        # make-before-break after a move (services.service_ips.hints)
+        preferred=preferred,
+        moved_in=moved_in,
+        moved_out=moved_out,
+    )
 
 
 __all__ = ["endpoint_key", "endpoint_record", "interface_name", "subnet_gateways"]

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from routeplane.ipam.pools import IPAddress
+from routeplane.model.endpoint import encode
 from routeplane.services.common import bump, new_doc, require_write
 from routeplane.services.context import Context
 from routeplane.services.core.endpoints import endpoint_key, endpoint_record, subnet_gateways
@@ -131,7 +132,8 @@ class PortService(DocService):
         if new is not None and new_host:
             floating = [d.value for d in self.repo.list("fip_by_port", new["id"])]
             gateways = subnet_gateways(self.repo, new, change=change)
-            change.put(endpoint_key(new_host, new["id"]), endpoint_record(new, floating, gateways))
+            record = endpoint_record(new, floating, gateways)
+            change.put(endpoint_key(new_host, new["id"]), encode(record))
 
     def after_update(self, change: Change, old: dict[str, Any], new: dict[str, Any]) -> None:
         self._write_endpoint(change, old, new)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
+from routeplane.model.endpoint import encode
 from routeplane.services.attributes import Attr, ip_address, is_uuid, uuid_or_none, visible
 from routeplane.services.common import new_doc, require_write, standard_attrs
 from routeplane.services.context import ADMIN, Context
@@ -226,7 +227,7 @@ class FloatingIPService(DocService):
                 floating += [] if entry is None else [entry]
                 gateways = subnet_gateways(self.repo, port.value, change=change)
                 record = endpoint_record(port.value, floating, gateways)
-                change.put(endpoint_key(host, port_id), record)
+                change.put(endpoint_key(host, port_id), encode(record))
 
     # create, update, delete ------------------------------------------------------------
     def create(self, ctx: Context, data: dict[str, Any]) -> dict[str, Any]:

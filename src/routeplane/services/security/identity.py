@@ -20,10 +20,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from routeplane.model.keys import TOKEN_SECRET_KEY
 from routeplane.services.context import Context
 from routeplane.store import Get, Put, Store, absent
 
-SECRET_KEY = "/routeplane/v1/config/token_secret"  # noqa: S105 (a key name, not a secret)
+SECRET_KEY = TOKEN_SECRET_KEY
 ROLES = ("admin", "member", "reader")
 
 

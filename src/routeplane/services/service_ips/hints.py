@@ -28,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from routeplane.model.endpoint import MovedIn, MovedOut
 from routeplane.services.repo import key
 
 MOVES_FIELD = "_moves"
@@ -86,15 +87,18 @@ def record_moved_in(
     }
 
 
-def endpoint_hints(port: Mapping[str, Any]) -> dict[str, Any]:
-    """The hint fields of the port's endpoint record, consistent with what it holds now."""
+def endpoint_hints(
+    port: Mapping[str, Any],
+) -> tuple[list[str], dict[str, MovedIn], dict[str, MovedOut]]:
+    """The hint fields of the port's endpoint record (``preferred``, ``moved_in``,
+    ``moved_out``), consistent with what it holds now."""
     moved_in, moved_out = _maps(port)
     held = _held(port)
-    return {
-        "preferred": [ip for ip in held if ip in moved_in],
-        "moved_in": {ip: moved_in[ip] for ip in held if ip in moved_in},
-        "moved_out": {ip: hint for ip, hint in moved_out.items() if ip not in held},
-    }
+    return (
+        [ip for ip in held if ip in moved_in],
+        {ip: moved_in[ip] for ip in held if ip in moved_in},
+        {ip: hint for ip, hint in moved_out.items() if ip not in held},
+    )
 
 
 def service_ip_index(subnet_id: str, address: str) -> str:

@@ -1,0 +1,125 @@
+"""The store's key layout: every key any process reads or writes is built here.
+
+The api, every host's agent and the controller meet only in the store, possibly at two
+versions of routeplane at once, so the layout is a contract and has one home: nothing
+else spells ``/routeplane/v1/`` or joins key parts by hand. The layout::
+
+    /routeplane/v1/<kind>/<id>                 resource documents (networks, ports, ...)
+    /routeplane/v1/ipam/<subnet>/<address>     an address claim (create-if-absent)
+    /routeplane/v1/macs/<network>/<mac>        a MAC claim
+    /routeplane/v1/endpoints/<host>/<port>     what a host must realise (the endpoint record)
+    /routeplane/v1/status/<host>/<port>        what a host has realised (port revision)
+    /routeplane/v1/hosts/<host>                a host's BGP addresses and AS (leased)
+    /routeplane/v1/agents/<host>               an agent's liveness record (leased)
+    /routeplane/v1/health/<host>/<sip>/<port>  a health checker's verdict
+    /routeplane/v1/controller/leader           the failover controller's leadership (leased)
+    /routeplane/v1/config/token_secret         the built-in identity's signing secret
+
+Pure string building, no I/O.
+"""
+
+from __future__ import annotations
+
+ROOT = "/routeplane/v1/"
+
+# resource kinds whose documents readers other than the api follow
+PORTS = "ports"
+SUBNETS = "subnets"
+SECURITY_GROUPS = "security_groups"
+SERVICE_IPS = "service_ips"
+# derived and operational kinds
+ENDPOINTS = "endpoints"
+STATUS = "status"
+HOSTS = "hosts"
+AGENTS = "agents"
+HEALTH = "health"
+IPAM = "ipam"
+MACS = "macs"
+CONTROLLER = "controller"
+CONFIG = "config"
+
+
+def key(kind: str, *parts: str) -> str:
+    """The key of one item: ``key("ports", id)`` → ``/routeplane/v1/ports/<id>``."""
+    return ROOT + kind + "/" + "/".join(parts)
+
+
+def prefix(kind: str, *parts: str) -> str:
+    """The prefix of every item under ``parts``, ending in ``/`` (so ``host1`` never
+    matches ``host10``)."""
+    return ROOT + kind + "/" + "".join(p + "/" for p in parts)
+
+
+def endpoint_key(host: str, port_id: str) -> str:
+    return key(ENDPOINTS, host, port_id)
+
+
+def endpoints_prefix(host: str | None = None) -> str:
+    """One host's endpoint records, or (``None``) every host's."""
+    return prefix(ENDPOINTS) if host is None else prefix(ENDPOINTS, host)
+
+
+def status_key(host: str, port_id: str) -> str:
+    return key(STATUS, host, port_id)
+
+
+def status_prefix(host: str) -> str:
+    return prefix(STATUS, host)
+
+
+def host_key(host: str) -> str:
+    return key(HOSTS, host)
+
+
+def agent_key(host: str) -> str:
+    return key(AGENTS, host)
+
+
+def health_prefix(host: str) -> str:
+    return prefix(HEALTH, host)
+
+
+def split(full_key: str) -> tuple[str, ...]:
+    """The parts of a key below the root: ``("endpoints", host, port)``; ``()`` for a key
+    outside the layout."""
+    if not full_key.startswith(ROOT):
+        return ()
+    return tuple(full_key[len(ROOT) :].split("/"))
+
+
+LEADER_KEY = key(CONTROLLER, "leader")
+# Not a store key: the path under which each host's metadata service tells a VM's
+# routeplane guest daemon its addresses. The daemon runs inside the VM and imports nothing
+# of routeplane, so it spells the path itself; tests/unit/test_guest.py checks the two agree.
+GUEST_ADDRESSES_PATH = ROOT + "addresses"
+TOKEN_SECRET_KEY = key(CONFIG, "token_secret")
+
+__all__ = [
+    "AGENTS",
+    "CONFIG",
+    "CONTROLLER",
+    "ENDPOINTS",
+    "GUEST_ADDRESSES_PATH",
+    "HEALTH",
+    "HOSTS",
+    "IPAM",
+    "LEADER_KEY",
+    "MACS",
+    "PORTS",
+    "ROOT",
+    "SECURITY_GROUPS",
+    "SERVICE_IPS",
+    "STATUS",
+    "SUBNETS",
+    "TOKEN_SECRET_KEY",
+    "agent_key",
+    "endpoint_key",
+    "endpoints_prefix",
+    "health_prefix",
+    "host_key",
+    "key",
+    "prefix",
+    "split",
+    "status_key",
+    "status_prefix",
+]
