@@ -18,8 +18,10 @@ PYTEST_ARGS ?=
 demo: system-deps venv
 	$(BIN)/routeplane demo
 
+# every tier, with a coverage report of src/routeplane; below the floor in pyproject.toml
+# ([tool.coverage.report] fail_under) the target fails
 test: system-deps venv check
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest --cov --cov-report=term $(PYTEST_ARGS)
 
 # --- installation -------------------------------------------------------------------
 system-deps:
@@ -75,4 +77,4 @@ bench: system-deps venv
 	$(BIN)/python bench/failover.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .coverage .coverage.*

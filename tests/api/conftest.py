@@ -14,12 +14,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import openstack
 import openstack.connection
 import pytest
 
 from routeplane.store import Store, open_store
 from routeplane.testing.api import ApiServer
+from tests.api.helpers import client
 
 OPENSTACK = str(Path(sys.executable).with_name("openstack"))
 
@@ -74,6 +76,13 @@ class Cli:
 
 
 @pytest.fixture(scope="module")
+def http(api: ApiServer) -> Iterator[httpx.Client]:
+    """Raw HTTP on ``/v2.0`` as the admin (the static admin token)."""
+    with client(api, api.admin_token) as admin:
+        yield admin
+
+
+@pytest.fixture(scope="module")
 def admin_cli(api: ApiServer) -> Cli:
     return Cli(_env(api, OS_AUTH_TYPE="admin_token", OS_ENDPOINT=api.url, OS_TOKEN=api.admin_token))
 
@@ -111,3 +120,20 @@ def connect(api: ApiServer) -> Callable[..., openstack.connection.Connection]:
         )  # fmt: skip
 
     return _connect
+
+
+@pytest.fixture(scope="module")
+def as_user(
+    api: ApiServer, connect: Callable[..., openstack.connection.Connection]
+) -> Iterator[Callable[[str, str], httpx.Client]]:
+    """Raw HTTP clients as ``(user, project)``, with a token from ``/identity``; closed at
+    the end of the module."""
+    opened: list[httpx.Client] = []
+
+    def _as(user: str, project: str) -> httpx.Client:
+        opened.append(client(api, str(connect(user, project).auth_token)))
+        return opened[-1]
+
+    yield _as
+    for one in opened:
+        one.close()

@@ -1,4 +1,5 @@
-"""Small helpers for raw-HTTP api tests: Neutron fault assertions and store look-ups."""
+"""Small helpers for raw-HTTP api tests: clients, creation, Neutron fault assertions and
+store look-ups."""
 
 from __future__ import annotations
 
@@ -25,6 +26,14 @@ def assert_fault(response: httpx.Response, code: int, type_name: str, message: s
     }
 
 
+def post(http: httpx.Client, collection: str, member: str, **fields: Any) -> dict[str, Any]:
+    """Create ``member`` in ``collection`` (expecting 201); the created resource."""
+    response = http.post(f"/{collection}", json={member: fields})
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()[member]
+    return body
+
+
 def stored(store: Store, path: str) -> dict[str, Any] | None:
     """The document at ``/routeplane/v1/<path>``, as the api wrote it."""
     kv = store.get(ROOT + path)
@@ -34,4 +43,4 @@ def stored(store: Store, path: str) -> dict[str, Any] | None:
     return kv.value
 
 
-__all__ = ["assert_fault", "client", "stored"]
+__all__ = ["assert_fault", "client", "post", "stored"]

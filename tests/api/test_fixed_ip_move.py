@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -21,8 +21,7 @@ import openstack.connection
 import pytest
 
 from routeplane.store import Event, EventType, Store
-from routeplane.testing.api import ApiServer
-from tests.api.helpers import ROOT, assert_fault, client, stored
+from tests.api.helpers import ROOT, assert_fault, post, stored
 
 pytestmark = [
     pytest.mark.api,
@@ -34,13 +33,6 @@ Connect = Callable[..., openstack.connection.Connection]
 ADDRESS = "10.40.0.23"
 
 
-def post(http: httpx.Client, collection: str, member: str, **fields: Any) -> dict[str, Any]:
-    response = http.post(f"/{collection}", json={member: fields})
-    assert response.status_code == 201, response.text
-    body: dict[str, Any] = response.json()[member]
-    return body
-
-
 def addresses(port: dict[str, Any]) -> list[str]:
     return [ip["ip_address"] for ip in port["fixed_ips"]]
 
@@ -48,26 +40,6 @@ def addresses(port: dict[str, Any]) -> list[str]:
 def move(http: httpx.Client, target: str, source: str, address: str) -> httpx.Response:
     body = {"fixed_ip": {"ip_address": address, "from_port_id": source}}
     return http.put(f"/ports/{target}/move_fixed_ip", json=body)
-
-
-@pytest.fixture(scope="module")
-def http(api: ApiServer) -> Iterator[httpx.Client]:
-    with client(api, api.admin_token) as admin:
-        yield admin
-
-
-@pytest.fixture(scope="module")
-def as_user(api: ApiServer, connect: Connect) -> Iterator[Callable[[str, str], httpx.Client]]:
-    opened: list[httpx.Client] = []
-
-    def _as(user: str, project: str) -> httpx.Client:
-        token = str(connect(user, project).auth_token)
-        opened.append(client(api, token))
-        return opened[-1]
-
-    yield _as
-    for one in opened:
-        one.close()
 
 
 @pytest.fixture(scope="module")

@@ -46,12 +46,6 @@ def nat_pairs(store: Store, host: str, port_id: str) -> list[dict[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def http(api: ApiServer) -> Iterator[httpx.Client]:
-    with client(api, api.admin_token) as admin:
-        yield admin
-
-
-@pytest.fixture(scope="module")
 def demo_http(api: ApiServer, connect: Connect) -> Iterator[httpx.Client]:
     with client(api, str(connect("demo").auth_token)) as demo:
         yield demo

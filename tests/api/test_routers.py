@@ -31,12 +31,6 @@ UNKNOWN = "12345678-1234-5678-1234-567812345678"
 
 
 @pytest.fixture(scope="module")
-def http(api: ApiServer) -> Iterator[httpx.Client]:
-    with client(api, api.admin_token) as admin:
-        yield admin
-
-
-@pytest.fixture(scope="module")
 def demo_http(
     api: ApiServer, connect: Callable[..., openstack.connection.Connection]
 ) -> Iterator[httpx.Client]:

@@ -9,7 +9,7 @@ type, code and message, project scoping, and the list machinery (filters, fields
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -17,8 +17,7 @@ import openstack.connection
 import pytest
 
 from routeplane.store import Store
-from routeplane.testing.api import ApiServer
-from tests.api.helpers import assert_fault, client, stored
+from tests.api.helpers import assert_fault, post, stored
 
 pytestmark = [
     pytest.mark.api,
@@ -30,13 +29,6 @@ Connect = Callable[..., openstack.connection.Connection]
 CHECK = {"type": "http", "port": 8080, "path": "/healthz", "interval": 0.1, "failure_threshold": 3}
 
 
-def post(http: httpx.Client, collection: str, member: str, **fields: Any) -> dict[str, Any]:
-    response = http.post(f"/{collection}", json={member: fields})
-    assert response.status_code == 201, response.text
-    body: dict[str, Any] = response.json()[member]
-    return body
-
-
 def addresses(http: httpx.Client, port_id: str) -> list[str]:
     port = http.get(f"/ports/{port_id}").json()["port"]
     return [ip["ip_address"] for ip in port["fixed_ips"]]
@@ -44,25 +36,6 @@ def addresses(http: httpx.Client, port_id: str) -> list[str]:
 
 def create(http: httpx.Client, **fields: Any) -> httpx.Response:
     return http.post("/service_ips", json={"service_ip": fields})
-
-
-@pytest.fixture(scope="module")
-def http(api: ApiServer) -> Iterator[httpx.Client]:
-    with client(api, api.admin_token) as admin:
-        yield admin
-
-
-@pytest.fixture(scope="module")
-def as_user(api: ApiServer, connect: Connect) -> Iterator[Callable[[str, str], httpx.Client]]:
-    opened: list[httpx.Client] = []
-
-    def _as(user: str, project: str) -> httpx.Client:
-        opened.append(client(api, str(connect(user, project).auth_token)))
-        return opened[-1]
-
-    yield _as
-    for one in opened:
-        one.close()
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ with more bound ports than one store transaction holds still has every record re
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -19,17 +18,9 @@ import pytest
 
 from routeplane.services.core.endpoint_refresh import PORTS_PER_TXN
 from routeplane.store import Store
-from routeplane.testing.api import ApiServer
-from tests.api.helpers import ROOT, assert_fault, client, stored
+from tests.api.helpers import ROOT, assert_fault, post, stored
 
 pytestmark = [pytest.mark.api]
-
-
-def post(http: httpx.Client, collection: str, member: str, **fields: Any) -> dict[str, Any]:
-    response = http.post(f"/{collection}", json={member: fields})
-    assert response.status_code == 201, response.text
-    body: dict[str, Any] = response.json()[member]
-    return body
 
 
 def set_gateway(http: httpx.Client, subnet_id: str, gateway: str | None) -> httpx.Response:
@@ -46,12 +37,6 @@ def revision(store: Store, path: str) -> int:
     kv = store.get(ROOT + path)
     assert kv is not None, path
     return kv.mod_revision
-
-
-@pytest.fixture(scope="module")
-def http(api: ApiServer) -> Iterator[httpx.Client]:
-    with client(api, api.admin_token) as admin:
-        yield admin
 
 
 def dual_stack(http: httpx.Client, name: str, v6_prefix: str) -> dict[str, Any]:

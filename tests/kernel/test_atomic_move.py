@@ -17,7 +17,6 @@ withdraws it. The no-answer window and the fence's delay are measured and printe
 
 from __future__ import annotations
 
-import subprocess
 import threading
 import time
 
@@ -26,21 +25,21 @@ from routeplane.services.attributes import check_create
 from routeplane.services.context import ADMIN
 from tests.kernel.prober import SENDER, Datagrams, Echo, Prober
 from tests.kernel.test_bgp import (  # noqa: F401  (``fabric``: the fixture)
+    CONVERGED,
     HOSTS,
     Fabric,
     fabric,
-    route,
-    wait_for,
 )
-from tests.kernel.vmlab import ECHO_SERVER
+from tests.kernel.vmlab import ECHO_SERVER, routes
+from tests.waiting import wait_for
 
 SERVICE = "10.28.0.23"
 V6 = {"testvm1": "fd5f:5d21:845:1c2e:2::d", "testvm2": "fd5f:5d21:845:1c2e:2::e"}
 
 
-def service_group(lab: Fabric) -> str:
+def service_group(the: Fabric) -> str:
     """A group admitting the access node to ssh (22) and echo (7), as the walkthrough's."""
-    services = lab.services
+    services = the.lab.services
     group = services.security_groups.create(
         ADMIN, check_create(services.security_groups.attrs, {"name": "svc"}, is_admin=True)
     )
@@ -67,7 +66,7 @@ class RouteWatch:
     def _run(self, namespace: str, address: str) -> None:
         deadline = time.monotonic() + 60
         while not self._stop.is_set() and time.monotonic() < deadline:
-            self.seen.add(route(namespace, address))
+            self.seen.add(routes(namespace, address))
             time.sleep(0.005)
 
     def stop(self) -> set[str]:
@@ -87,31 +86,37 @@ def test_an_atomic_move_under_a_prober_never_answers_from_two_vms(
     for vm in (vm1, vm2):
         ip(vm, "addr", "add", f"{SERVICE}/16", "dev", "eth0")
     fabric.set_fixed_ips(port1, ["10.28.0.13", V6["testvm1"], SERVICE])
-    echo_server = ["ip", "netns", "exec", vm1, "python3", "-c", ECHO_SERVER]
-    fabric.servers.append(subprocess.Popen(echo_server))
+    fabric.lab.spawn(vm1, "python3", "-c", ECHO_SERVER)
 
     prober = Prober(fabric.access, SERVICE)
     datagrams = Datagrams(fabric.access, 9999)  # what testvm1 sends from the address
-    sender = ["ip", "netns", "exec", vm1, "python3", "-c", SENDER, SERVICE, "192.168.8.1"]
-    fabric.servers.append(subprocess.Popen([*sender, "9999", "30"]))
+    fabric.lab.spawn(vm1, "python3", "-c", SENDER, SERVICE, "192.168.8.1", "9999", "30")
     echo: Echo | None = None
     watch: RouteWatch | None = None
     try:
-        wait_for(lambda: prober.first("testvm1") is not None, what="testvm1 answering")
+        wait_for(
+            lambda: prober.first("testvm1") is not None, timeout=CONVERGED, what="testvm1 answering"
+        )
         echo = Echo(fabric.access, SERVICE)
-        wait_for(lambda: len(echo.echoes()) >= 5, what="the echo connection to testvm1")
-        wait_for(lambda: bool(datagrams.arrivals(SERVICE)), what="testvm1's datagrams")
+        wait_for(
+            lambda: len(echo.echoes()) >= 5,
+            timeout=CONVERGED,
+            what="the echo connection to testvm1",
+        )
+        wait_for(
+            lambda: bool(datagrams.arrivals(SERVICE)), timeout=CONVERGED, what="testvm1's datagrams"
+        )
         time.sleep(0.5)
         watch = RouteWatch(fabric.access, SERVICE)
         body = {"ip_address": SERVICE, "from_port_id": port1["id"]}
-        fabric.services.fixed_ip_moves.move(ADMIN, port2["id"], body)
+        fabric.lab.services.fixed_ip_moves.move(ADMIN, port2["id"], body)
         returned = time.monotonic()
 
         wait_for(lambda: prober.first("testvm2") is not None, timeout=5, what="testvm2")
         node1 = fabric.hosts["node1"]
-        draining = route(node1, SERVICE)
+        draining = routes(node1, SERVICE)
         time.sleep(max(0.0, returned + 3.0 - time.monotonic()))  # past the drain time (2 s)
-        drained = route(node1, SERVICE)
+        drained = routes(node1, SERVICE)
         seen = watch.stop()
     finally:
         prober.stop()
@@ -152,7 +157,7 @@ def test_an_atomic_move_under_a_prober_never_answers_from_two_vms(
     assert window < 0.5, f"no-answer window {window * 1000:.0f} ms"
     # the access node: one path at any moment, ending at node2
     assert not [r for r in seen if "nexthop" in r], seen
-    assert route(fabric.access, SERVICE).startswith(f"{SERVICE} via 192.168.8.4")
+    assert routes(fabric.access, SERVICE).startswith(f"{SERVICE} via 192.168.8.4")
     # node1 forwarded to node2 while it drained (its own route, beside BIRD's once BIRD had
     # heard of node2's), never to testvm1's tap; then only BIRD's route was left
     assert "dev tap" not in draining, draining

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from routeplane.agent.bgp import BgpSpeaker
 from routeplane.agent.loop import Agent, AgentSettings
 from routeplane.dataplane.linux import LinuxKernel, NftTable
 from routeplane.lab.netns import Cleanup, add_veth, exec_in, ip
@@ -134,12 +135,14 @@ class Lab:
     gateway6: str = ""  # the IPv6 subnet's gateway_ip, as the api chose it
     agents: dict[str, RunningAgent] = field(default_factory=dict)
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    speakers: dict[str, BgpSpeaker] = field(default_factory=dict)  # none: routing only
 
     def start_agent(self, host: str, *, policy: bool = False, **tuning: Any) -> RunningAgent:
         kernel = LinuxKernel(self.hosts[host])
         table = NftTable(self.hosts[host]) if policy else None
         settings = AgentSettings(host=host, apply_interval=0.002, **tuning)
-        agent = Agent(self.store, kernel, settings, policy=table)
+        bgp = self.speakers.get(host)
+        agent = Agent(self.store, kernel, settings, policy=table, bgp=bgp)
         stop = threading.Event()
         thread = threading.Thread(target=agent.run, args=(stop.is_set,), daemon=True)
         thread.start()
@@ -220,7 +223,41 @@ class Lab:
 
 
 @contextmanager
+def network_on(cleanup: Cleanup, tmp_path: Path, hosts: dict[str, str]) -> Iterator[Lab]:
+    """The api's side on the given host namespaces: an embedded store, a network with an
+    IPv4 and an IPv6 subnet; at the end the agents are stopped, the processes ended and
+    the store closed (the namespaces are ``cleanup``'s)."""
+    store_path = tmp_path / "store.db"
+    store = SqliteStore(store_path)
+    services = Services(store)
+    lab = Lab(cleanup, store, store_path, services, hosts)
+    net = lab.create("networks", {"name": "demo-net"})
+    lab.net = net["id"]
+    for ip_version, cidr in ((4, CIDR4), (6, CIDR6)):
+        body = {"network_id": net["id"], "ip_version": ip_version, "cidr": cidr}
+        subnet = lab.create("subnets", body)
+        lab.subnets[ip_version] = subnet["id"]
+    lab.gateway6 = str(subnet["gateway_ip"])
+    try:
+        yield lab
+    finally:
+        for running in lab.agents.values():
+            running.halt()
+            running.agent.close()
+        for process in lab.processes:
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait(timeout=5)
+        store.close()
+
+
+@contextmanager
 def dual_stack_lab(tmp_path: Path) -> Iterator[Lab]:
+    """Two hosts on one fabric link, static routes between them for the VM ranges."""
     with Cleanup() as cleanup:
         h1, h2 = cleanup.namespace("node1"), cleanup.namespace("node2")
         add_veth(h1, "fabric0", h2, "fabric0", up=True)
@@ -239,28 +276,5 @@ def dual_stack_lab(tmp_path: Path) -> Iterator[Lab]:
             ),
             what="the fabric's link-local addresses",
         )
-        store_path = tmp_path / "store.db"
-        store = SqliteStore(store_path)
-        services = Services(store)
-        lab = Lab(cleanup, store, store_path, services, {"node1": h1, "node2": h2})
-        net = lab.create("networks", {"name": "demo-net"})
-        lab.net = net["id"]
-        for ip_version, cidr in ((4, CIDR4), (6, CIDR6)):
-            body = {"network_id": net["id"], "ip_version": ip_version, "cidr": cidr}
-            subnet = lab.create("subnets", body)
-            lab.subnets[ip_version] = subnet["id"]
-        lab.gateway6 = str(subnet["gateway_ip"])
-        try:
+        with network_on(cleanup, tmp_path, {"node1": h1, "node2": h2}) as lab:
             yield lab
-        finally:
-            for running in lab.agents.values():
-                running.halt()
-            for process in lab.processes:
-                if process.poll() is None:
-                    process.terminate()
-                    try:
-                        process.wait(timeout=5)
-                    except subprocess.TimeoutExpired:
-                        process.kill()
-                        process.wait(timeout=5)
-            store.close()

@@ -1,4 +1,4 @@
-"""Unit: the failover decision table (``services.failover``), pure.
+"""Unit: the failover decision table (``controller.failover``), pure.
 
 Given a service IP and its ports' health reports at a moment, whether the address moves
 and where: never to a port nobody vouches for, never away from a healthy active port,

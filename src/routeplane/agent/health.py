@@ -1,6 +1,6 @@
 """Health checks of the service IPs' ports on this host, reported to the store.
 
-The controller decides failovers (``services.failover``); this is its eyes. The agent
+The controller decides failovers (``controller.failover``); this is its eyes. The agent
 follows every service IP with a ``health_check`` and its own host's endpoint records; for
 each port of a service IP (active, primary, standbys) bound to this host it probes the
 VM behind it — at the VM's own first fixed address, not the service IP, so standbys that

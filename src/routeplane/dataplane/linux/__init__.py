@@ -1,7 +1,9 @@
 """The Linux dataplane driver: the real ``Kernel`` port, for one network namespace.
 
-The only place (with the lab) allowed to import pyroute2; the hot paths use a small
-rtnetlink codec of their own instead (see ``rtnl``'s docstring for the measurements).
+It speaks rtnetlink through a small codec of its own (``rtnl``), which nothing outside
+this package may import (an import-linter contract); why not pyroute2, with the
+measurements, is in ``docs/design/netlink.md``. nftables goes through libnftables
+(``libnft``), sysctls through ``/proc/sys`` from a thread inside the namespace.
 """
 
 from routeplane.dataplane.linux.kernel import LinuxKernel
