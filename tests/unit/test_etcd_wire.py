@@ -16,19 +16,9 @@ from typing import Any
 import pytest
 
 from routeplane.model.errors import Compacted, LeaseNotFound, StoreError, Unavailable
+from routeplane.store import Compare, Delete, Get, Op, Put, Range, absent
 from routeplane.store import etcd_wire as wire
-from routeplane.store.base import (
-    Compare,
-    Delete,
-    Event,
-    EventType,
-    Get,
-    KeyValue,
-    Op,
-    Put,
-    Range,
-    absent,
-)
+from routeplane.store.base import Event, EventType, KeyValue
 from routeplane.store.codec import PreparedTxn, prefix_end, prepare_txn
 from tests.unit.etcd_answers import answer, exchange, lines
 
