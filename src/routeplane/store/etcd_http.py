@@ -39,7 +39,7 @@ Endpoint = tuple[str, int]
 _HEADERS = {"Content-Type": "application/json"}
 _OK = 200
 _T = TypeVar("_T")
-_POOL_SIZE = 8  # idle keep-alive connections kept per endpoint; more are opened on demand
+_POOL_SIZE = 16  # idle keep-alive connections kept per endpoint; more are opened on demand
 
 
 class StreamBroken(Unavailable):
