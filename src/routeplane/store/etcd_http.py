@@ -152,6 +152,9 @@ class Gateway:
                 text = response.read().decode(errors="replace")
                 raise errors.from_status(response.status, text, where, revision=revision)
             stream.await_first()
+        except errors.TRANSPORT_ERRORS as exc:  # reading a refusal's body failed
+            stream.close()
+            raise errors.from_transport(exc, where, path) from exc
         except BaseException:
             stream.close()
             raise
