@@ -5,7 +5,8 @@ be unit-tested without a server. The gateway speaks protobuf-as-JSON: keys and v
 base64, int64 fields arrive as strings, and fields at their zero value are left out (a
 PUT event has no ``type``, a failed transaction no ``succeeded``, an empty range no
 ``kvs``). Our keys are ASCII and our values canonical JSON text (see ``codec``).
-What this module must not do: I/O, or import the HTTP client.
+Errors an answer carries are translated by :mod:`routeplane.store.etcd_errors`.
+What this module must not do: I/O.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from routeplane.model.errors import (
     StoreError,
     Unavailable,
 )
+from routeplane.store import etcd_errors as errors
 from routeplane.store.base import (
     Delete,
     Event,
@@ -46,28 +48,6 @@ _TARGETS = {
     "version": ("VERSION", "version"),
 }
 _RESULTS = {"==": "EQUAL", "!=": "NOT_EQUAL", "<": "LESS", ">": "GREATER"}
-
-# etcd's error texts that mean something to our callers (gRPC status messages).
-_LEASE_NOT_FOUND = "requested lease not found"
-_COMPACTED = "required revision has been compacted"
-_BAD_REQUEST = (
-    "request is too large",
-    "too many operations in txn request",
-    "duplicate key given in txn request",
-    "required revision is a future revision",
-    "too large lease ttl",
-    "key is not provided",
-)
-_TRANSIENT = (
-    "request timed out",
-    "leader changed",
-    "no leader",
-    "server stopped",
-    "too many requests",
-    "connection is closing",
-    "transport is closing",
-)
-_GRPC_CANCELED, _GRPC_INVALID_ARGUMENT, _GRPC_DEADLINE, _GRPC_UNAVAILABLE = 1, 3, 4, 14
 
 
 # validation ----------------------------------------------------------------------------
@@ -255,7 +235,7 @@ def watch_message(line: bytes, requested: int, prefix: str) -> WatchMessage:
     except ValueError as exc:
         raise StoreError(f"etcd watch on {prefix}: unreadable message {line[:80]!r}") from exc
     if "error" in message:
-        raise error_from_body(json.dumps(message["error"]), revision=requested)
+        raise errors.from_answer(message["error"], revision=requested)
     result: Reply = message.get("result") or {}
     compacted = number(result, "compact_revision")
     if compacted > 0:
@@ -272,51 +252,12 @@ def watch_message(line: bytes, requested: int, prefix: str) -> WatchMessage:
 def keepalive_ttl(reply: Reply, lease_id: int) -> int:
     """The TTL a keep-alive answer grants; an expired lease comes back without one."""
     if "error" in reply:
-        raise error_from_body(json.dumps(reply["error"]), lease=lease_id)
+        raise errors.from_answer(reply["error"], lease=lease_id)
     result: Reply = reply.get("result") or {}
     ttl = number(result, "TTL")
     if ttl <= 0:
         raise LeaseNotFound(lease_id)
     return ttl
-
-
-# errors --------------------------------------------------------------------------------
-def _parse_error(body: str) -> tuple[str, int | None]:
-    """The message and gRPC code of a gateway error body (``{"error", "message", "code"}``)."""
-    try:
-        parsed = json.loads(body)
-    except ValueError:
-        return body.strip(), None
-    if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
-        parsed = parsed["error"]  # a streaming endpoint wraps it once more
-    if not isinstance(parsed, dict):
-        return body.strip(), None
-    message = str(parsed.get("message") or parsed.get("error") or body).strip()
-    code = parsed.get("code")
-    return message, code if isinstance(code, int) else None
-
-
-def error_from_body(
-    body: str, *, lease: int | None = None, revision: int | None = None
-) -> StoreError:
-    """Our exception for an etcd error answer; ``lease``/``revision`` name the subject."""
-    message, code = _parse_error(body)
-    lowered = message.lower()
-    if _LEASE_NOT_FOUND in lowered:
-        return LeaseNotFound(lease if lease is not None else 0)
-    if _COMPACTED in lowered:
-        # etcd does not say where the compaction point is; it is at least ``revision``.
-        point = revision or 0
-        return Compacted(point, point)
-    if any(text in lowered for text in _BAD_REQUEST) or code == _GRPC_INVALID_ARGUMENT:
-        return InvalidRequest(f"etcd refused the request: {message}")
-    if any(text in lowered for text in _TRANSIENT) or code in (
-        _GRPC_CANCELED,
-        _GRPC_DEADLINE,
-        _GRPC_UNAVAILABLE,
-    ):
-        return Unavailable(f"etcd is unavailable: {message}")
-    return StoreError(f"etcd error: {message}")
 
 
 # store URLs ----------------------------------------------------------------------------
@@ -369,7 +310,6 @@ __all__ = [
     "decode_kv",
     "decode_range",
     "decode_txn",
-    "error_from_body",
     "first_lease",
     "format_url",
     "header_revision",
