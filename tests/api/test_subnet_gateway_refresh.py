@@ -74,7 +74,9 @@ def test_a_new_ipv6_gateway_replaces_the_old_in_the_same_transaction(
     assert response.json()["subnet"]["gateway_ip"] == "2001:db8:61::2"
     after = record(store, "compute1", vm["id"])
     assert after["gateways"] == ["10.61.0.1", "2001:db8:61::2"]
-    assert after == {**before, "gateways": after["gateways"]}  # nothing else changed
+    assert [a["gateway_ip"] for a in after["addressing"]] == after["gateways"]  # DHCP's too
+    unchanged = {"gateways": after["gateways"], "addressing": after["addressing"]}
+    assert after == {**before, **unchanged}  # nothing else changed
     assert revision(store, f"endpoints/compute1/{vm['id']}") == revision(
         store, f"subnets/{v6['id']}"
     )  # one transaction with the subnet

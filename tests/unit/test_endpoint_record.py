@@ -21,7 +21,7 @@ from routeplane.model.endpoint import (
     decode_or_none,
     interface_name,
 )
-from routeplane.services.core.endpoints import endpoint_record
+from routeplane.services.core.endpoints import RecordInputs, endpoint_record
 
 pytestmark = pytest.mark.unit
 
@@ -68,10 +68,31 @@ PORT: dict[str, Any] = {
 }
 FLOATING = [{"floating_ip_address": "192.168.8.50", "fixed_ip_address": "10.28.0.13"}]
 GATEWAYS = ["10.28.0.1", "fd5f:5d21:845:1c2e::1"]
+ADDRESSING: list[Any] = [
+    {
+        "ip_address": "10.28.0.13",
+        "subnet_id": "s4",
+        "cidr": "10.28.0.0/16",
+        "gateway_ip": "10.28.0.1",
+        "dns_nameservers": ["10.28.0.2"],
+        "host_routes": [{"destination": "10.99.0.0/16", "nexthop": "10.28.0.254"}],
+        "enable_dhcp": True,
+    },
+    {
+        "ip_address": "fd5f:5d21:845:1c2e::d",
+        "subnet_id": "s6",
+        "cidr": "fd5f:5d21:845:1c2e::/64",
+        "gateway_ip": "fd5f:5d21:845:1c2e::1",
+        "dns_nameservers": [],
+        "host_routes": [],
+        "enable_dhcp": True,
+    },
+]
+INPUTS = RecordInputs(GATEWAYS, ADDRESSING, 1450)
 
 
 def test_the_api_writes_every_field_of_the_contract_and_its_version() -> None:
-    written = endpoint_record(PORT, FLOATING, GATEWAYS)
+    written = endpoint_record(PORT, FLOATING, INPUTS)
     assert set(written) == set(get_type_hints(EndpointRecord))
     assert written["version"] == RECORD_VERSION
     assert written["interface"] == interface_name(PORT["id"]) == "tap9a7e0868-da"
@@ -81,12 +102,36 @@ def test_the_api_writes_every_field_of_the_contract_and_its_version() -> None:
 def test_a_first_wave_record_loads_and_means_what_it_meant() -> None:
     loaded = decode(FIRST_WAVE)
     assert loaded["version"] == RECORD_VERSION
-    now_written = endpoint_record(PORT, FLOATING, GATEWAYS)
-    assert {k: v for k, v in loaded.items() if k != "version"} == {
-        k: v for k, v in now_written.items() if k != "version"
+    now_written = endpoint_record(PORT, FLOATING, INPUTS)
+    assert {k: v for k, v in loaded.items() if k in FIRST_WAVE} == {
+        k: v for k, v in now_written.items() if k in FIRST_WAVE
     }
     assert endpoint_state(loaded) == endpoint_state(now_written)
     assert endpoint_addresses(loaded) == endpoint_addresses(now_written)
+
+
+def test_a_second_version_record_gets_no_dhcp_facts_until_rewritten() -> None:
+    second = {**FIRST_WAVE, "version": 2}
+    loaded = decode(second)
+    assert (loaded["addressing"], loaded["mtu"], loaded["hostname"]) == ([], 0, "")
+    assert loaded["extra_dhcp_opts"] == []
+    assert loaded["fixed_ips"] == second["fixed_ips"]
+
+
+def test_the_dhcp_facts_come_from_the_port_its_subnets_and_network() -> None:
+    port = {
+        **PORT,
+        "name": "vm1",
+        "dns_name": "",
+        "extra_dhcp_opts": [{"opt_name": "ntp-server", "opt_value": "10.0.0.9", "ip_version": 4}],
+    }
+    written = endpoint_record(port, FLOATING, INPUTS)
+    assert (written["mtu"], written["hostname"]) == (1450, "vm1")
+    assert written["addressing"][0]["cidr"] == "10.28.0.0/16"
+    assert written["extra_dhcp_opts"] == [
+        {"opt_name": "ntp-server", "opt_value": "10.0.0.9", "ip_version": 4}
+    ]
+    assert endpoint_record({**port, "dns_name": "web"}, [], INPUTS)["hostname"] == "web"
 
 
 def test_the_oldest_records_get_the_defaults_an_old_agent_assumed() -> None:
@@ -98,7 +143,7 @@ def test_the_oldest_records_get_the_defaults_an_old_agent_assumed() -> None:
 
 
 def test_a_current_record_is_taken_as_it_is_without_a_copy() -> None:
-    current = endpoint_record(PORT, FLOATING, GATEWAYS)
+    current = endpoint_record(PORT, FLOATING, INPUTS)
     assert decode(current) is current
 
 

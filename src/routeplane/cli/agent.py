@@ -3,8 +3,8 @@
 The composition root of the agent: the store from ``--store``, the Linux kernel adapter
 (acting on ``--netns`` when given — the lab runs one agent per host namespace from the
 root namespace), the host's BIRD when ``--bird-dir`` is given, the health checker of the
-service IPs' ports on this host and the metadata service for its VMs (each in threads of
-its own), and the reconcile loop, until SIGTERM or SIGINT.
+service IPs' ports on this host, the metadata service and the DHCP server for its VMs
+(each in threads of its own), and the reconcile loop, until SIGTERM or SIGINT.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from routeplane.model.errors import DataplaneError
 from routeplane.store import Store, open_store
 
 if TYPE_CHECKING:
+    from routeplane.agent.dhcp import DhcpService
     from routeplane.agent.metadata import MetadataService
 
 
@@ -70,6 +71,24 @@ def _metadata(args: argparse.Namespace, store: Store, agent: Agent) -> MetadataS
     return service
 
 
+def _dhcp(args: argparse.Namespace, agent: Agent) -> DhcpService | None:
+    """The DHCPv4 server for the host's VMs (one packet socket in its namespace), or
+    None: disabled, or the socket cannot be opened — then the VMs go without it."""
+    from routeplane.agent.dhcp import DhcpService  # noqa: PLC0415
+    from routeplane.dataplane.linux.dhcp_socket import DhcpSocket  # noqa: PLC0415
+
+    if args.no_dhcp:
+        return None
+    try:
+        sock = DhcpSocket(args.netns)
+    except DataplaneError as exc:
+        logging.getLogger("routeplane.agent").error("DHCP server not started: %s", exc)
+        return None
+    service = DhcpService(args.host, sock, agent.endpoint_feed())
+    service.start()
+    return service
+
+
 def _raise_file_limit() -> None:
     """Every VM long-polling the metadata service holds a connection: take the hard
     limit on open files rather than a service manager's soft default (1,024 under
@@ -98,6 +117,7 @@ def _run(args: argparse.Namespace) -> int:
     probe = NamespaceProbe(args.netns)
     health = HealthChecker(store, args.host, probe, endpoints=agent.endpoint_feed())
     metadata: list[MetadataService] = []
+    dhcp: list[DhcpService] = []
 
     def start_services() -> None:
         """Once the dataplane is programmed: the health checker and the metadata service
@@ -108,12 +128,17 @@ def _run(args: argparse.Namespace) -> int:
         service = _metadata(args, store, agent)
         if service is not None:
             metadata.append(service)
+        server = _dhcp(args, agent)
+        if server is not None:
+            dhcp.append(server)
 
     try:
         agent.run(stop.is_set, synced=start_services)
     finally:
         for service in metadata:
             service.close()
+        for server in dhcp:
+            server.close()
         health.close()
         probe.close()
         agent.close()
@@ -152,5 +177,8 @@ def add_parser(commands: Any) -> None:
         "--no-metadata", action="store_true", help=f"do not serve VMs on {METADATA_ADDRESS}"
     )
     metadata.add_argument("--metadata-port", type=int, default=80, help="default %(default)s")
+    parser.add_argument(
+        "--no-dhcp", action="store_true", help="do not answer the VMs' DHCPv4 requests"
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     parser.set_defaults(run=_run)

@@ -26,7 +26,9 @@ from routeplane.model.jsontypes import JSONObject
 
 # 1: the records of routeplane's first wave, which carried no version
 # 2: ``version`` written; otherwise the same fields
-RECORD_VERSION = 2
+# 3: what the host's DHCP server hands out: ``addressing`` (each fixed IP's subnet),
+#    ``mtu``, ``hostname``, ``extra_dhcp_opts``
+RECORD_VERSION = 3
 TAP_PREFIX = "tap"
 
 
@@ -62,6 +64,34 @@ class MovedOut(TypedDict, total=False):
     moved_at: float  # wall-clock seconds
 
 
+class HostRoute(TypedDict):
+    """A subnet's host route, as Neutron spells it."""
+
+    destination: str
+    nexthop: str
+
+
+class Addressing(TypedDict):
+    """One fixed IP and what its subnet says about it: what DHCP (and the metadata
+    service's ``network_data.json``) tells the guest."""
+
+    ip_address: str
+    subnet_id: str
+    cidr: str  # the whole subnet: the guest's mask is the subnet's
+    gateway_ip: str  # "" without a gateway
+    dns_nameservers: list[str]
+    host_routes: list[HostRoute]
+    enable_dhcp: bool
+
+
+class DhcpOption(TypedDict):
+    """One of the port's ``extra_dhcp_opts``, as Neutron spells it."""
+
+    opt_name: str
+    opt_value: str
+    ip_version: int
+
+
 class EndpointRecord(TypedDict, total=False):
     version: int  # RECORD_VERSION of the writer; absent: 1
     port_id: str
@@ -82,6 +112,12 @@ class EndpointRecord(TypedDict, total=False):
     preferred: list[str]  # addresses moved or placed here: the better route metric
     moved_in: dict[str, MovedIn]
     moved_out: dict[str, MovedOut]
+    # what the host's DHCP server answers (version 3; older records: none of it, so the
+    # server stays silent for them until the port is next written)
+    addressing: list[Addressing]  # one per fixed IP, in the port's order
+    mtu: int  # the network's mtu; 0: not known (no MTU option)
+    hostname: str  # the port's dns_name, else its name; "" : neither
+    extra_dhcp_opts: list[DhcpOption]
 
 
 _LIST_FIELDS = (
@@ -91,11 +127,15 @@ _LIST_FIELDS = (
     "floating_ips",
     "security_groups",
     "preferred",
+    "addressing",
+    "extra_dhcp_opts",
 )
-_DEFAULTS: dict[str, bool | int] = {
+_DEFAULTS: dict[str, bool | int | str] = {
     "admin_state_up": True,
     "port_security_enabled": True,
     "port_revision": 0,
+    "mtu": 0,
+    "hostname": "",
 }
 
 
@@ -143,7 +183,10 @@ def encode(record: EndpointRecord) -> JSONObject:
 __all__ = [
     "RECORD_VERSION",
     "TAP_PREFIX",
+    "Addressing",
+    "DhcpOption",
     "EndpointRecord",
+    "HostRoute",
     "MovedIn",
     "MovedOut",
     "NatPair",

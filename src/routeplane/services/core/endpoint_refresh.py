@@ -1,13 +1,15 @@
-"""Endpoint records that follow a subnet's gateway.
+"""Endpoint records that follow their subnets and network.
 
-An endpoint record carries the gateways of the subnets its port has addresses on
-(:func:`~routeplane.services.core.endpoints.subnet_gateways`); the host agent answers
-neighbour solicitations for them on the VM's tap. When a subnet's ``gateway_ip``
-changes, the records of the bound ports holding an address on it must change too, or the
-host keeps proxying the old gateway and the VMs cannot reach the new one.
+An endpoint record carries the gateways of the subnets its port has addresses on, which
+the host agent answers neighbour solicitations for on the VM's tap, and what the host's
+DHCP server hands out: each subnet's gateway, DNS servers and host routes, and the
+network's MTU (:func:`~routeplane.services.core.endpoints.record_inputs`). When one of
+those changes (:data:`SUBNET_FIELDS`, :data:`NETWORK_FIELDS`), the records of the bound
+ports holding an address on the subnet (or the network) must change too, or the host
+keeps proxying the old gateway and hands out yesterday's DNS servers at the next renewal.
 
-How: the subnet update's own transaction rewrites those records (:func:`rewrites` with
-the new subnet document as ``pending``, then :func:`add_rewrites`). The ports are found
+How: the subnet's (network's) update's own transaction rewrites those records
+(:func:`rewrites` with the new document as ``pending``, then :func:`add_rewrites`). The ports are found
 through their address claims (``ipam/<subnet>/<ip>``). Each rewritten port is compared
 and written back unchanged ("touched"), as a floating-IP association does: a concurrent
 port write, which derives its record from the same reads, then conflicts and re-reads
@@ -31,12 +33,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from routeplane.model.endpoint import encode
-from routeplane.services.core.endpoints import endpoint_key, endpoint_record, subnet_gateways
+from routeplane.services.core.endpoints import endpoint_key, endpoint_record, record_inputs
 from routeplane.services.repo import Change, Doc, Outcome, Repo
 from routeplane.store.codec import MAX_TXN_OPS
 
 # One transaction: the subnet's own put, then two puts per port (the touch and the record).
 PORTS_PER_TXN = (MAX_TXN_OPS - 1) // 2
+# what a record derives from a subnet, and from its network
+SUBNET_FIELDS = ("gateway_ip", "dns_nameservers", "host_routes", "enable_dhcp")
+NETWORK_FIELDS = ("mtu",)
+
+
+def changed(fields: Iterable[str], old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """Whether any of ``fields`` differs between the two documents."""
+    return any(old.get(f) != new.get(f) for f in fields)
 
 
 @dataclass(frozen=True)
@@ -48,9 +58,9 @@ class Rewrite:
     record: dict[str, Any]
 
 
-def holders(repo: Repo, subnet_id: str) -> list[str]:
-    """The ports holding an address on the subnet, once each."""
-    claims = (d.value.get("port_id") for d in repo.list("ipam", subnet_id))
+def holders(repo: Repo, *subnet_ids: str) -> list[str]:
+    """The ports holding an address on the subnets, once each."""
+    claims = (d.value.get("port_id") for s in subnet_ids for d in repo.list("ipam", s))
     return list(dict.fromkeys(str(p) for p in claims if p))
 
 
@@ -58,7 +68,8 @@ def rewrites(
     repo: Repo, port_ids: Iterable[str], pending: Mapping[str, Mapping[str, Any]] | None = None
 ) -> list[Rewrite]:
     """The records of ``port_ids`` that differ from their derivation (with ``pending``
-    subnets in place of the stored ones); unbound ports and missing records are left."""
+    subnets or network in place of the stored ones); unbound ports and missing records
+    are left."""
     found: list[Rewrite] = []
     for port_id in port_ids:
         port = repo.get("ports", port_id)
@@ -70,8 +81,8 @@ def rewrites(
         if current is None:
             continue
         floating = [d.value for d in repo.list("fip_by_port", port_id)]
-        gateways = subnet_gateways(repo, port.value, pending)
-        record = encode(endpoint_record(port.value, floating, gateways))
+        inputs = record_inputs(repo, port.value, pending)
+        record = encode(endpoint_record(port.value, floating, inputs))
         if record != current.value:
             found.append(Rewrite(port, record_key, record))
     return found
@@ -84,10 +95,10 @@ def add_rewrites(change: Change, found: Iterable[Rewrite]) -> None:
         change.put(rewrite.record_key, rewrite.record)
 
 
-def converge(repo: Repo, subnet_id: str) -> int:
-    """Rewrite every stale record of the subnet's bound ports, in transactions of at most
+def converge(repo: Repo, *subnet_ids: str) -> int:
+    """Rewrite every stale record of the subnets' bound ports, in transactions of at most
     :data:`PORTS_PER_TXN` ports; returns how many were found stale."""
-    stale = [r.port.value["id"] for r in rewrites(repo, holders(repo, subnet_id))]
+    stale = [r.port.value["id"] for r in rewrites(repo, holders(repo, *subnet_ids))]
     for start in range(0, len(stale), PORTS_PER_TXN):
         chunk = stale[start : start + PORTS_PER_TXN]
 
@@ -100,4 +111,14 @@ def converge(repo: Repo, subnet_id: str) -> int:
     return len(stale)
 
 
-__all__ = ["PORTS_PER_TXN", "Rewrite", "add_rewrites", "converge", "holders", "rewrites"]
+__all__ = [
+    "NETWORK_FIELDS",
+    "PORTS_PER_TXN",
+    "SUBNET_FIELDS",
+    "Rewrite",
+    "add_rewrites",
+    "changed",
+    "converge",
+    "holders",
+    "rewrites",
+]

@@ -6,54 +6,110 @@ other way round. The record carries everything the agent needs and nothing it mu
 up: interface name, MAC, the addresses to route to the tap (fixed IPs, allowed address
 pairs, floating IPs' external addresses), NAT pairs, security groups, and the gateways of
 the subnets the port has addresses on (the host answers neighbour solicitations for an
-IPv6 gateway on the VM's tap).
+IPv6 gateway on the VM's tap), and what the host's DHCP server hands out: each fixed IP's
+subnet (its CIDR, gateway, DNS servers, host routes, whether DHCP is on), the network's
+MTU, the hostname and the port's ``extra_dhcp_opts``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from routeplane.model.endpoint import RECORD_VERSION, EndpointRecord, NatPair, interface_name
+from routeplane.model.endpoint import (
+    RECORD_VERSION,
+    Addressing,
+    DhcpOption,
+    EndpointRecord,
+    HostRoute,
+    NatPair,
+    interface_name,
+)
 from routeplane.model.keys import endpoint_key
 from routeplane.services.repo import Change, Repo
 from routeplane.services.service_ips.hints import endpoint_hints
 
 
-def subnet_gateways(
+@dataclass(frozen=True)
+class RecordInputs:
+    """What a record needs besides the port and its floating IPs: read from the port's
+    subnets and network (:func:`record_inputs`)."""
+
+    gateways: list[str] = field(default_factory=list)
+    addressing: list[Addressing] = field(default_factory=list)
+    mtu: int = 0
+
+
+def _host_routes(value: object) -> list[HostRoute]:
+    routes = value if isinstance(value, list) else []
+    return [
+        HostRoute(destination=str(r["destination"]), nexthop=str(r["nexthop"]))
+        for r in routes
+        if isinstance(r, dict) and "destination" in r and "nexthop" in r
+    ]
+
+
+def _addressing(ip: Mapping[str, Any], subnet: Mapping[str, Any]) -> Addressing:
+    return Addressing(
+        ip_address=str(ip["ip_address"]),
+        subnet_id=str(ip["subnet_id"]),
+        cidr=str(subnet.get("cidr") or ""),
+        gateway_ip=str(subnet.get("gateway_ip") or ""),
+        dns_nameservers=[str(d) for d in subnet.get("dns_nameservers") or []],
+        host_routes=_host_routes(subnet.get("host_routes")),
+        enable_dhcp=bool(subnet.get("enable_dhcp", True)),
+    )
+
+
+def record_inputs(
     repo: Repo,
     port: dict[str, Any],
     pending: Mapping[str, Mapping[str, Any]] | None = None,
     *,
     change: Change | None = None,
-) -> list[str]:
-    """The ``gateway_ip`` of each subnet the port has a fixed IP on, both families, in
-    the order of its fixed IPs, once each; a subnet without a gateway adds nothing.
+) -> RecordInputs:
+    """The subnets' and network's part of the port's record: the ``gateway_ip`` of each
+    subnet the port has a fixed IP on (both families, in the order of its fixed IPs, once
+    each; a subnet without a gateway adds nothing), each fixed IP's subnet facts, and the
+    network's ``mtu``.
 
-    ``pending`` (subnet id → document) stands in for subnets the caller's transaction is
-    about to write, so a subnet update can derive the records it rewrites beside itself.
-    With ``change``, the transaction depends on each subnet read: a record derived from a
-    gateway that changes before it commits is refused and derived again, never written
-    with the old gateway.
+    ``pending`` (subnet or network id → document) stands in for subnets or the network
+    the caller's transaction is about to write, so a subnet or network update can derive
+    the records it rewrites beside itself. With ``change``, the transaction depends on
+    each document read: a record derived from a subnet or network that changes before it
+    commits is refused and derived again, never written with the old values.
     """
-    found: list[str] = []
-    for subnet_id in dict.fromkeys(str(ip["subnet_id"]) for ip in port.get("fixed_ips", [])):
-        if pending is not None and subnet_id in pending:
-            gateway = pending[subnet_id].get("gateway_ip")
-        else:
-            subnet = repo.get("subnets", subnet_id)
-            gateway = None if subnet is None else subnet.value.get("gateway_ip")
-            if change is not None:
-                change.depends_on(subnet)
-        if gateway and gateway not in found:
-            found.append(str(gateway))
-    return found
+
+    def read(kind: str, doc_id: str) -> Mapping[str, Any] | None:
+        if pending is not None and doc_id in pending:
+            return pending[doc_id]
+        doc = repo.get(kind, doc_id)
+        if change is not None:
+            change.depends_on(doc)
+        return None if doc is None else doc.value
+
+    inputs = RecordInputs()
+    subnets: dict[str, Mapping[str, Any] | None] = {}
+    for ip in port.get("fixed_ips", []):
+        subnet_id = str(ip["subnet_id"])
+        if subnet_id not in subnets:
+            subnets[subnet_id] = read("subnets", subnet_id)
+            gateway = (subnets[subnet_id] or {}).get("gateway_ip")
+            if gateway and gateway not in inputs.gateways:
+                inputs.gateways.append(str(gateway))
+        subnet = subnets[subnet_id]
+        if subnet is not None:
+            inputs.addressing.append(_addressing(ip, subnet))
+    network = read("networks", str(port.get("network_id", "")))
+    mtu = (network or {}).get("mtu")
+    return replace(inputs, mtu=mtu if isinstance(mtu, int) else 0)
 
 
 def endpoint_record(
-    port: dict[str, Any], floating: list[dict[str, Any]], gateways: Sequence[str]
+    port: dict[str, Any], floating: list[dict[str, Any]], inputs: RecordInputs
 ) -> EndpointRecord:
-    """What the port's host must realise; ``gateways`` from :func:`subnet_gateways`."""
+    """What the port's host must realise; ``inputs`` from :func:`record_inputs`."""
     fixed = [ip["ip_address"] for ip in port.get("fixed_ips", [])]
     pairs = [p["ip_address"] for p in port.get("allowed_address_pairs", [])]
     nat = sorted(
@@ -78,7 +134,7 @@ def endpoint_record(
         mac_address=port["mac_address"],
         admin_state_up=bool(port.get("admin_state_up", True)),
         fixed_ips=fixed,
-        gateways=list(gateways),
+        gateways=list(inputs.gateways),
         allowed_addresses=pairs,
         floating_ips=nat,
         port_security_enabled=bool(port.get("port_security_enabled", True)),
@@ -88,7 +144,24 @@ def endpoint_record(
         preferred=preferred,
         moved_in=moved_in,
         moved_out=moved_out,
+        addressing=list(inputs.addressing),
+        mtu=inputs.mtu,
+        hostname=str(port.get("dns_name") or port.get("name") or ""),
+        extra_dhcp_opts=_dhcp_options(port.get("extra_dhcp_opts")),
     )
 
 
-__all__ = ["endpoint_key", "endpoint_record", "interface_name", "subnet_gateways"]
+def _dhcp_options(value: object) -> list[DhcpOption]:
+    options = value if isinstance(value, list) else []
+    return [
+        DhcpOption(
+            opt_name=str(o["opt_name"]),
+            opt_value=str(o.get("opt_value") or ""),
+            ip_version=int(o.get("ip_version") or 4),
+        )
+        for o in options
+        if isinstance(o, dict) and o.get("opt_name")
+    ]
+
+
+__all__ = ["RecordInputs", "endpoint_key", "endpoint_record", "interface_name", "record_inputs"]

@@ -24,6 +24,15 @@ from routeplane.services.attributes import (
 )
 from routeplane.services.common import new_doc, require_write, standard_attrs
 from routeplane.services.context import Context
+from routeplane.services.core.endpoint_refresh import (
+    NETWORK_FIELDS,
+    PORTS_PER_TXN,
+    add_rewrites,
+    changed,
+    converge,
+    holders,
+    rewrites,
+)
 from routeplane.services.documents import DocService
 from routeplane.services.errors import ApiFault, invalid_input
 from routeplane.services.repo import Change, Doc, Outcome, Repo, key, prefix
@@ -123,10 +132,16 @@ class NetworkService(DocService):
                 ctx, data, "update_network", create=False
             ),
         )
+        if any(f in data for f in NETWORK_FIELDS):
+            converge(self.repo, *updated.get("subnets", []))  # what one transaction missed
         return self.render(ctx, updated)
 
     def after_update(self, change: Change, old: dict[str, Any], new: dict[str, Any]) -> None:
-        """Subnets show their network's router:external (subnet-external-network)."""
+        """Subnets show their network's router:external (subnet-external-network); the
+        endpoint records of its bound ports follow its MTU (as many as fit)."""
+        if changed(NETWORK_FIELDS, old, new):
+            ports = holders(self.repo, *old.get("subnets", []))
+            add_rewrites(change, rewrites(self.repo, ports, {old["id"]: new})[:PORTS_PER_TXN])
         if bool(new.get("router:external")) == bool(old.get("router:external")):
             return
         for subnet_id in old.get("subnets", []):

@@ -24,7 +24,7 @@ from routeplane.ipam.pools import IPAddress
 from routeplane.model.endpoint import encode
 from routeplane.services.common import bump, new_doc, require_write
 from routeplane.services.context import Context
-from routeplane.services.core.endpoints import endpoint_key, endpoint_record, subnet_gateways
+from routeplane.services.core.endpoints import endpoint_key, endpoint_record, record_inputs
 from routeplane.services.core.fixed_ips import FixedIP, Resolver, clean, parse_held
 from routeplane.services.core.networks import NetworkService
 from routeplane.services.core.port_attrs import ATTRS, fixed_ips_match, with_macs
@@ -131,8 +131,8 @@ class PortService(DocService):
             change.delete(endpoint_key(old_host, old["id"]))
         if new is not None and new_host:
             floating = [d.value for d in self.repo.list("fip_by_port", new["id"])]
-            gateways = subnet_gateways(self.repo, new, change=change)
-            record = endpoint_record(new, floating, gateways)
+            inputs = record_inputs(self.repo, new, change=change)
+            record = endpoint_record(new, floating, inputs)
             change.put(endpoint_key(new_host, new["id"]), encode(record))
 
     def after_update(self, change: Change, old: dict[str, Any], new: dict[str, Any]) -> None:

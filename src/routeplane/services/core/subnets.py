@@ -31,7 +31,9 @@ from routeplane.services.common import bump, new_doc, require_write, standard_at
 from routeplane.services.context import Context
 from routeplane.services.core.endpoint_refresh import (
     PORTS_PER_TXN,
+    SUBNET_FIELDS,
     add_rewrites,
+    changed,
     converge,
     holders,
     rewrites,
@@ -299,13 +301,14 @@ class SubnetService(DocService):
             return merged
 
         updated = self.update_doc(ctx, resource_id, if_match, apply)
-        if data.get("gateway_ip", AUTO) is not AUTO:
+        if any(data.get(f, AUTO) is not AUTO for f in SUBNET_FIELDS):
             converge(self.repo, resource_id)  # ports one transaction could not hold
         return self.render(ctx, updated)
 
     def after_update(self, change: Change, old: dict[str, Any], new: dict[str, Any]) -> None:
-        """A new gateway: the endpoint records of the subnet's bound ports, as many as fit."""
-        if new.get("gateway_ip") != old.get("gateway_ip"):
+        """A new gateway, DNS servers, host routes or DHCP switch: the endpoint records of
+        the subnet's bound ports, as many as fit."""
+        if changed(SUBNET_FIELDS, old, new):
             stale = rewrites(self.repo, holders(self.repo, new["id"]), {old["id"]: new})
             add_rewrites(change, stale[:PORTS_PER_TXN])
 

@@ -25,7 +25,7 @@ from routeplane.model.endpoint import encode
 from routeplane.services.attributes import Attr, ip_address, is_uuid, uuid_or_none, visible
 from routeplane.services.common import new_doc, require_write, standard_attrs
 from routeplane.services.context import ADMIN, Context
-from routeplane.services.core.endpoints import endpoint_key, endpoint_record, subnet_gateways
+from routeplane.services.core.endpoints import endpoint_key, endpoint_record, record_inputs
 from routeplane.services.core.networks import NetworkService
 from routeplane.services.core.ports import PortService
 from routeplane.services.documents import DocService
@@ -225,8 +225,8 @@ class FloatingIPService(DocService):
                     d.value for d in self.repo.list("fip_by_port", port_id) if d.key != index_key
                 ]
                 floating += [] if entry is None else [entry]
-                gateways = subnet_gateways(self.repo, port.value, change=change)
-                record = endpoint_record(port.value, floating, gateways)
+                inputs = record_inputs(self.repo, port.value, change=change)
+                record = endpoint_record(port.value, floating, inputs)
                 change.put(endpoint_key(host, port_id), encode(record))
 
     # create, update, delete ------------------------------------------------------------

@@ -1,0 +1,107 @@
+"""The host's DHCP socket: one packet socket per host namespace that sees every DHCP
+request arriving on any interface, and sends replies as frames to one MAC on one
+interface.
+
+Why a packet socket and not a UDP socket on port 67: a client without an address
+broadcasts from 0.0.0.0, a renewing client unicasts to its gateway — an address the host
+does not hold (it only stands for it) — and the server must know which tap each request
+came in on and answer on that tap only, to a client that has no address yet (no ARP, no
+route). An ``AF_PACKET``/``SOCK_DGRAM`` socket bound to ``ETH_P_IP`` on every interface
+gets all of these, with the ingress interface and the sender's MAC in its address; the
+kernel writes the Ethernet header of a reply. A classic BPF filter in the kernel passes
+only unfragmented UDP to port 67, so the routed traffic of the host's VMs never wakes the
+process. Packets the host sends itself (``PACKET_OUTGOING``) are dropped here.
+
+The socket is created by the namespace's own thread (a socket belongs to the namespace
+it was made in; interface names in its addresses are resolved there). What this module
+must not do: decide anything about a packet, or send anywhere but the interface and MAC
+it is given.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import socket
+import struct
+
+from routeplane.dataplane.linux.namespace import Namespace
+from routeplane.model.errors import DataplaneError
+
+ETH_P_IP = 0x0800
+SO_ATTACH_FILTER = 26
+PACKET_OUTGOING = 4
+RECEIVE_BUFFER = 1 << 20  # ~600 full-size requests queued; beyond that the kernel drops
+
+# ldb [9]; jeq UDP; ldh [6]; jset fragment -> drop; ldxb 4*([0]&0xf); ldh [x+2]; jeq 67
+_FILTER = (
+    (0x30, 0, 0, 9),
+    (0x15, 0, 6, 17),
+    (0x28, 0, 0, 6),
+    (0x45, 4, 0, 0x3FFF),
+    (0xB1, 0, 0, 0),
+    (0x48, 0, 0, 2),
+    (0x15, 0, 1, 67),
+    (0x06, 0, 0, 0xFFFF),
+    (0x06, 0, 0, 0),
+)
+
+
+def _attach_filter(sock: socket.socket) -> None:
+    code = b"".join(struct.pack("HBBI", *insn) for insn in _FILTER)
+    program = ctypes.create_string_buffer(code)
+    fprog = struct.pack("HL", len(_FILTER), ctypes.addressof(program))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+
+
+class DhcpSocket:
+    """DHCP requests in, replies out, in network namespace ``netns`` (None: our own)."""
+
+    def __init__(self, netns: str | None) -> None:
+        self.namespace = Namespace(netns)
+        try:
+            self.sock = self.namespace.run(self._open)
+        except OSError as exc:
+            self.namespace.close()
+            raise DataplaneError(f"DHCP packet socket: {exc}") from exc
+
+    @staticmethod
+    def _open() -> socket.socket:
+        # every interface's IPv4 (a bind would name one); what arrived before the filter
+        # was attached is read away, so every packet read later has passed the filter
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_IP))
+        try:
+            _attach_filter(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+            sock.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                while sock.recv(1):
+                    pass
+        except OSError:
+            sock.close()
+            raise
+        return sock
+
+    def receive(self, timeout: float) -> tuple[str, bytes] | None:
+        """The next request as (interface name, IPv4 packet); None after ``timeout``
+        seconds, or for a packet the host sent itself."""
+        self.sock.settimeout(timeout)
+        try:
+            packet, address = self.sock.recvfrom(2048)
+        except TimeoutError:
+            return None
+        if address[2] == PACKET_OUTGOING:
+            return None
+        return str(address[0]), packet
+
+    def send(self, interface: str, mac: str, packet: bytes) -> None:
+        """``packet`` (a whole IPv4 packet) in a frame to ``mac`` on ``interface``;
+        ``OSError`` when the interface is gone or its queue full."""
+        self.sock.sendto(packet, (interface, ETH_P_IP, 0, 0, bytes.fromhex(mac.replace(":", ""))))
+
+    def close(self) -> None:
+        self.sock.close()
+        self.namespace.close()
+
+
+__all__ = ["DhcpSocket"]
