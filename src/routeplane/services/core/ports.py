@@ -36,10 +36,13 @@ from routeplane.services.service_ips.hints import public, service_ip_index
 
 VIF_DETAILS = {"port_filter": True, "mac_address": "00:61:fe:ed:ca:fe"}
 UNBOUND_VIF_TYPES = ("unbound", "binding_failed")
-ROUTER_OWNED = (
+ROUTER_INTERFACES = (
     "network:router_interface",
     "network:router_interface_distributed",
     "network:ha_router_replicated_interface",
+)
+ROUTER_OWNED = (
+    *ROUTER_INTERFACES,
     "network:router_gateway",
     "network:floatingip",
 )
@@ -62,8 +65,14 @@ class PortService(DocService):
 
     # showing -------------------------------------------------------------------------
     def _status(self, doc: dict[str, Any], programmed: set[str] | None = None) -> str:
+        """A router's interface is realised by every host as soon as it exists (there is
+        no router appliance to wait for): ACTIVE unless administratively down."""
         host = doc.get("binding:host_id")
-        if not host or not doc.get("admin_state_up", True):
+        if not doc.get("admin_state_up", True):
+            return "DOWN"
+        if doc.get("device_owner") in ROUTER_INTERFACES:
+            return "ACTIVE"
+        if not host:
             return "DOWN"
         if programmed is not None:
             return "ACTIVE" if f"{host}/{doc['id']}" in programmed else "DOWN"
