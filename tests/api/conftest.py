@@ -137,3 +137,24 @@ def as_user(
     yield _as
     for one in opened:
         one.close()
+
+
+@pytest.fixture(scope="module")
+def admin_v2(api: ApiServer) -> Iterator[httpx.Client]:
+    """Raw HTTP on ``/v2.0`` as the static admin token."""
+    with httpx.Client(
+        base_url=f"{api.url}/v2.0", headers={"X-Auth-Token": api.admin_token}, timeout=30
+    ) as admin:
+        yield admin
+
+
+@pytest.fixture(scope="module")
+def demo_v2(
+    api: ApiServer, connect: Callable[..., openstack.connection.Connection]
+) -> Iterator[httpx.Client]:
+    """Raw HTTP on ``/v2.0`` as the demo member (a password token from /identity)."""
+    token = str(connect("demo").auth_token)
+    with httpx.Client(
+        base_url=f"{api.url}/v2.0", headers={"X-Auth-Token": token}, timeout=30
+    ) as demo:
+        yield demo

@@ -4,6 +4,11 @@ Twenty clients put the same address on twenty different ports at the same moment
 exactly one succeeds and the rest get Neutron's 409. Run against one api process on the
 embedded store, and against two api processes sharing one etcd (requests alternate
 between them), which is the multi-host deployment.
+
+Quotas the same way: twenty clients create a router where the project's quota has room
+for one more; exactly one gets it, the others Neutron's ``OverQuota``. (Routers: a
+network or port create also writes the project's default security group, which would
+serialise the race by itself.)
 """
 
 from __future__ import annotations
@@ -117,3 +122,37 @@ def test_twenty_clients_race_for_one_address(
     for round_ in range(ROUNDS):
         address = f"10.50.9.{10 + round_}"
         _check(servers, subnet_id, address, _race(servers, subnet_id, ports, address))
+
+
+@pytest.mark.parametrize("deployment", ["sqlite_api", "etcd_apis"])
+def test_twenty_clients_race_for_the_last_unit_of_quota(
+    deployment: str, request: pytest.FixtureRequest
+) -> None:
+    servers: list[ApiServer] = request.getfixturevalue(deployment)
+    project = f"racer-{uuid.uuid4().hex[:6]}"
+    with _client(servers[0]) as http:
+        first = http.post("/v2.0/routers", json={"router": {"project_id": project}})
+        assert first.status_code == 201, first.text
+        limit = http.put(f"/v2.0/quotas/{project}", json={"quota": {"router": 2}})
+        assert limit.status_code == 200, limit.text
+    barrier = threading.Barrier(CLIENTS)
+
+    def create(index: int) -> httpx.Response:
+        with _client(servers[index % len(servers)]) as http:
+            barrier.wait(timeout=30)
+            return http.post("/v2.0/routers", json={"router": {"project_id": project}})
+
+    with ThreadPoolExecutor(CLIENTS) as pool:
+        responses = list(pool.map(create, range(CLIENTS)))
+    assert sorted(r.status_code for r in responses) == [201] + [409] * (CLIENTS - 1)
+    for response in responses:
+        if response.status_code == 409:
+            assert response.json()["NeutronError"] == {
+                "type": "OverQuota",
+                "message": "Quota exceeded for resources: ['router'].",
+                "detail": "",
+            }
+    for server in servers:
+        with _client(server) as http:
+            owned = http.get("/v2.0/routers", params={"project_id": project}).json()
+            assert len(owned["routers"]) == 2

@@ -1148,7 +1148,7 @@ def test_extensions(http: httpx.Client) -> None:
             "links": [],
         }, alias
     # nothing listed that we do not implement
-    assert not {"qos", "trunk", "segment", "provider", "address-scope", "quotas"} & set(by_alias)
+    assert not {"qos", "trunk", "segment", "provider", "address-scope"} & set(by_alias)
     shown = http.get("/v2.0/extensions/security-group")
     assert shown.json() == {"extension": by_alias["security-group"]}
     missing = http.get("/v2.0/extensions/no-such-ext")

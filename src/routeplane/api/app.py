@@ -18,7 +18,14 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from routeplane.api import faults, fixed_ip_move_routes, identity_routes, router_actions, versions
+from routeplane.api import (
+    faults,
+    fixed_ip_move_routes,
+    identity_routes,
+    quota_routes,
+    router_actions,
+    versions,
+)
 from routeplane.api.resources import ResourceRoutes, Wiring
 from routeplane.model.errors import StoreError
 from routeplane.services.context import Context
@@ -129,6 +136,7 @@ def create_app(
         ResourceRoutes(path, service, wiring).register(app)
     router_actions.add_router_actions(app, services, wiring)
     fixed_ip_move_routes.add_move_route(app, services, wiring)
+    quota_routes.add_quota_routes(app, services.quotas, wiring)
     identity_routes.add_routes(app, identity, read_json)
     return app
 

@@ -130,8 +130,15 @@ def ip_address(value: Any) -> str | None:
 
 
 def uuid_list(value: Any) -> str | None:
+    """neutron-lib ``type:uuid_list``: a list of UUIDs, none twice."""
     if not isinstance(value, list):
         return f"'{value}' is not a list"
+    seen: list[Any] = []
+    duplicates: list[Any] = []
+    for item in value:
+        (duplicates if item in seen and item not in duplicates else seen).append(item)
+    if duplicates:
+        return f"Duplicate items in the list: '{', '.join(map(str, duplicates))}'"
     for item in value:
         error = is_uuid(item)
         if error:
@@ -256,7 +263,8 @@ def convert_and_validate(attrs: AttrMap, data: dict[str, Any]) -> dict[str, Any]
         if attr.validate is not None:
             reason = attr.validate(value)
             if reason:
-                raise bad_request(f"Invalid input for {name}. Reason: {reason}.")
+                shown = "tenant_id" if name == "project_id" else name  # Neutron's alias
+                raise bad_request(f"Invalid input for {shown}. Reason: {reason}.")
         out[name] = value
     return out
 

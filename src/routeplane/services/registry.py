@@ -7,6 +7,7 @@ from routeplane.services.core.ports import PortService
 from routeplane.services.core.subnets import SubnetService
 from routeplane.services.l3.floating_ips import FloatingIPService
 from routeplane.services.l3.routers import RouterService
+from routeplane.services.quotas import Quotas
 from routeplane.services.repo import Repo
 from routeplane.services.resource import ResourceService
 from routeplane.services.security.groups import SecurityGroupRuleService, SecurityGroupService
@@ -19,6 +20,7 @@ class Services:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.repo = Repo(store)
+        self.quotas = Quotas(self.repo)
         self.networks = NetworkService(self.repo)
         self.subnets = SubnetService(self.repo, self.networks)
         self.security_groups = SecurityGroupService(self.repo)

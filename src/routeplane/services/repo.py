@@ -55,6 +55,7 @@ class Change:
 
     compares: list[Compare] = field(default_factory=list)
     ops: list[Op] = field(default_factory=list)
+    charges: list[tuple[str, str]] = field(default_factory=list)  # (project, resource)
     _written: set[str] = field(default_factory=set)
 
     def depends_on(self, doc: Doc | None, key_if_missing: str | None = None) -> None:
@@ -80,6 +81,13 @@ class Change:
     def writes(self, k: str) -> bool:
         return k in self._written
 
+    def charge(self, project: str, resource: str) -> None:
+        """Count one more ``resource`` against ``project``'s quota (``services.quotas``)."""
+        self.charges.append((project, resource))
+
+    def puts(self) -> Iterator[tuple[str, JSONValue]]:
+        return ((op.key, op.value) for op in self.ops if isinstance(op, Put))
+
 
 @dataclass
 class Outcome(Generic[T]):
@@ -93,6 +101,9 @@ class Repo:
     def __init__(self, store: Store) -> None:
         self.store = store
         self._local = threading.local()
+        # Checks of a change about to commit, which may refuse it or add compares
+        # (quota enforcement).
+        self.before_commit: builtins.list[Callable[[Change], None]] = []
 
     def attempt(self) -> int:
         """How many times the running use case lost a race already (0 on the first try)."""
@@ -128,6 +139,8 @@ class Repo:
                 outcome = use_case()
                 if not outcome.change.ops:
                     return outcome.result
+                for check in self.before_commit:
+                    check(outcome.change)
                 if self.store.txn(outcome.change.compares, outcome.change.ops).succeeded:
                     return outcome.result
         finally:

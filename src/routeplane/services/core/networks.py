@@ -6,12 +6,15 @@ from; ``shared`` lets every project attach ports. Both are admin-only settings, 
 the ``provider:*`` attributes (kept for clients that send them; only ``local`` and
 ``flat`` are accepted, the types of the reference deployment). Creating a network
 creates its project's default security group if there is none yet, as Neutron does.
-Deleting a network deletes its subnets, and is refused while user ports remain (the
-409 names them, oldest first).
+Deleting a network deletes its subnets and, for an external network, its floating IPs
+that are not associated (Neutron's ``delete_disassociated_floatingips``); it is refused
+while user ports remain, an associated floating IP's among them (the 409 names them,
+oldest first).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from routeplane.services.attributes import (
@@ -73,6 +76,29 @@ ATTRS: dict[str, Attr] = {
 ADMIN_ONLY_SETTINGS = ("shared", "router:external", "is_default")
 # Ports that belong to the network itself, deleted along with it.
 SERVICE_OWNERS = ("network:dhcp", "network:router_interface_distributed")
+# What else a network's deletion removes, in its transaction: from the network as read
+# and the change being built, the ids of the ports it deleted with them.
+Dependent = Callable[[Doc, Change], set[str]]
+
+
+IPV4_MIN_MTU = 68
+IPV6_MIN_MTU = 1280
+
+
+def mtu_conflict(net: dict[str, Any], versions: set[int]) -> ApiFault | None:
+    """Neutron's NetworkMTUSubnetConflict: a network with subnets of ``versions`` needs
+    an MTU of at least 68 (any subnet) or 1280 (an IPv6 one)."""
+    mtu = int(net.get("mtu") or 0)
+    if not mtu or mtu >= IPV6_MIN_MTU or not versions:
+        return None
+    needed = IPV4_MIN_MTU if mtu < IPV4_MIN_MTU else IPV6_MIN_MTU if 6 in versions else 0
+    if not needed:
+        return None
+    return ApiFault(
+        "NetworkMTUSubnetConflict",
+        409,
+        f"MTU of {net['id']} is not valid, subnet requires a minimum of {needed}",
+    )
 
 
 class NetworkService(DocService):
@@ -86,6 +112,7 @@ class NetworkService(DocService):
     def __init__(self, repo: Repo) -> None:
         super().__init__(repo)
         self.groups = SecurityGroupService(repo)
+        self.dependents: list[Dependent] = []  # e.g. an external network's floating IPs
 
     def shared_with(self, ctx: Context, doc: dict[str, Any]) -> bool:
         return bool(doc.get("shared") or doc.get("router:external"))
@@ -127,7 +154,7 @@ class NetworkService(DocService):
             ctx,
             resource_id,
             if_match,
-            lambda doc, _change: {**doc.value, **data},
+            lambda doc, _change: self._changed(doc, data),
             authorize=lambda _doc: self._check_admin_settings(
                 ctx, data, "update_network", create=False
             ),
@@ -135,6 +162,19 @@ class NetworkService(DocService):
         if any(f in data for f in NETWORK_FIELDS):
             converge(self.repo, *updated.get("subnets", []))  # what one transaction missed
         return self.render(ctx, updated)
+
+    def _changed(self, doc: Doc, data: dict[str, Any]) -> dict[str, Any]:
+        updated = {**doc.value, **data}
+        if "mtu" in data:
+            versions: set[int] = set()
+            for subnet_id in doc.value.get("subnets", []):
+                subnet = self.repo.get("subnets", subnet_id)
+                if subnet is not None:
+                    versions.add(int(subnet.value.get("ip_version", 4)))
+            conflict = mtu_conflict(updated, versions)
+            if conflict is not None:
+                raise conflict
+        return updated
 
     def after_update(self, change: Change, old: dict[str, Any], new: dict[str, Any]) -> None:
         """Subnets show their network's router:external (subnet-external-network); the
@@ -152,10 +192,11 @@ class NetworkService(DocService):
                 change.put(subnet.key, {**subnet.value, "router:external": external})
 
     def delete(self, ctx: Context, resource_id: str, if_match: int | None) -> None:
-        self.delete_doc(ctx, resource_id, if_match, in_use=self._ports_in_use, remove=self._remove)
+        self.delete_doc(ctx, resource_id, if_match, remove=self._remove)
 
-    def _ports_in_use(self, doc: Doc) -> None:
-        """The network's own ports go with it; any other keeps it (oldest named first)."""
+    def _ports_in_use(self, doc: Doc, released: set[str]) -> None:
+        """The network's own ports go with it, and those its dependents ``released``; any
+        other keeps it (oldest named first)."""
         network_id = doc.value["id"]
         in_use = [
             kv.value
@@ -166,6 +207,7 @@ class NetworkService(DocService):
             if isinstance(kv.value, dict)
             and kv.value.get("network_id") == network_id
             and kv.value.get("device_owner") not in SERVICE_OWNERS
+            and kv.value.get("id") not in released
         ]
         if in_use:
             raise ApiFault(
@@ -177,6 +219,10 @@ class NetworkService(DocService):
             )
 
     def _remove(self, doc: Doc, change: Change) -> None:
+        released: set[str] = set()
+        for dependent in self.dependents:
+            released |= dependent(doc, change)
+        self._ports_in_use(doc, released)
         for subnet_id in doc.value.get("subnets", []):
             subnet = self.repo.get("subnets", subnet_id)
             change.depends_on(subnet, key("subnets", subnet_id))

@@ -104,7 +104,10 @@ ATTRS: dict[str, Attr] = {
     "port_security_enabled": Attr(
         default=None, convert=lambda v: None if v is None else to_boolean(v)
     ),
-    "binding:host_id": Attr(default="", validate=string(255), admin_only=True),
+    # null unbinds, as "" does (Nova's unbind sends null)
+    "binding:host_id": Attr(
+        default="", convert=lambda v: "" if v is None else v, validate=string(255), admin_only=True
+    ),
     "binding:vif_type": Attr(post=False, put=False, default="unbound", admin_only=True),
     "binding:vif_details": Attr(post=False, put=False, default=dict, admin_only=True, filter=False),
     "binding:vnic_type": Attr(default="normal", validate=string(64)),

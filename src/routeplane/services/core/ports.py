@@ -35,15 +35,25 @@ from routeplane.services.repo import Change, Doc, Outcome, Repo, key, new_mac
 from routeplane.services.security.groups import SecurityGroupService
 from routeplane.services.service_ips.hints import public, service_ip_index
 
-VIF_DETAILS = {"port_filter": True, "mac_address": "00:61:fe:ed:ca:fe"}
 UNBOUND_VIF_TYPES = ("unbound", "binding_failed")
-ROUTER_OWNED = (
+ROUTER_INTERFACES = (
     "network:router_interface",
     "network:router_interface_distributed",
     "network:ha_router_replicated_interface",
+)
+ROUTER_OWNED = (
+    *ROUTER_INTERFACES,
     "network:router_gateway",
     "network:floatingip",
 )
+
+
+def vif_details(mac: str) -> dict[str, Any]:
+    """What Nova needs to plug a tap: ``mac_address`` is the host side's MAC, the port's
+    MAC with ``fe`` as first octet (libvirt's own rule for tap devices): unique per
+    port and never the guest's own. networking-calico still sends the constant
+    ``00:61:fe:ed:ca:fe``, the same on every tap."""
+    return {"port_filter": True, "mac_address": "fe" + mac[2:]}
 
 
 class PortService(DocService):
@@ -63,8 +73,14 @@ class PortService(DocService):
 
     # showing -------------------------------------------------------------------------
     def _status(self, doc: dict[str, Any], programmed: set[str] | None = None) -> str:
+        """A router's interface is realised by every host as soon as it exists (there is
+        no router appliance to wait for): ACTIVE unless administratively down."""
         host = doc.get("binding:host_id")
-        if not host or not doc.get("admin_state_up", True):
+        if not doc.get("admin_state_up", True):
+            return "DOWN"
+        if doc.get("device_owner") in ROUTER_INTERFACES:
+            return "ACTIVE"
+        if not host:
             return "DOWN"
         if programmed is not None:
             return "ACTIVE" if f"{host}/{doc['id']}" in programmed else "DOWN"
@@ -142,7 +158,7 @@ class PortService(DocService):
     def _binding(doc: dict[str, Any]) -> None:
         bound = bool(doc.get("binding:host_id"))
         doc["binding:vif_type"] = "tap" if bound else "unbound"
-        doc["binding:vif_details"] = dict(VIF_DETAILS) if bound else {}
+        doc["binding:vif_details"] = vif_details(str(doc["mac_address"])) if bound else {}
 
     # create --------------------------------------------------------------------------
     def create(self, ctx: Context, data: dict[str, Any]) -> dict[str, Any]:

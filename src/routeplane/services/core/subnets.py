@@ -38,7 +38,7 @@ from routeplane.services.core.endpoint_refresh import (
     holders,
     rewrites,
 )
-from routeplane.services.core.networks import NetworkService
+from routeplane.services.core.networks import NetworkService, mtu_conflict
 from routeplane.services.documents import DocService
 from routeplane.services.errors import ApiFault, bad_resource_request, forbidden, invalid_input
 from routeplane.services.repo import Change, Doc, Outcome, Repo, key
@@ -87,6 +87,8 @@ ATTRS: dict[str, Attr] = {
     "router:external": Attr(post=False, put=False, default=False),
     # ours, from subnet-dns-publish-fixed-ip (not loaded in the reference deployment)
     "dns_publish_fixed_ip": Attr(default=False, convert=to_boolean),
+    # neutron-lib: never shown, only a filter, on the network's sharing (before_list)
+    "shared": Attr(post=False, put=False, convert=to_boolean),
 }
 
 
@@ -217,6 +219,20 @@ class SubnetService(DocService):
         net = self.repo.get("networks", str(doc.get("network_id")))
         return net is not None and self.networks.shared_with(ctx, net.value)
 
+    def before_list(self, ctx: Context, filters: dict[str, list[Any]]) -> None:
+        """``?shared=`` filters on the network's ``shared``: it becomes a ``network_id``
+        filter naming the networks that match (a subnet has no ``shared`` of its own)."""
+        wanted = filters.pop("shared", None)
+        if wanted is None:
+            return
+        networks = [
+            d.value["id"]
+            for d in self.repo.list("networks")
+            if bool(d.value.get("shared")) in wanted
+        ]
+        asked = filters.get("network_id")
+        filters["network_id"] = networks if asked is None else [n for n in asked if n in networks]
+
     def create(self, ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
         require_write(ctx, "create_subnet")
         if data.get("cidr") is None:
@@ -251,6 +267,9 @@ class SubnetService(DocService):
             net = self.networks.load(ctx, str(data["network_id"]))
             if not ctx.sees(str(net.value.get("project_id"))):
                 raise forbidden("create_subnet")
+            conflict = mtu_conflict(net.value, {version})
+            if conflict is not None:
+                raise conflict
             for other_id in net.value.get("subnets", []):
                 other = self.repo.get(self.kind, other_id)
                 if other is not None and ipaddress.ip_network(other.value["cidr"]).overlaps(

@@ -6,7 +6,7 @@ tenants); association names a port and, when the port has several IPv4 addresses
 one; a router must join that address's subnet to the external network, and it becomes
 ``router_id``. ``port_id: null`` disassociates; a PUT without ``port_id`` keeps the
 association. Deleting the port disassociates (the port service does that); deleting the
-floating IP frees the address.
+floating IP frees the address; deleting its external network deletes it unless associated.
 
 What the agent sees: in the same transaction as every (dis)association, the index
 ``fip_by_port/<port>/<fip>`` = ``{id, floating_ip_address, fixed_ip_address}`` is written or
@@ -85,6 +85,7 @@ class FloatingIPService(DocService):
         self.networks = networks
         self.ports = ports
         self.routers = routers
+        networks.dependents.append(self._remove_with_network)
 
     # reading -------------------------------------------------------------------------
     def render(self, ctx: Context, doc: dict[str, Any]) -> dict[str, Any]:
@@ -327,6 +328,20 @@ class FloatingIPService(DocService):
 
     def delete(self, ctx: Context, resource_id: str, if_match: int | None) -> None:
         self.delete_doc(ctx, resource_id, if_match, remove=self._release)
+
+    def _remove_with_network(self, net: Doc, change: Change) -> set[str]:
+        """An external network's deletion takes its disassociated floating IPs along
+        (Neutron's ``delete_disassociated_floatingips``); the ids of their ports."""
+        released: set[str] = set()
+        for fip in self.repo.list(self.kind):
+            if fip.value.get("floating_network_id") == net.value["id"]:
+                change.depends_on(fip)
+                if fip.value.get("port_id"):
+                    continue
+                self._release(fip, change)
+                change.delete(fip.key)
+                released.add(str(fip.value.get("floating_port_id")))
+        return released
 
     def _release(self, doc: Doc, change: Change) -> None:
         """Disassociated, and the address freed with the port that held it."""

@@ -56,6 +56,11 @@ def _gateway_info(value: Any) -> str | None:
     return reason
 
 
+def _none_to_empty(value: Any) -> Any:
+    """neutron-lib ``convert_none_to_empty_list``: ``"routes": null`` clears them."""
+    return [] if value is None else value
+
+
 def _routes(value: Any) -> str | None:
     """neutron-lib ``type:hostroutes``."""
     if not isinstance(value, list):
@@ -85,7 +90,9 @@ ATTRS: dict[str, Attr] = {
     "admin_state_up": Attr(default=True, convert=to_boolean, sort=True),
     "status": Attr(post=False, put=False, default="ACTIVE", sort=True),
     "external_gateway_info": Attr(default=None, validate=_gateway_info, filter=False),
-    "routes": Attr(post=False, default=list, validate=_routes, filter=False),
+    "routes": Attr(
+        post=False, default=list, convert=_none_to_empty, validate=_routes, filter=False
+    ),
     "distributed": Attr(default=False, convert=to_boolean, admin_only=True),
     "ha": Attr(default=False, convert=to_boolean, admin_only=True),
     "availability_zone_hints": Attr(put=False, default=list, filter=False),

@@ -133,7 +133,8 @@ RULE_ATTRS: dict[str, Attr] = {
     "port_range_min": Attr(put=False, default=None, convert=_port),
     "port_range_max": Attr(put=False, default=None, convert=_port),
     "remote_ip_prefix": Attr(put=False, default=None, convert=_prefix),
-    "remote_group_id": Attr(put=False, default=None, validate=uuid_or_none),
+    # not validated (as in neutron-lib): a group that is no UUID is a group not found
+    "remote_group_id": Attr(put=False, default=None),
     "remote_address_group_id": Attr(put=False, default=None, validate=uuid_or_none),
     "normalized_cidr": Attr(post=False, put=False, default=None),
     "belongs_to_default_sg": Attr(post=False, put=False, default=False),
