@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from routeplane.cli.main import main
+from routeplane.model.jsontypes import JSONValue
 from routeplane.store import open_store
 
 pytestmark = [pytest.mark.unit]
@@ -19,12 +20,12 @@ pytestmark = [pytest.mark.unit]
 ROOT = "/routeplane/v1/"
 
 
-def endpoint(port: str, project: str, fixed: list[str], pairs: list[str]) -> dict[str, object]:
+def endpoint(port: str, project: str, fixed: list[str], pairs: list[str]) -> JSONValue:
     return {
         "port_id": port,
         "project_id": project,
-        "fixed_ips": fixed,
-        "allowed_addresses": pairs,
+        "fixed_ips": list[JSONValue](fixed),
+        "allowed_addresses": list[JSONValue](pairs),
         "floating_ips": [],
     }
 
