@@ -17,8 +17,8 @@ import pytest
 
 from routeplane.store import Store
 from routeplane.testing.api import ApiServer
-from tests.api.helpers import client
-from tests.api.test_subnet_gateway_refresh import post, record
+from tests.api.helpers import client, post
+from tests.api.test_subnet_gateway_refresh import record
 
 pytestmark = [pytest.mark.api]
 

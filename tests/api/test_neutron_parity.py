@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from routeplane.store import Store
-from tests.api.helpers import assert_fault, stored
+from tests.api.helpers import assert_fault, post, stored
 
 pytestmark = [
     pytest.mark.api,
@@ -33,13 +33,6 @@ def http(admin_v2: httpx.Client) -> httpx.Client:
 @pytest.fixture(scope="module")
 def demo_http(demo_v2: httpx.Client) -> httpx.Client:
     return demo_v2
-
-
-def post(http: httpx.Client, collection: str, member: str, **fields: Any) -> dict[str, Any]:
-    response = http.post(f"/{collection}", json={member: fields})
-    assert response.status_code == 201, response.text
-    item: dict[str, Any] = response.json()[member]
-    return item
 
 
 def network(http: httpx.Client, name: str, cidr: str, **fields: Any) -> tuple[str, str]:
