@@ -22,7 +22,8 @@ from typing import Any
 import pytest
 
 from routeplane.agent.bgp import BgpSettings, BgpSpeaker
-from routeplane.agent.loop import Agent, AgentSettings
+from routeplane.agent.loop import Agent
+from routeplane.agent.settings import AgentSettings
 from routeplane.bgp.bird import Bird
 from routeplane.bgp.render import access_config
 from routeplane.dataplane.linux import LinuxKernel, NftTable

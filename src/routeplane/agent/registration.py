@@ -14,15 +14,12 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING
 
 from routeplane import __version__
+from routeplane.agent.settings import AgentSettings
 from routeplane.model.errors import LeaseNotFound
 from routeplane.model.jsontypes import JSONObject
 from routeplane.store import Store
-
-if TYPE_CHECKING:
-    from routeplane.agent.loop import AgentSettings
 
 LOG = logging.getLogger("routeplane.agent")
 ROOT = "/routeplane/v1/"
