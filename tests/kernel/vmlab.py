@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from routeplane.agent.bgp import BgpSpeaker
-from routeplane.agent.loop import Agent, AgentSettings
+from routeplane.agent.loop import Agent
+from routeplane.agent.settings import AgentSettings
 from routeplane.dataplane.linux import LinuxKernel, NftTable
 from routeplane.lab.netns import Cleanup, add_veth, exec_in, ip
 from routeplane.services.attributes import check_create, check_update

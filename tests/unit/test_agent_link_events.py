@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from routeplane.agent.loop import Agent, AgentSettings
+from routeplane.agent.loop import Agent
+from routeplane.agent.settings import AgentSettings
 from routeplane.dataplane.fake import FakeKernel
 from routeplane.dataplane.model import Proxy, Route
 from routeplane.store import Store

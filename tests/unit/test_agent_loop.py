@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from routeplane.agent import loop
-from routeplane.agent.loop import Agent, AgentSettings
+from routeplane.agent import policy_runner
+from routeplane.agent.loop import Agent
+from routeplane.agent.settings import AgentSettings
 from routeplane.dataplane.fake import FakeKernel
 from routeplane.dataplane.model import Route
 from routeplane.model.errors import DataplaneError, Unavailable
@@ -187,7 +188,7 @@ def test_policy_is_programmed_before_routes_and_fails_closed(
     store: Store, kernel: FakeKernel, monkeypatch: pytest.MonkeyPatch, beside: bool
 ) -> None:
     if beside:  # every script as big as a whole table: applied in the policy thread
-        monkeypatch.setattr(loop, "BESIDE_POLICY", 0)
+        monkeypatch.setattr(policy_runner, "BESIDE_POLICY", 0)
     store.put(f"{ROOT}security_groups/sg1", {"id": "sg1", "security_group_rules": []})
     put(store, {**endpoint("a", TAP_A, "10.28.0.13"), "security_groups": ["sg1"]})
     policy = FakePolicy(kernel)

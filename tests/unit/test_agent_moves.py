@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from routeplane.agent.bgp import BgpSettings, BgpSpeaker
-from routeplane.agent.loop import Agent, AgentSettings
+from routeplane.agent.loop import Agent
+from routeplane.agent.settings import AgentSettings
 from routeplane.bgp.fake import FakeBird
 from routeplane.dataplane.fake import FakeKernel
 from routeplane.dataplane.model import (

@@ -62,9 +62,13 @@ def parse_peer(text: str, default_as: int) -> Peer:
 
 class BgpSpeaker:
     def __init__(
-        self, store: Store, bird: BirdPort, host: str, settings: BgpSettings,
+        self,
+        store: Store,
+        bird: BirdPort,
+        host: str,
+        settings: BgpSettings,
         clock: Callable[[], float],
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.bird = bird
         self.host = host
         self.settings = settings
@@ -117,11 +121,17 @@ class BgpSpeaker:
         )
         return render(
             HostBgp(
-                host=self.host, router_id=s.address, as_number=s.as_number, peers=peers,
-                address6=s.address6, reflector=s.reflector, bfd=s.bfd, log_path=s.log_path,
+                host=self.host,
+                router_id=s.address,
+                as_number=s.as_number,
+                peers=peers,
+                address6=s.address6,
+                reflector=s.reflector,
+                bfd=s.bfd,
+                log_path=s.log_path,
                 timers=s.timers,
             )
-        )  # fmt: skip
+        )
 
     def apply(self) -> None:
         """Hand BIRD the configuration when it changed or BIRD is not running."""

@@ -68,11 +68,15 @@ def checks(
             if address is None:
                 continue
             wanted[(sip_id, port_id)] = Check(
-                service_ip_id=sip_id, port_id=port_id, address=address,
-                type=str(check.get("type", "tcp")), port=int(check.get("port", 22)),
-                path=str(check.get("path") or "/"), interval=float(check.get("interval", 1)),
+                service_ip_id=sip_id,
+                port_id=port_id,
+                address=address,
+                type=str(check.get("type", "tcp")),
+                port=int(check.get("port", 22)),
+                path=str(check.get("path") or "/"),
+                interval=float(check.get("interval", 1)),
                 threshold=int(check.get("failure_threshold", 3)),
-            )  # fmt: skip
+            )
     return wanted
 
 
@@ -99,10 +103,17 @@ class _State:
 
 class HealthChecker:
     def __init__(
-        self, store: Store, host: str, probe: Probe, *,
-        clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
-        heartbeat: float = 1.0, workers: int = 8, endpoints: Feed | None = None,
-    ) -> None:  # fmt: skip
+        self,
+        store: Store,
+        host: str,
+        probe: Probe,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        heartbeat: float = 1.0,
+        workers: int = 8,
+        endpoints: Feed | None = None,
+    ) -> None:
         self.store = store
         self.host = host
         self.probe = probe
@@ -211,13 +222,21 @@ class HealthChecker:
         if summary == state.written and not force:
             return
         if summary != state.written and state.written is not None:
-            LOG.info("health: %s on port %s: %s (%d failures)", key[0], key[1],
-                     "healthy" if state.healthy else "FAILED", state.failures)  # fmt: skip
+            LOG.info(
+                "health: %s on port %s: %s (%d failures)",
+                key[0],
+                key[1],
+                "healthy" if state.healthy else "FAILED",
+                state.failures,
+            )
         self.store.put(
             self._key(key),
-            {"healthy": state.healthy, "checked_at": self.wall(),
-             "consecutive_failures": state.failures},
-        )  # fmt: skip
+            {
+                "healthy": state.healthy,
+                "checked_at": self.wall(),
+                "consecutive_failures": state.failures,
+            },
+        )
         state.written, state.written_at = summary, now
 
     def close(self) -> None:

@@ -25,8 +25,9 @@ The records come from a feed of ``endpoints/<host>/`` read in a thread of its ow
 the agent's process, a branch of the reconcile loop's follower: the records are read
 from the store once), so serving never waits for the loop and the loop never waits for
 a VM. All VMs are served by one thread (``agent/metadata_server.py``): a long poll is
-parked there as a socket and a timer, not a thread, and the follower tells the server
-which taps' records changed so that only the polls on those taps are checked again.
+parked there as a socket and a timer (``agent/metadata_waits.py``), not a thread, and
+the follower tells the server which taps' records changed so that only the polls on
+those taps are checked again.
 What this module must not do: write anything, or answer with another port's data.
 """
 
@@ -41,14 +42,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from routeplane.agent.metadata_http import Answer
-from routeplane.agent.metadata_server import (
-    MAX_CONNECTIONS,
-    REQUEST_TIMEOUT,
-    Defer,
-    Listener,
-    Park,
-    Server,
-)
+from routeplane.agent.metadata_server import MAX_CONNECTIONS, REQUEST_TIMEOUT, Listener, Server
+from routeplane.agent.metadata_waits import Defer, Park
 from routeplane.dataplane.nft_render import METADATA_ADDRESS
 from routeplane.model.endpoint import EndpointRecord, decode_or_none
 from routeplane.model.errors import StoreError
@@ -310,19 +305,27 @@ class MetadataService:
     by default a follower of its own)."""
 
     def __init__(
-        self, store: Store, host: str, listener: Listener, *, wait_limit: float = WAIT_LIMIT,
-        endpoints: Feed | None = None, max_connections: int = MAX_CONNECTIONS,
+        self,
+        store: Store,
+        host: str,
+        listener: Listener,
+        *,
+        wait_limit: float = WAIT_LIMIT,
+        endpoints: Feed | None = None,
+        max_connections: int = MAX_CONNECTIONS,
         request_timeout: float = REQUEST_TIMEOUT,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.prefix = endpoints_prefix(host)
         self.listener = listener
         self.mirror = Mirror()
         self.responder = Responder(self.mirror, store, wait_limit)
         self.follower = endpoints if endpoints is not None else Follower(store, self.prefix)
         self.server = Server(
-            listener, self.responder, max_connections=max_connections,
+            listener,
+            self.responder,
+            max_connections=max_connections,
             request_timeout=request_timeout,
-        )  # fmt: skip
+        )
         self.mirror.watch(self.server.wake)
         self._stop = threading.Event()
         self._follower: threading.Thread | None = None

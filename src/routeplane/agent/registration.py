@@ -14,16 +14,13 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING
 
 from routeplane import __version__
+from routeplane.agent.settings import AgentSettings
 from routeplane.model.errors import LeaseNotFound
 from routeplane.model.jsontypes import JSONObject
 from routeplane.model.keys import agent_key, host_key
 from routeplane.store import Store
-
-if TYPE_CHECKING:
-    from routeplane.agent.loop import AgentSettings
 
 LOG = logging.getLogger("routeplane.agent")
 

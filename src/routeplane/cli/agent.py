@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from routeplane.agent.bgp import BgpSettings, BgpSpeaker
 from routeplane.agent.health import HealthChecker
-from routeplane.agent.loop import Agent, AgentSettings
+from routeplane.agent.loop import Agent
+from routeplane.agent.settings import AgentSettings
 from routeplane.bgp.bird import Bird
 from routeplane.cli import daemon
 from routeplane.dataplane.nft_render import METADATA_ADDRESS
