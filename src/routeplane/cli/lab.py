@@ -2,7 +2,7 @@
 
 ``up`` (fabric, access node with BIRD, compute hosts with agents, the api on loopback),
 ``boot`` (a VM on a host), ``exec`` (a command in a node or VM), ``status``, ``env`` (the
-``openstack`` CLI's variables) and ``down``. The work is in ``routeplane.lab``; this module
+``openstack`` CLI's variables), ``down``, and ``image build`` (the QEMU guests' image). The work is in ``routeplane.lab``; this module
 only parses arguments and prints.
 """
 
@@ -73,6 +73,20 @@ def _down(args: argparse.Namespace) -> int:
     return 0
 
 
+def _image_build(args: argparse.Namespace) -> int:
+    from pathlib import Path  # noqa: PLC0415
+
+    from routeplane.lab import image  # noqa: PLC0415
+
+    built = image.build(Path(args.cache), say=_say)
+    inputs = (built.directory / "inputs.json").read_text()
+    print(
+        f"{built.directory}: kernel {built.release}, initramfs {built.initrd.stat().st_size} bytes"
+    )
+    print(inputs, end="")
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
     # the lab's modules are imported where they are used: every ``routeplane`` command
     # (an agent too) builds this module's parser, and the lab's HTTP client is slow to load
@@ -124,6 +138,18 @@ def add_parser(commands: Any) -> None:
     run.add_argument("node", metavar="NODE")
     run.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD")
     run.set_defaults(lab_run=_exec)
+
+    images = labs.add_parser("image", help="the QEMU guests' image (issue #15)")
+    image_commands = images.add_subparsers(dest="image_command", required=True)
+    build = image_commands.add_parser(
+        "build", help="build the guest image from Debian packages (cached by its inputs)"
+    )
+    build.add_argument(
+        "--cache",
+        default="/var/cache/routeplane",
+        help="cache directory (default %(default)s)",
+    )
+    build.set_defaults(lab_run=_image_build)
 
     labs.add_parser("status", parents=[named], help="namespaces, processes, BGP, VMs").set_defaults(
         lab_run=_status
