@@ -2,7 +2,8 @@
 
 ``up`` (fabric, access node with BIRD, compute hosts with agents, the api on loopback),
 ``boot`` (a VM on a host), ``exec`` (a command in a node or VM), ``status``, ``env`` (the
-``openstack`` CLI's variables), ``down``, and ``image build`` (the QEMU guests' image). The work is in ``routeplane.lab``; this module
+``openstack`` CLI's variables), ``down``, ``image build`` (the QEMU guests' image) and
+``console`` (a QEMU guest's serial console). The work is in ``routeplane.lab``; this module
 only parses arguments and prints.
 """
 
@@ -34,7 +35,14 @@ def _boot(args: argparse.Namespace) -> int:
     from routeplane.lab import lab as lab_ops  # noqa: PLC0415
 
     vm = lab_ops.boot(
-        args.name, args.vm, args.network, host=args.host, fixed_ips=args.fixed_ip or ()
+        args.name,
+        args.vm,
+        args.network,
+        host=args.host,
+        fixed_ips=args.fixed_ip or (),
+        kind=args.kind,
+        accel=args.accel,
+        say=_say,
     )
     print(f"{vm.name}: ACTIVE on {vm.host} ({vm.namespace}, {vm.tap}) {' '.join(vm.addresses)}")
     return 0
@@ -47,6 +55,13 @@ def _exec(args: argparse.Namespace) -> int:
     if command and command[0] == "--":
         command = command[1:]
     return report.run_in(args.name, args.node, command)
+
+
+def _console(args: argparse.Namespace) -> int:
+    from routeplane.lab import report  # noqa: PLC0415
+
+    print(report.console(args.name, args.vm), end="")
+    return 0
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -130,7 +145,22 @@ def add_parser(commands: Any) -> None:
     boot.add_argument(
         "--fixed-ip", action="append", metavar="ADDRESS", help="a fixed IP (repeatable)"
     )
+    boot.add_argument(
+        "--kind",
+        choices=("namespace", "qemu"),
+        default="namespace",
+        help="a namespace (default) or a QEMU guest on the tap (issue #15)",
+    )
+    boot.add_argument(
+        "--accel", choices=("kvm", "tcg"), help="QEMU's accelerator (default: probed)"
+    )
     boot.set_defaults(lab_run=_boot)
+
+    console = labs.add_parser(
+        "console", parents=[named], help="a QEMU guest's serial console, as logged"
+    )
+    console.add_argument("vm", metavar="NAME")
+    console.set_defaults(lab_run=_console)
 
     run = labs.add_parser(
         "exec", parents=[named], help="run a command in a node: access, nodeN or a VM"
