@@ -8,9 +8,14 @@ BIN := $(VENV)/bin
 # Debian packages the project runs: etcd for the multi-host store and its tests; the
 # host dataplane and its namespace lab: ip (iproute2), nft, conntrack, ping, sysctl
 # (procps) and nsenter (util-linux); BIRD 2 for BGP on the hosts and the lab's access node;
-# keepalived for the failover benchmark's VRRP comparison.
+# keepalived for the failover benchmark's VRRP comparison; the DHCP clients the DHCP tests
+# run in VM namespaces (busybox's udhcpc, ISC dhclient, dhcpcd); QEMU guests (issue #15): QEMU,
+# busybox-static (also the namespace VMs' udhcpc: it replaces Debian's busybox, so only
+# one of the two may be listed) and dropbear-bin copied into the guest image, cpio to pack it, the ssh
+# client their test logs in with (the guest kernel is fetched by `apt-get download`).
 DEB_PACKAGES := etcd-server python3-venv iproute2 nftables conntrack iputils-ping procps util-linux \
-	bird2 keepalived busybox isc-dhcp-client dhcpcd-base
+	bird2 keepalived isc-dhcp-client dhcpcd-base qemu-system-x86 busybox-static dropbear-bin cpio \
+	openssh-client
 PYTEST_ARGS ?=
 
 .PHONY: demo test check lint fmt typecheck imports unit contract kernel bench system-deps venv clean

@@ -2,7 +2,8 @@
 
 ``up`` (fabric, access node with BIRD, compute hosts with agents, the api on loopback),
 ``boot`` (a VM on a host), ``exec`` (a command in a node or VM), ``status``, ``env`` (the
-``openstack`` CLI's variables) and ``down``. The work is in ``routeplane.lab``; this module
+``openstack`` CLI's variables), ``down``, ``image build`` (the QEMU guests' image) and
+``console`` (a QEMU guest's serial console). The work is in ``routeplane.lab``; this module
 only parses arguments and prints.
 """
 
@@ -34,7 +35,14 @@ def _boot(args: argparse.Namespace) -> int:
     from routeplane.lab import lab as lab_ops  # noqa: PLC0415
 
     vm = lab_ops.boot(
-        args.name, args.vm, args.network, host=args.host, fixed_ips=args.fixed_ip or ()
+        args.name,
+        args.vm,
+        args.network,
+        host=args.host,
+        fixed_ips=args.fixed_ip or (),
+        kind=args.kind,
+        accel=args.accel,
+        say=_say,
     )
     print(f"{vm.name}: ACTIVE on {vm.host} ({vm.namespace}, {vm.tap}) {' '.join(vm.addresses)}")
     return 0
@@ -47,6 +55,13 @@ def _exec(args: argparse.Namespace) -> int:
     if command and command[0] == "--":
         command = command[1:]
     return report.run_in(args.name, args.node, command)
+
+
+def _console(args: argparse.Namespace) -> int:
+    from routeplane.lab import report  # noqa: PLC0415
+
+    print(report.console(args.name, args.vm), end="")
+    return 0
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -70,6 +85,20 @@ def _down(args: argparse.Namespace) -> int:
 
     if not teardown.down(args.name, say=_say):
         print(f"lab {args.name}: nothing to remove")
+    return 0
+
+
+def _image_build(args: argparse.Namespace) -> int:
+    from pathlib import Path  # noqa: PLC0415
+
+    from routeplane.lab import image  # noqa: PLC0415
+
+    built = image.build(Path(args.cache), say=_say)
+    inputs = (built.directory / "inputs.json").read_text()
+    print(
+        f"{built.directory}: kernel {built.release}, initramfs {built.initrd.stat().st_size} bytes"
+    )
+    print(inputs, end="")
     return 0
 
 
@@ -116,7 +145,22 @@ def add_parser(commands: Any) -> None:
     boot.add_argument(
         "--fixed-ip", action="append", metavar="ADDRESS", help="a fixed IP (repeatable)"
     )
+    boot.add_argument(
+        "--kind",
+        choices=("namespace", "qemu"),
+        default="namespace",
+        help="a namespace (default) or a QEMU guest on the tap (issue #15)",
+    )
+    boot.add_argument(
+        "--accel", choices=("kvm", "tcg"), help="QEMU's accelerator (default: probed)"
+    )
     boot.set_defaults(lab_run=_boot)
+
+    console = labs.add_parser(
+        "console", parents=[named], help="a QEMU guest's serial console, as logged"
+    )
+    console.add_argument("vm", metavar="NAME")
+    console.set_defaults(lab_run=_console)
 
     run = labs.add_parser(
         "exec", parents=[named], help="run a command in a node: access, nodeN or a VM"
@@ -124,6 +168,18 @@ def add_parser(commands: Any) -> None:
     run.add_argument("node", metavar="NODE")
     run.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD")
     run.set_defaults(lab_run=_exec)
+
+    images = labs.add_parser("image", help="the QEMU guests' image (issue #15)")
+    image_commands = images.add_subparsers(dest="image_command", required=True)
+    build = image_commands.add_parser(
+        "build", help="build the guest image from Debian packages (cached by its inputs)"
+    )
+    build.add_argument(
+        "--cache",
+        default="/var/cache/routeplane",
+        help="cache directory (default %(default)s)",
+    )
+    build.set_defaults(lab_run=_image_build)
 
     labs.add_parser("status", parents=[named], help="namespaces, processes, BGP, VMs").set_defaults(
         lab_run=_status

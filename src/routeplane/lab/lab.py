@@ -28,8 +28,9 @@ import socket
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
-from routeplane.lab import fabric, netns, processes, seed, state, vm
+from routeplane.lab import fabric, netns, processes, qemu, qemu_vm, seed, state, vm
 from routeplane.lab.neutron import ApiError, Neutron
 from routeplane.lab.state import LabState, VmRecord
 from routeplane.lab.teardown import down
@@ -237,8 +238,15 @@ def boot(
     host: str = "node1",
     fixed_ips: Sequence[str] = (),
     state_root: Path = STATE_ROOT,
+    kind: str = "namespace",
+    accel: str | None = None,
+    say: Callable[[str], None] = lambda _: None,
 ) -> VmRecord:
-    """Boot VM ``vm_name`` on ``host``: port, namespace, tap, addresses, service, ACTIVE."""
+    """Boot VM ``vm_name`` on ``host``: port, namespace, tap, addresses, service, ACTIVE.
+    ``kind="qemu"``: a QEMU guest on the tap instead of a namespace (``accel`` overrides
+    the probed accelerator)."""
+    if kind not in ("namespace", qemu_vm.KIND):
+        raise ValueError(f"a lab VM is of kind namespace or qemu, not {kind!r}")
     check_vm_name(vm_name)
     topology, _ = open_lab(name, state_root)
     node = topology.host(host)
@@ -252,9 +260,18 @@ def boot(
         recorder = Recorder(topology, lab_state)
         api = Neutron(lab_state.api_url, lab_state.admin_token)
         try:
-            return _boot(
-                recorder, api, vm_name=vm_name, network=network, node=node, fixed_ips=fixed_ips
+            port = _create_port(
+                recorder,
+                api,
+                vm_name=vm_name,
+                network=network,
+                node=node,
+                fixed_ips=fixed_ips,
+                kind=kind,
             )
+            if kind == qemu_vm.KIND:
+                return _boot_qemu(recorder, api, port, accel, say)
+            return _boot(recorder, api, port, node)
         except BaseException:
             _unboot(recorder, api, vm_name)
             raise
@@ -262,7 +279,7 @@ def boot(
             api.close()
 
 
-def _boot(
+def _create_port(
     recorder: Recorder,
     api: Neutron,
     *,
@@ -270,8 +287,9 @@ def _boot(
     network: str,
     node: Node,
     fixed_ips: Sequence[str],
-) -> VmRecord:
-    topology = recorder.topology
+    kind: str,
+) -> tuple[VmRecord, dict[str, Any], list[vm.GuestAddress]]:
+    """Nova's part before the hypervisor's: the port, bound to ``node``, recorded."""
     net = api.find("network", network)
     body: dict[str, object] = {
         "network_id": net["id"],
@@ -283,26 +301,61 @@ def _boot(
     if fixed_ips:
         body["fixed_ips"] = [{"ip_address": address} for address in fixed_ips]
     port = api.create("port", body)
+    subnets = {f["subnet_id"]: api.show("subnet", f["subnet_id"]) for f in port["fixed_ips"]}
+    addresses = vm.guest_addresses(port, subnets)
     record = VmRecord(
         name=vm_name,
         host=node.name,
-        namespace=topology.vm_namespace(vm_name),
+        namespace=node.namespace
+        if kind == qemu_vm.KIND
+        else recorder.topology.vm_namespace(vm_name),
         port_id=port["id"],
         tap=interface_name(port["id"]),
         mac=port["mac_address"],
         network=net["name"] or net["id"],
-        addresses=[],
+        addresses=[a.address for a in addresses],
+        kind=kind,
     )
     recorder.state.vms[vm_name] = record  # before the namespace: a crash leaves it recorded
+    recorder.save()
+    return record, port, addresses
+
+
+def _boot(
+    recorder: Recorder,
+    api: Neutron,
+    created: tuple[VmRecord, dict[str, Any], list[vm.GuestAddress]],
+    node: Node,
+) -> VmRecord:
+    topology = recorder.topology
+    record, port, addresses = created
+    vm_name = record.name
     recorder.namespace(record.namespace)
-    subnets = {f["subnet_id"]: api.show("subnet", f["subnet_id"]) for f in port["fixed_ips"]}
-    addresses = vm.guest_addresses(port, subnets)
-    record.addresses = [a.address for a in addresses]
     vm.build(record.namespace, node, port, addresses)
     recorder.start(f"vm-{vm_name}", topology.vm_service_command(vm_name))
     recorder.start(vm.guest_key(vm_name), vm.guest_command(topology, vm_name))
     if not wait_until(lambda: vm.listening(record.namespace), SERVICE_TIMEOUT):
         raise netns.LabError(f"{vm_name}'s service does not listen on port 22")
+    api.wait_port_status(port["id"], "ACTIVE", ACTIVE_TIMEOUT)
+    return record
+
+
+def _boot_qemu(
+    recorder: Recorder,
+    api: Neutron,
+    created: tuple[VmRecord, dict[str, Any], list[vm.GuestAddress]],
+    accel: str | None,
+    say: Callable[[str], None],
+) -> VmRecord:
+    """The hypervisor's part for a QEMU guest: tap and QEMU in the host's namespace."""
+    record, port, addresses = created
+    node = recorder.topology.host(record.host)
+    spec = qemu_vm.spec(
+        recorder.topology, node, vm_name=record.name, port=port, addresses=addresses
+    )
+    guest = qemu_vm.start(spec, accel, say)
+    recorder.state.processes[f"vm-{record.name}"] = guest.process
+    recorder.save()
     api.wait_port_status(port["id"], "ACTIVE", ACTIVE_TIMEOUT)
     return record
 
@@ -315,7 +368,9 @@ def _unboot(recorder: Recorder, api: Neutron, vm_name: str) -> None:
         if started is not None:
             processes.stop(started)
     record = lab_state.vms.pop(vm_name, None)
-    if record is not None:
+    if record is not None and record.kind == qemu_vm.KIND:
+        qemu.stop(qemu_vm.guest_dir(recorder.topology, vm_name))  # the tap too, not the host
+    elif record is not None:
         netns.delete(record.namespace)
         if record.namespace in lab_state.namespaces:
             lab_state.namespaces.remove(record.namespace)

@@ -112,6 +112,7 @@ def stop(record: ProcessRecord, timeout: float = STOP_TIMEOUT) -> bool:
     while time.monotonic() < deadline:
         _reap(record.pid)
         if not alive(record):
+            _reap(record.pid)  # it may have ended between the two looks: collect it
             return True
         time.sleep(0.05)
     if alive(record):

@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from routeplane.bgp.bird import Bird
-from routeplane.lab import netns, processes
+from routeplane.lab import netns, processes, qemu, qemu_vm
 from routeplane.lab.lab import ADMIN_USER, open_lab
-from routeplane.lab.state import LabState
+from routeplane.lab.state import LabState, VmRecord
 from routeplane.lab.topology import DEFAULT_LAB, STATE_ROOT, Topology, resolve
 from routeplane.lab.vm import GUEST_INTERFACE
 from routeplane.model.errors import BgpError
@@ -75,6 +75,13 @@ def _addresses(namespace: str) -> str:
     return " ".join(line.split()[3] for line in shown.splitlines() if len(line.split()) > 3)
 
 
+def _vm_addresses(vm: VmRecord) -> str:
+    """A namespace VM's addresses as its eth0 has them; a QEMU guest's as booted."""
+    if vm.kind == qemu_vm.KIND:
+        return f"qemu {' '.join(vm.addresses)}"
+    return _addresses(vm.namespace)
+
+
 def _bgp(topology: Topology, lab_state: LabState) -> list[str]:
     lines = []
     for node, directory in sorted(lab_state.bird_dirs.items()):
@@ -114,7 +121,7 @@ def status(name: str, state_root: Path = STATE_ROOT) -> str:
         service = lab_state.processes.get(f"vm-{vm_name}")
         answering = "service running" if service and processes.alive(service) else "service DEAD"
         lines.append(
-            f"  {vm_name:<16} on {vm.host:<6} {vm.tap}  {_addresses(vm.namespace)}  "
+            f"  {vm_name:<16} on {vm.host:<6} {vm.tap}  {_vm_addresses(vm)}  "
             f"(port {vm.port_id}, {answering})"
         )
     if not lab_state.vms:
@@ -128,8 +135,23 @@ def run_in(name: str, node: str, command: Sequence[str], state_root: Path = STAT
     namespace = resolve(topology, node, frozenset(lab_state.vms))
     if not command:
         raise netns.LabError("lab exec: no command given (routeplane lab exec NODE -- CMD…)")
+    guest = qemu_vm.find(topology, lab_state, node)
+    if guest is not None:  # a real machine: over its control channel
+        answer = qemu_vm.run(guest, list(command))
+        sys.stdout.write(answer.stdout)
+        sys.stderr.write(answer.stderr)
+        return answer.returncode
     done = subprocess.run(["ip", "netns", "exec", netns.check(namespace), *command], check=False)
     return done.returncode
 
 
-__all__ = ["env", "env_script", "guide", "run_in", "status"]
+def console(name: str, vm_name: str, state_root: Path = STATE_ROOT) -> str:
+    """A QEMU guest's serial console, as logged so far."""
+    topology, lab_state = open_lab(name, state_root)
+    guest = qemu_vm.find(topology, lab_state, vm_name)
+    if guest is None:
+        raise netns.LabError(f"lab {name} has no QEMU guest {vm_name}")
+    return qemu.console(guest)
+
+
+__all__ = ["console", "env", "env_script", "guide", "run_in", "status"]

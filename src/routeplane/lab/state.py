@@ -40,6 +40,7 @@ class VmRecord:
     mac: str
     network: str
     addresses: list[str]  # with prefix length, as configured on eth0
+    kind: str = "namespace"  # or "qemu": a real guest on the tap (routeplane.lab.qemu_vm)
 
 
 @dataclass
