@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 # (procps) and nsenter (util-linux); BIRD 2 for BGP on the hosts and the lab's access node;
 # keepalived for the failover benchmark's VRRP comparison.
 DEB_PACKAGES := etcd-server python3-venv iproute2 nftables conntrack iputils-ping procps util-linux \
-	bird2 keepalived busybox isc-dhcp-client dhcpcd-base
+	bird2 keepalived busybox isc-dhcp-client dhcpcd-base cloud-init
 PYTEST_ARGS ?=
 
 .PHONY: demo test check lint fmt typecheck imports unit contract kernel bench system-deps venv clean
