@@ -1,8 +1,7 @@
 """cloud-init's own OpenStack datasource code against a host's metadata service.
 
 The dual-stack lab (``vmlab``): node1's agent runs in a thread and its metadata service
-(``MetadataService`` on ``NamespaceListener``, the address held on the host's ``lo``) is
-fed from the agent's own follower, as ``routeplane agent`` feeds it. Inside the VM's
+(``Lab.start_metadata``) is fed from the agent's own follower. Inside the VM's
 namespace the system Python runs Debian ``cloud-init``'s modules: its metadata reader
 (``read_metadata_service``, which also walks the EC2 tree) against
 ``http://169.254.169.254``, then its conversion of ``network_data.json`` into a network
@@ -20,8 +19,6 @@ from typing import Any
 
 import pytest
 
-from routeplane.agent.metadata import ADDRESS, MetadataService
-from routeplane.dataplane.linux.listener import NamespaceListener, hold_address
 from routeplane.lab.netns import exec_in
 from routeplane.services.attributes import check_update
 from routeplane.services.context import ADMIN
@@ -63,15 +60,8 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
         body4 = {"dns_nameservers": [DNS4], "host_routes": routes4, "enable_dhcp": False}
         update(lab, "subnets", lab.subnets[4], body4)
         update(lab, "subnets", lab.subnets[6], {"dns_nameservers": [DNS6]})
-        running = lab.start_agent("node1")
-        namespace = lab.hosts["node1"]
-        hold_address(namespace, ADDRESS)
-        listener = NamespaceListener(namespace, ADDRESS, 80)
-        service = MetadataService(
-            lab.store, "node1", listener, endpoints=running.agent.endpoint_feed()
-        )
-        service.start()
-        lab.cleanup.add("stop the metadata service", service.close)
+        lab.start_agent("node1")
+        lab.start_metadata("node1")
         yield lab
 
 

@@ -11,7 +11,8 @@ namespace (``dataplane.linux.listener``). It answers
   milliseconds without polling;
 - OpenStack's ``/openstack/…`` (``meta_data.json``, ``network_data.json``, …) and EC2's
   ``/latest/meta-data/…`` trees, built from the record and the port document (one store
-  read) by ``agent/openstack_metadata.py``: what cloud-init and CirrOS read at boot.
+  read) by ``agent/openstack_metadata.py``: what cloud-init and CirrOS read at boot;
+  in proxy mode forwarded to nova-metadata instead (``agent/nova_proxy.py``).
 
 Who asks is decided by the connection, never by the request: the interface it came in on
 (a tap) and its source address must belong to one endpoint record of this host — the
@@ -50,6 +51,7 @@ from routeplane.agent.metadata_server import (
     Park,
     Server,
 )
+from routeplane.agent.nova_proxy import NovaProxy
 from routeplane.dataplane.nft_render import METADATA_ADDRESS
 from routeplane.model.endpoint import EndpointRecord, decode_or_none
 from routeplane.model.errors import StoreError
@@ -235,11 +237,13 @@ class Responder:
         store: Store,
         wait_limit: float = WAIT_LIMIT,
         availability_zone: str = openstack_metadata.AVAILABILITY_ZONE,
+        proxy: NovaProxy | None = None,
     ) -> None:
         self.mirror = mirror
         self.store = store
         self.wait_limit = wait_limit
         self.availability_zone = availability_zone
+        self.proxy = proxy  # forward OpenStack's and EC2's requests to nova-metadata
 
     def answer(self, path: str, source: str, interface: str | None) -> _Answer:
         """Status and JSON body for ``GET path`` from ``source`` arriving on ``interface``,
@@ -266,7 +270,7 @@ class Responder:
             LOG.debug("metadata: %s on %s is no port of this host", source, interface)
             return _unknown(source, interface)
         if metadata:
-            return Defer(lambda: self._metadata(endpoint, url.path))
+            return Defer(lambda: self._metadata(endpoint, url.path, path, source))
         wait = parse_qs(url.query).get("wait")
         if wait:
             try:
@@ -288,12 +292,18 @@ class Responder:
             return _unknown(source, interface)
         return 200, addresses_document(endpoint)
 
-    def _metadata(self, endpoint: Endpoint, path: str) -> _Answer:
+    def _metadata(self, endpoint: Endpoint, path: str, target: str, source: str) -> _Answer:
         try:
             port = self.store.get(key(PORTS, endpoint.port_id))
         except StoreError as exc:
             return 503, {"error": f"store: {exc}"}
         value = port.value if port is not None and isinstance(port.value, dict) else {}
+        if self.proxy is not None:
+            instance = str(value.get("device_id") or "")
+            if not instance:
+                return 404, {"error": f"port {endpoint.port_id} belongs to no instance"}
+            project = str(value.get("project_id") or endpoint.record.get("project_id", ""))
+            return self.proxy.forward(target, instance, project, source)
         asker = openstack_metadata.Asker(
             endpoint.port_id, endpoint.record, value, self.availability_zone
         )
@@ -311,12 +321,12 @@ class MetadataService:
     def __init__(
         self, store: Store, host: str, listener: Listener, *, wait_limit: float = WAIT_LIMIT,
         endpoints: Feed | None = None, max_connections: int = MAX_CONNECTIONS,
-        request_timeout: float = REQUEST_TIMEOUT,
+        request_timeout: float = REQUEST_TIMEOUT, proxy: NovaProxy | None = None,
     ) -> None:  # fmt: skip
         self.prefix = endpoints_prefix(host)
         self.listener = listener
         self.mirror = Mirror()
-        self.responder = Responder(self.mirror, store, wait_limit)
+        self.responder = Responder(self.mirror, store, wait_limit, proxy=proxy)
         self.follower = endpoints if endpoints is not None else Follower(store, self.prefix)
         self.server = Server(
             listener, self.responder, max_connections=max_connections,
