@@ -75,6 +75,7 @@ bench: system-deps venv
 	$(BIN)/python bench/dataplane.py
 	$(BIN)/python bench/convergence.py
 	$(BIN)/python bench/failover.py
+	$(BIN)/python bench/dhcp.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .coverage .coverage.*
