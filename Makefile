@@ -14,8 +14,8 @@ BIN := $(VENV)/bin
 # one of the two may be listed) and dropbear-bin copied into the guest image, cpio to pack it, the ssh
 # client their test logs in with (the guest kernel is fetched by `apt-get download`).
 DEB_PACKAGES := etcd-server python3-venv iproute2 nftables conntrack iputils-ping procps util-linux \
-	bird2 keepalived isc-dhcp-client dhcpcd-base qemu-system-x86 busybox-static dropbear-bin cpio \
-	openssh-client
+	bird2 keepalived isc-dhcp-client dhcpcd-base cloud-init qemu-system-x86 busybox-static \
+	dropbear-bin cpio openssh-client
 PYTEST_ARGS ?=
 
 .PHONY: demo test check lint fmt typecheck imports unit contract kernel bench system-deps venv clean
@@ -80,6 +80,7 @@ bench: system-deps venv
 	$(BIN)/python bench/dataplane.py
 	$(BIN)/python bench/convergence.py
 	$(BIN)/python bench/failover.py
+	$(BIN)/python bench/dhcp.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .coverage .coverage.*

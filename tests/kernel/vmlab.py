@@ -29,8 +29,11 @@ from typing import Any
 
 from routeplane.agent.bgp import BgpSpeaker
 from routeplane.agent.loop import Agent
+from routeplane.agent.metadata import ADDRESS, MetadataService
+from routeplane.agent.nova_proxy import NovaProxy
 from routeplane.agent.settings import AgentSettings
 from routeplane.dataplane.linux import LinuxKernel, NftTable
+from routeplane.dataplane.linux.listener import NamespaceListener, hold_address
 from routeplane.lab.netns import Cleanup, add_veth, exec_in, ip
 from routeplane.services.attributes import check_create, check_update
 from routeplane.services.context import ADMIN
@@ -150,6 +153,19 @@ class Lab:
         running = RunningAgent(agent, stop, thread)
         self.agents[host] = running
         return running
+
+    def start_metadata(self, host: str, proxy: NovaProxy | None = None) -> MetadataService:
+        """The host's metadata service on 169.254.169.254, fed from its agent's follower
+        (start the agent first) as ``routeplane agent`` feeds it; stopped with the lab."""
+        namespace = self.hosts[host]
+        hold_address(namespace, ADDRESS)
+        listener = NamespaceListener(namespace, ADDRESS, 80)
+        feed = self.agents[host].agent.endpoint_feed()
+        proxy = None if proxy is None else proxy.using(listener.new_socket)
+        service = MetadataService(self.store, host, listener, endpoints=feed, proxy=proxy)
+        service.start()
+        self.cleanup.add(f"stop {host}'s metadata service", service.close)
+        return service
 
     def start_agent_process(self, host: str, log: Path) -> subprocess.Popen[bytes]:
         """``routeplane agent`` as a process of its own, acting on the host's namespace

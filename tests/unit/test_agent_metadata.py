@@ -71,6 +71,13 @@ def test_find_port_refuses_a_pair_two_ports_of_one_tap_share() -> None:
 # --- the mirror and the responder --------------------------------------------------------
 
 
+def ask(responder: Responder, path: str, source: str, tap: str) -> tuple[int, dict[str, Any]]:
+    """A JSON answer of ``responder`` (a text answer fails the test)."""
+    status, body = responder.answer(path, source, tap)
+    assert isinstance(body, dict), body
+    return status, body
+
+
 def kv(port: str, value: dict[str, Any], rev: int) -> KeyValue:
     return KeyValue(f"{PREFIX}{port}", value, rev, rev, 1)
 
@@ -98,7 +105,7 @@ def test_answers_follow_snapshot_events_and_deletes(store: SqliteStore) -> None:
     )  # fmt: skip
     moved_in = {**VM1.record, "fixed_ips": ["10.28.0.13", "10.28.0.23"]}
     mirror.take([put("p1", moved_in, 9)], PREFIX)
-    status, body = responder.answer(ADDRESSES, "10.28.0.13", "tapaaa")
+    status, body = ask(responder, ADDRESSES, "10.28.0.13", "tapaaa")
     assert (status, body["revision"]) == (200, 9)
     assert {"ip_address": "10.28.0.23"} in body["addresses"]
     # the record moves to another tap (a re-plug): the old tap no longer identifies it
@@ -122,13 +129,14 @@ def test_meta_data_from_the_port_document(store: SqliteStore) -> None:
     mirror.replace([VM1])
     responder = Responder(mirror, store)
     meta = "/openstack/latest/meta_data.json"
-    assert responder.answer(meta, "10.28.0.13", "tapaaa") == (
-        200, {"uuid": "p1", "name": "", "hostname": "", "project_id": "p1"},
-    )  # fmt: skip
+    status, body = ask(responder, meta, "10.28.0.13", "tapaaa")
+    assert (status, body["uuid"], body["name"], body["project_id"]) == (200, "p1", "", "p1")
     store.put(f"{ROOT}ports/p1", {"name": "testvm1", "device_id": "d-1", "_moves": {}})
-    assert responder.answer(meta, "10.28.0.13", "tapaaa") == (
-        200, {"uuid": "d-1", "name": "testvm1", "hostname": "testvm1", "project_id": "p1"},
+    status, body = ask(responder, meta, "10.28.0.13", "tapaaa")
+    assert (status, body["uuid"], body["name"], body["hostname"]) == (
+        200, "d-1", "testvm1", "testvm1",
     )  # fmt: skip
+    assert ask(responder, meta, "10.28.0.13", "tapbbb")[0] == 404  # not from another tap
 
 
 def test_a_long_poll_answers_when_its_record_changes_not_another(store: SqliteStore) -> None:
@@ -137,9 +145,7 @@ def test_a_long_poll_answers_when_its_record_changes_not_another(store: SqliteSt
     responder = Responder(mirror, store, wait_limit=5.0)
     answers: list[tuple[int, dict[str, Any]]] = []
     waiting = threading.Thread(
-        target=lambda: answers.append(
-            responder.answer(f"{ADDRESSES}?wait=1", "10.28.0.13", "tapaaa")
-        )
+        target=lambda: answers.append(ask(responder, f"{ADDRESSES}?wait=1", "10.28.0.13", "tapaaa"))
     )
     waiting.start()
     time.sleep(0.05)
@@ -161,9 +167,9 @@ def test_a_long_poll_on_an_old_revision_answers_at_once_and_times_out_unchanged(
     mirror.replace([endpoint("p1", "tapaaa", "10.28.0.13", rev=4)])
     responder = Responder(mirror, store, wait_limit=0.2)
     started = time.monotonic()
-    assert responder.answer(f"{ADDRESSES}?wait=3", "10.28.0.13", "tapaaa")[1]["revision"] == 4
+    assert ask(responder, f"{ADDRESSES}?wait=3", "10.28.0.13", "tapaaa")[1]["revision"] == 4
     assert time.monotonic() - started < 0.1
-    status, body = responder.answer(f"{ADDRESSES}?wait=4", "10.28.0.13", "tapaaa")
+    status, body = ask(responder, f"{ADDRESSES}?wait=4", "10.28.0.13", "tapaaa")
     assert (status, body["revision"]) == (200, 4)
     assert time.monotonic() - started >= 0.2
 

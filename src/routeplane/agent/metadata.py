@@ -9,9 +9,10 @@ namespace (``dataplane.linux.listener``). It answers
   the answer comes when the port's endpoint record has another revision than that, or
   after ``wait_limit`` (25 s) with the current state, so a guest learns of a move within
   milliseconds without polling;
-- ``GET /openstack/latest/meta_data.json`` → ``{"uuid", "name", "hostname",
-  "project_id"}`` (the port's ``device_id`` and name, one store read), enough for
-  cloud-init's first questions.
+- OpenStack's ``/openstack/…`` (``meta_data.json``, ``network_data.json``, …) and EC2's
+  ``/latest/meta-data/…`` trees, built from the record and the port document (one store
+  read) by ``agent/openstack_metadata.py``: what cloud-init and CirrOS read at boot;
+  in proxy mode forwarded to nova-metadata instead (``agent/nova_proxy.py``).
 
 Who asks is decided by the connection, never by the request: the interface it came in on
 (a tap) and its source address must belong to one endpoint record of this host — the
@@ -36,14 +37,16 @@ from __future__ import annotations
 import ipaddress
 import logging
 import threading
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from routeplane.agent import openstack_metadata
 from routeplane.agent.metadata_http import Answer
 from routeplane.agent.metadata_server import MAX_CONNECTIONS, REQUEST_TIMEOUT, Listener, Server
 from routeplane.agent.metadata_waits import Defer, Park
+from routeplane.agent.nova_proxy import NovaProxy
 from routeplane.dataplane.nft_render import METADATA_ADDRESS
 from routeplane.model.endpoint import EndpointRecord, decode_or_none
 from routeplane.model.errors import StoreError
@@ -56,7 +59,6 @@ ADDRESS = METADATA_ADDRESS  # the one the policy admits VMs to
 PORT = 80
 WAIT_LIMIT = 25.0
 ADDRESSES_PATH = GUEST_ADDRESSES_PATH
-META_DATA_PATH = "/openstack/latest/meta_data.json"
 
 _Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 _Answer = Answer
@@ -113,18 +115,6 @@ def addresses_document(endpoint: Endpoint) -> dict[str, Any]:
         "port_id": endpoint.port_id,
         "revision": endpoint.revision,
         "addresses": [{"ip_address": str(a)} for a in endpoint.record.get("fixed_ips", [])],
-    }
-
-
-def meta_data_document(endpoint: Endpoint, port: Mapping[str, Any] | None) -> dict[str, Any]:
-    """A minimal OpenStack ``meta_data.json`` from the port document (None: gone)."""
-    port = port or {}
-    name = str(port.get("name") or "")
-    return {
-        "uuid": str(port.get("device_id") or endpoint.port_id),
-        "name": name,
-        "hostname": name,
-        "project_id": str(endpoint.record.get("project_id", "")),
     }
 
 
@@ -233,13 +223,22 @@ class Mirror:
 
 
 class Responder:
-    """What to answer whom: reads the mirror (and, for ``meta_data.json``, the port
-    document from the store); no sockets, so the unit tests drive it directly."""
+    """What to answer whom: reads the mirror (and, for OpenStack's and EC2's documents,
+    the port document from the store); no sockets, so the unit tests drive it directly."""
 
-    def __init__(self, mirror: Mirror, store: Store, wait_limit: float = WAIT_LIMIT) -> None:
+    def __init__(
+        self,
+        mirror: Mirror,
+        store: Store,
+        wait_limit: float = WAIT_LIMIT,
+        availability_zone: str = openstack_metadata.AVAILABILITY_ZONE,
+        proxy: NovaProxy | None = None,
+    ) -> None:
         self.mirror = mirror
         self.store = store
         self.wait_limit = wait_limit
+        self.availability_zone = availability_zone
+        self.proxy = proxy  # forward OpenStack's and EC2's requests to nova-metadata
 
     def answer(self, path: str, source: str, interface: str | None) -> _Answer:
         """Status and JSON body for ``GET path`` from ``source`` arriving on ``interface``,
@@ -256,7 +255,8 @@ class Responder:
         """The answer to ``GET path`` if it is known at once; else a long poll to park,
         or the store read to run off the server's loop. Never blocks."""
         url = urlsplit(path)
-        if url.path not in (ADDRESSES_PATH, META_DATA_PATH):
+        metadata = openstack_metadata.is_metadata_path(url.path)
+        if url.path != ADDRESSES_PATH and not metadata:
             return 404, {"error": f"no such resource: {url.path}"}
         if not self.mirror.ready:
             return 503, {"error": "the metadata service has not read its records yet"}
@@ -264,8 +264,8 @@ class Responder:
         if endpoint is None:
             LOG.debug("metadata: %s on %s is no port of this host", source, interface)
             return _unknown(source, interface)
-        if url.path == META_DATA_PATH:
-            return Defer(lambda: self._meta_data(endpoint))
+        if metadata:
+            return Defer(lambda: self._metadata(endpoint, url.path, path, source))
         wait = parse_qs(url.query).get("wait")
         if wait:
             try:
@@ -287,13 +287,22 @@ class Responder:
             return _unknown(source, interface)
         return 200, addresses_document(endpoint)
 
-    def _meta_data(self, endpoint: Endpoint) -> _Answer:
+    def _metadata(self, endpoint: Endpoint, path: str, target: str, source: str) -> _Answer:
         try:
             port = self.store.get(key(PORTS, endpoint.port_id))
         except StoreError as exc:
             return 503, {"error": f"store: {exc}"}
-        value = port.value if port is not None and isinstance(port.value, dict) else None
-        return 200, meta_data_document(endpoint, value)
+        value = port.value if port is not None and isinstance(port.value, dict) else {}
+        if self.proxy is not None:
+            instance = str(value.get("device_id") or "")
+            if not instance:
+                return 404, {"error": f"port {endpoint.port_id} belongs to no instance"}
+            project = str(value.get("project_id") or endpoint.record.get("project_id", ""))
+            return self.proxy.forward(target, instance, project, source)
+        asker = openstack_metadata.Asker(
+            endpoint.port_id, endpoint.record, value, self.availability_zone
+        )
+        return openstack_metadata.answer(path, asker)
 
 
 def _unknown(source: str, interface: str | None) -> _Answer:
@@ -314,11 +323,12 @@ class MetadataService:
         endpoints: Feed | None = None,
         max_connections: int = MAX_CONNECTIONS,
         request_timeout: float = REQUEST_TIMEOUT,
+        proxy: NovaProxy | None = None,
     ) -> None:
         self.prefix = endpoints_prefix(host)
         self.listener = listener
         self.mirror = Mirror()
-        self.responder = Responder(self.mirror, store, wait_limit)
+        self.responder = Responder(self.mirror, store, wait_limit, proxy=proxy)
         self.follower = endpoints if endpoints is not None else Follower(store, self.prefix)
         self.server = Server(
             listener,
@@ -367,5 +377,4 @@ __all__ = [
     "Responder",
     "addresses_document",
     "find_port",
-    "meta_data_document",
 ]

@@ -4,8 +4,10 @@ Just what the guest, cloud-init and ``curl`` send: one ``GET`` per connection wi
 body, in origin form (``GET /path?query HTTP/1.1``). Anything else is refused rather than
 guessed at: a malformed head gets 400, another method 405 (with ``Allow: GET``), an HTTP
 version other than 1.x 505, a body (``Content-Length`` other than 0, any
-``Transfer-Encoding``) 400. Answers are HTTP/1.0 with a JSON body and ``Connection:
-close``, as ``http.server`` gave them before: a connection carries one request.
+``Transfer-Encoding``) 400. Answers are HTTP/1.0 with a body and ``Connection:
+close``, as ``http.server`` gave them before: a connection carries one request. A body
+is a JSON document, text (OpenStack's and EC2's listings and leaves), or what
+nova-metadata answered (proxy mode).
 
 Pure functions: no sockets (``agent/metadata_server.py`` reads and writes). What this
 module must not do: accept a head it only half understands.
@@ -16,12 +18,23 @@ from __future__ import annotations
 import http
 import json
 import re
+from dataclasses import dataclass
 from email.utils import formatdate
 from typing import Any
 
 MAX_HEAD = 8192  # request line and headers; a guest's are ~100 bytes
 
-Answer = tuple[int, dict[str, Any]]
+
+@dataclass(frozen=True)
+class Raw:
+    """A body passed on as it came (nova-metadata's answers in proxy mode)."""
+
+    content_type: str
+    data: bytes
+
+
+Body = dict[str, Any] | str | Raw  # a JSON document, text (listings, EC2 leaves), or raw
+Answer = tuple[int, Body]
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _VERSION = re.compile(r"HTTP/(\d)\.(\d)")
 
@@ -65,7 +78,12 @@ def parse_request(head: bytes) -> str | Answer:
 def render(answer: Answer) -> bytes:
     """The whole HTTP response for ``answer``."""
     status, body = answer
-    payload = json.dumps(body).encode() + b"\n"
+    if isinstance(body, Raw):
+        payload, content_type = body.data, body.content_type
+    elif isinstance(body, str):
+        payload, content_type = body.encode(), "text/plain; charset=utf-8"
+    else:
+        payload, content_type = json.dumps(body).encode() + b"\n", "application/json"
     try:
         reason = http.HTTPStatus(status).phrase
     except ValueError:
@@ -74,7 +92,7 @@ def render(answer: Answer) -> bytes:
         f"HTTP/1.0 {status} {reason}",
         "Server: routeplane-metadata",
         f"Date: {formatdate(usegmt=True)}",
-        "Content-Type: application/json",
+        f"Content-Type: {content_type}",
         f"Content-Length: {len(payload)}",
         "Connection: close",
     ]
@@ -83,4 +101,4 @@ def render(answer: Answer) -> bytes:
     return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + payload
 
 
-__all__ = ["MAX_HEAD", "Answer", "head_end", "parse_request", "render"]
+__all__ = ["MAX_HEAD", "Answer", "Body", "Raw", "head_end", "parse_request", "render"]

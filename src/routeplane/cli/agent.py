@@ -29,6 +29,7 @@ from routeplane.store import Store, open_store
 if TYPE_CHECKING:
     from routeplane.agent.dhcp import DhcpService
     from routeplane.agent.metadata import MetadataService
+    from routeplane.agent.nova_proxy import NovaProxy
 
 
 def _speaker(args: argparse.Namespace, store: Store) -> BgpSpeaker | None:
@@ -50,7 +51,9 @@ def _speaker(args: argparse.Namespace, store: Store) -> BgpSpeaker | None:
     return BgpSpeaker(store, Bird(directory, args.netns), args.host, settings, time.monotonic)
 
 
-def _metadata(args: argparse.Namespace, store: Store, agent: Agent) -> MetadataService | None:
+def _metadata(
+    args: argparse.Namespace, store: Store, agent: Agent, proxy: NovaProxy | None
+) -> MetadataService | None:
     """The metadata service on 169.254.169.254 in the host's namespace (the agent holds
     that address on the host's ``lo``), or None: disabled, or it cannot listen — then
     the VMs go without it and routing goes on."""
@@ -67,9 +70,29 @@ def _metadata(args: argparse.Namespace, store: Store, agent: Agent) -> MetadataS
     except DataplaneError as exc:
         logging.getLogger("routeplane.agent").error("metadata service not started: %s", exc)
         return None
-    service = MetadataService(store, args.host, listener, endpoints=agent.endpoint_feed())
+    if proxy is not None:  # connecting from the host's namespace
+        proxy = proxy.using(listener.new_socket)
+    service = MetadataService(
+        store, args.host, listener, endpoints=agent.endpoint_feed(), proxy=proxy
+    )
     service.start()
     return service
+
+
+def _nova_proxy(args: argparse.Namespace) -> NovaProxy | None:
+    """Proxy mode (``--nova-metadata``): forward to Nova, signing with the secret read
+    from ``--metadata-secret-file``; checked before the agent starts."""
+    from routeplane.agent.nova_proxy import NovaProxy  # noqa: PLC0415
+
+    if not args.nova_metadata:
+        return None
+    if not args.metadata_secret_file:
+        raise SystemExit("routeplane agent: --nova-metadata needs --metadata-secret-file")
+    try:
+        secret = Path(args.metadata_secret_file).read_bytes().strip()
+        return NovaProxy(args.nova_metadata, secret)
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"routeplane agent: metadata proxy: {exc}") from exc
 
 
 def _dhcp(args: argparse.Namespace, agent: Agent) -> DhcpService | None:
@@ -103,6 +126,7 @@ def _run(args: argparse.Namespace) -> int:
     from routeplane.dataplane.linux import LinuxKernel, NftTable  # noqa: PLC0415
     from routeplane.dataplane.linux.probe import NamespaceProbe  # noqa: PLC0415
 
+    proxy = None if args.no_metadata else _nova_proxy(args)
     stop = daemon.start(f"agent[{args.host}]", args.verbose)
     _raise_file_limit()
     settings = AgentSettings(
@@ -126,7 +150,7 @@ def _run(args: argparse.Namespace) -> int:
         start only now, so that their reading of every endpoint does not compete with
         the loop's during a cold start."""
         health.start()
-        service = _metadata(args, store, agent)
+        service = _metadata(args, store, agent, proxy)
         if service is not None:
             metadata.append(service)
         server = _dhcp(args, agent)
@@ -178,6 +202,16 @@ def add_parser(commands: Any) -> None:
         "--no-metadata", action="store_true", help=f"do not serve VMs on {METADATA_ADDRESS}"
     )
     metadata.add_argument("--metadata-port", type=int, default=80, help="default %(default)s")
+    metadata.add_argument(
+        "--nova-metadata",
+        metavar="URL",
+        help="proxy mode: forward OpenStack and EC2 requests to nova-metadata at this http:// URL",
+    )
+    metadata.add_argument(
+        "--metadata-secret-file",
+        metavar="FILE",
+        help="the secret shared with nova-metadata (metadata_proxy_shared_secret)",
+    )
     parser.add_argument(
         "--no-dhcp", action="store_true", help="do not answer the VMs' DHCPv4 requests"
     )

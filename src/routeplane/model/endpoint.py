@@ -20,7 +20,7 @@ with the default the field's comment gives.
 
 from __future__ import annotations
 
-from typing import TypedDict, cast
+from typing import NotRequired, TypedDict, cast
 
 from routeplane.model.jsontypes import JSONObject
 
@@ -28,7 +28,9 @@ from routeplane.model.jsontypes import JSONObject
 # 2: ``version`` written; otherwise the same fields
 # 3: what the host's DHCP server hands out: ``addressing`` (each fixed IP's subnet),
 #    ``mtu``, ``hostname``, ``extra_dhcp_opts``
-RECORD_VERSION = 3
+# 4: each addressing entry names its subnet's ``ipv6_address_mode`` and ``ipv6_ra_mode``
+#    (router advertisements, DHCPv6 and ``network_data.json`` follow them)
+RECORD_VERSION = 4
 TAP_PREFIX = "tap"
 
 
@@ -82,6 +84,8 @@ class Addressing(TypedDict):
     dns_nameservers: list[str]
     host_routes: list[HostRoute]
     enable_dhcp: bool
+    ipv6_address_mode: NotRequired[str]  # IPv6 subnets: "slaac", "dhcpv6-stateful", …; "": none
+    ipv6_ra_mode: NotRequired[str]
 
 
 class DhcpOption(TypedDict):

@@ -94,6 +94,11 @@ class NamespaceListener:
         except OSError:
             return None  # the interface went away since
 
+    def new_socket(self, family: int) -> socket.socket:
+        """An unconnected TCP socket of the listener's namespace (for the agent's own
+        connections from there, such as to nova-metadata in proxy mode)."""
+        return self.namespace.run(lambda: socket.socket(family, socket.SOCK_STREAM))
+
     def close(self) -> None:
         self.sock.close()
         self.namespace.close()

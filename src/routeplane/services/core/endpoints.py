@@ -7,8 +7,8 @@ up: interface name, MAC, the addresses to route to the tap (fixed IPs, allowed a
 pairs, floating IPs' external addresses), NAT pairs, security groups, and the gateways of
 the subnets the port has addresses on (the host answers neighbour solicitations for an
 IPv6 gateway on the VM's tap), and what the host's DHCP server hands out: each fixed IP's
-subnet (its CIDR, gateway, DNS servers, host routes, whether DHCP is on), the network's
-MTU, the hostname and the port's ``extra_dhcp_opts``.
+subnet (its CIDR, gateway, DNS servers, host routes, whether DHCP is on, its IPv6 modes),
+the network's MTU, the hostname and the port's ``extra_dhcp_opts``.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def _host_routes(value: object) -> list[HostRoute]:
 
 
 def _addressing(ip: Mapping[str, Any], subnet: Mapping[str, Any]) -> Addressing:
-    return Addressing(
+    addressing = Addressing(
         ip_address=str(ip["ip_address"]),
         subnet_id=str(ip["subnet_id"]),
         cidr=str(subnet.get("cidr") or ""),
@@ -60,6 +60,10 @@ def _addressing(ip: Mapping[str, Any], subnet: Mapping[str, Any]) -> Addressing:
         host_routes=_host_routes(subnet.get("host_routes")),
         enable_dhcp=bool(subnet.get("enable_dhcp", True)),
     )
+    if subnet.get("ip_version") == 6:
+        addressing["ipv6_address_mode"] = str(subnet.get("ipv6_address_mode") or "")
+        addressing["ipv6_ra_mode"] = str(subnet.get("ipv6_ra_mode") or "")
+    return addressing
 
 
 def record_inputs(
