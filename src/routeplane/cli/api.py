@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import argparse
 import logging
+import threading
 import tomllib
 from pathlib import Path
 from typing import Any
 
 from routeplane.cli.store import open_creating
-from routeplane.model.errors import InvalidRequest
+from routeplane.model.errors import InvalidRequest, RouteplaneError
+from routeplane.store import Store
+
+log = logging.getLogger(__name__)
 
 
 def load_config(path: str | None) -> dict[str, Any]:
@@ -30,6 +34,26 @@ def _listen(value: str) -> tuple[str, int]:
     if not host or not port.isdigit():
         raise argparse.ArgumentTypeError(f"--listen takes HOST:PORT, not {value!r}")
     return host, int(port)
+
+
+def _migrate_records(store: Store) -> None:
+    """Rewrite endpoint records an older routeplane wrote (``routeplane store migrate``),
+    beside serving: requests need not wait for it, and several api processes doing it at
+    once only cost each other retries (:mod:`~routeplane.services.core.record_migration`)."""
+    from routeplane.services.core.record_migration import migrate  # noqa: PLC0415
+    from routeplane.services.repo import Repo  # noqa: PLC0415
+
+    try:
+        done = migrate(Repo(store))
+    except RouteplaneError:  # the api serves on; the next start, or store migrate, tries again
+        log.exception("endpoint record migration failed")
+        return
+    if done.older:
+        log.warning(
+            "endpoint records of an older version: %d found, %d rewritten",
+            done.older,
+            done.rewritten,
+        )
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -56,6 +80,9 @@ def _run(args: argparse.Namespace) -> int:
         logging.basicConfig(
             level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s"
         )
+        threading.Thread(
+            target=_migrate_records, args=(store,), name="record-migration", daemon=True
+        ).start()
         uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
     finally:
         store.close()

@@ -105,6 +105,20 @@ def _check(args: argparse.Namespace, store: Store) -> int:
     return 1 if problems else 0
 
 
+def _migrate(args: argparse.Namespace, store: Store) -> int:
+    """Rewrite endpoint records written by an older routeplane (the api does it at start)."""
+    from routeplane.model.endpoint import RECORD_VERSION  # noqa: PLC0415
+    from routeplane.services.core.record_migration import migrate  # noqa: PLC0415
+    from routeplane.services.repo import Repo  # noqa: PLC0415
+
+    done = migrate(Repo(store))
+    print(
+        f"{done.older} endpoint record(s) older than version {RECORD_VERSION}: "
+        f"{done.rewritten} rewritten"
+    )
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
     store = _open(args)
     try:
@@ -155,6 +169,11 @@ def add_parser(commands: Any) -> None:
         "check", help="report overlapping subnets and addresses held twice (exit 1 if any)"
     )
     p.set_defaults(action=_check)
+
+    p = actions.add_parser(
+        "migrate", help="rewrite endpoint records written by an older version from their ports"
+    )
+    p.set_defaults(action=_migrate)
 
     p = actions.add_parser("rev", help="print the current revision")
     p.set_defaults(action=_revision)

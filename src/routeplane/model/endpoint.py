@@ -117,7 +117,7 @@ class EndpointRecord(TypedDict, total=False):
     moved_in: dict[str, MovedIn]
     moved_out: dict[str, MovedOut]
     # what the host's DHCP server answers (version 3; older records: none of it, so the
-    # server stays silent for them until the port is next written)
+    # server stays silent for them until rewritten: services.core.record_migration)
     addressing: list[Addressing]  # one per fixed IP, in the port's order
     mtu: int  # the network's mtu; 0: not known (no MTU option)
     hostname: str  # the port's dns_name, else its name; "" : neither
