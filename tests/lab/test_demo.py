@@ -2,8 +2,8 @@
 
 The demo checks each answer itself (a step whose expected output never comes fails it),
 so this asserts it exits 0, that the answers a newcomer reads are there — the routes on
-the compute host and the access node, which VM answers before and after the move, the
-floating IP — and that the lab is gone afterwards: no namespace, no state directory.
+the compute host and the access node, testvm1's DHCP lease and its ``meta_data.json``,
+which VM answers before and after the move, the floating IP — and that the lab is gone afterwards: no namespace, no state directory.
 """
 
 from __future__ import annotations
@@ -37,5 +37,7 @@ def test_the_demo_plays_the_walkthrough_and_leaves_nothing_behind() -> None:
     answers = [line for line in out.splitlines() if line in ("testvm1", "testvm2")]
     assert answers == ["testvm1", "testvm2", "testvm1"]  # before, after the move, by its FIP
     assert "scope link" in out
+    assert "default via 10.28.0.1 dev eth0" in out  # testvm1's lease, shown by `ip route`
+    assert '"name": "testvm1"' in out  # its meta_data.json, read with curl inside it
     assert not [ns for ns in netns.names() if ns.startswith(f"rp-{LAB}-")]
     assert not (STATE_ROOT / LAB).exists()

@@ -177,6 +177,13 @@ def test_vm_is_configured_as_the_walkthrough_shows(lab: Lab) -> None:
     assert f"link/ether {lab.state().vms['testvm1'].mac}" in shown
     assert "noprefixroute" in shown
     assert "default via 10.28.0.1 dev eth0" in lab.exec("testvm1", "ip", "route").stdout
+    # nothing configured it by hand: its DHCP client holds a lease from node1's agent
+    lab_state = lab.state()
+    assert processes.alive(lab_state.processes["dhcp-testvm1"])
+    lease = (STATE_ROOT / lab.name / "dhcp-testvm1.lease").read_text().splitlines()
+    assert f"address {vm1}/16" in lease
+    assert "router 10.28.0.1" in lease
+    assert "hostname testvm1" in lease
 
 
 def test_ipv6_between_vms_and_from_the_access_node(lab: Lab) -> None:

@@ -5,7 +5,9 @@ access node, BGP, the api) and plays ``shared/seed/service-ips.md`` in it with t
 commands a person would type — ``routeplane lab …`` for Nova's and the operator's part,
 the real ``openstack`` CLI for Neutron's — printing each command and what it answered:
 
-1. boot testvm1 on node1;
+1. boot testvm1 on node1; it configures itself: ``ip addr`` inside it shows the lease its
+   DHCP client got from node1, and ``curl`` reads its ``meta_data.json`` from the
+   metadata service at 169.254.169.254, as cloud-init would;
 2. add the service IP 10.28.0.23 to its port (``openstack port set --fixed-ip``);
 3. the route on the compute host (``dev tap… scope link``) and on the access node
    (``via 192.168.8.3 … proto bird``);
@@ -37,6 +39,7 @@ LAB = "demo"
 PORT = 9697
 SERVICE_IP = "10.28.0.23"
 FIXED_IP = "subnet=demo-v4,ip-address=10.28.0.23"
+METADATA = "http://169.254.169.254/openstack/latest/meta_data.json"
 HELD = f"inet {SERVICE_IP}/32"  # how `ip addr show` lists it once the VM's guest added it
 
 
@@ -105,6 +108,12 @@ class Walkthrough:
         self.lab("boot", "testvm1", "--network", "demo-net", "--host", "node1")
         self.openstack("port", "show", "testvm1", "-c", "fixed_ips", "-c", "status",
                        "-c", "binding_host_id", expect="ACTIVE")  # fmt: skip
+        self.say("testvm1 configured itself: nothing set its address by hand, its DHCP client"
+                 " (busybox udhcpc) leased it from node1 with the subnet's mask and router")  # fmt: skip
+        self.lab("exec", "testvm1", "--", "ip", "addr", "show", "eth0", expect="inet 10.28.")
+        self.lab("exec", "testvm1", "--", "ip", "route", expect="default via 10.28.0.1")
+        self.say("and what cloud-init reads first, from node1's metadata service")
+        self.lab("exec", "testvm1", "--", "curl", "-sS", METADATA, expect='"uuid"')
 
         self.say(f"add the service IP {SERVICE_IP} to testvm1's port")
         self.openstack("port", "set", "--fixed-ip", FIXED_IP, "testvm1")

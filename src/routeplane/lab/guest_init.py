@@ -128,7 +128,22 @@ echo "@READY@ $(hostname) $(uname -r)"
 while :; do sleep 3600; done
 """
 
-UDHCPC_SCRIPT = r"""#!/bin/sh
+# how a udhcpc script applies a lease's MTU and routes (the guest image's and the lab's)
+LEASE_ROUTES = r"""    [ -n "$mtu" ] && ip link set dev "$interface" mtu "$mtu"
+    if [ -n "$staticroutes" ]; then
+        set -- $staticroutes
+        while [ $# -ge 2 ]; do
+            ip route replace "$1" via "$2" dev "$interface"
+            shift 2
+        done
+    elif [ -n "$router" ]; then
+        set -- $router
+        ip route replace default via "$1" dev "$interface"
+    fi
+"""
+
+UDHCPC_SCRIPT = (
+    r"""#!/bin/sh
 # udhcpc's script: apply a lease as a cloud image would (address, mask, routers,
 # classless static routes, DNS, MTU, hostname). deconfig keeps the command line's
 # static address, so a guest without a DHCP server stays reachable.
@@ -141,18 +156,9 @@ bound|renew)
         ip -4 addr flush dev "$interface"
     fi
     ip addr add "$ip/${mask:-32}" dev "$interface" 2>/dev/null
-    [ -n "$mtu" ] && ip link set dev "$interface" mtu "$mtu"
-    if [ -n "$staticroutes" ]; then
-        set -- $staticroutes
-        while [ $# -ge 2 ]; do
-            ip route replace "$1" via "$2" dev "$interface"
-            shift 2
-        done
-    elif [ -n "$router" ]; then
-        set -- $router
-        ip route replace default via "$1" dev "$interface"
-    fi
-    : >/etc/resolv.conf
+"""
+    + LEASE_ROUTES
+    + r"""    : >/etc/resolv.conf
     [ -n "$domain" ] && echo "search $domain" >>/etc/resolv.conf
     for server in $dns; do echo "nameserver $server" >>/etc/resolv.conf; done
     [ -n "$hostname" ] && hostname "$hostname"
@@ -160,6 +166,7 @@ bound|renew)
 esac
 exit 0
 """
+)
 
 
 def init_script() -> str:
@@ -198,6 +205,7 @@ def kernel_cmdline(
 __all__ = [
     "CONTROL_PORT",
     "INIT_SCRIPT",
+    "LEASE_ROUTES",
     "NAME_PORT",
     "PROBE_OK",
     "READY",

@@ -12,7 +12,8 @@
 4. unless ``--empty``, the walkthrough's networks and security rule (``seed``).
 
 ``boot`` is Nova's part for one VM: a port bound to a host through the api, the VM's
-namespace and tap (``vm``), its service and its ``routeplane guest`` (which keeps the
+namespace and tap (``vm``), its DHCP client and a wait for its lease (``vm_dhcp``: the
+guest's IPv4 comes from its host, as a cloud image's does), its service and its ``routeplane guest`` (which keeps the
 port's further addresses, such as a service IP, on the VM's ``eth0``), and a wait until
 the agent reports the port ACTIVE. A failed ``up`` or ``boot`` removes what it made.
 
@@ -30,7 +31,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from routeplane.lab import fabric, netns, processes, qemu, qemu_vm, seed, state, vm
+from routeplane.lab import fabric, netns, processes, qemu, qemu_vm, seed, state, vm, vm_dhcp
 from routeplane.lab.neutron import ApiError, Neutron
 from routeplane.lab.state import LabState, VmRecord
 from routeplane.lab.teardown import down
@@ -332,6 +333,11 @@ def _boot(
     vm_name = record.name
     recorder.namespace(record.namespace)
     vm.build(record.namespace, node, port, addresses)
+    interface = vm.GUEST_INTERFACE
+    recorder.start(vm_dhcp.dhcp_key(vm_name), vm_dhcp.client_command(topology, vm_name, interface))
+    if not wait_until(lambda: vm_dhcp.leased(topology, vm_name, interface), vm_dhcp.LEASE_TIMEOUT):
+        log = topology.log(vm_dhcp.dhcp_key(vm_name))
+        raise netns.LabError(f"{vm_name} got no DHCP lease from {node.name}; {log}:\n{_tail(log)}")
     recorder.start(f"vm-{vm_name}", topology.vm_service_command(vm_name))
     recorder.start(vm.guest_key(vm_name), vm.guest_command(topology, vm_name))
     if not wait_until(lambda: vm.listening(record.namespace), SERVICE_TIMEOUT):
@@ -363,7 +369,7 @@ def _boot_qemu(
 def _unboot(recorder: Recorder, api: Neutron, vm_name: str) -> None:
     """Undo a failed boot: the service, the namespace, the port, the records."""
     lab_state = recorder.state
-    for key in (f"vm-{vm_name}", vm.guest_key(vm_name)):
+    for key in (f"vm-{vm_name}", vm.guest_key(vm_name), vm_dhcp.dhcp_key(vm_name)):
         started = lab_state.processes.pop(key, None)
         if started is not None:
             processes.stop(started)
@@ -371,6 +377,7 @@ def _unboot(recorder: Recorder, api: Neutron, vm_name: str) -> None:
     if record is not None and record.kind == qemu_vm.KIND:
         qemu.stop(qemu_vm.guest_dir(recorder.topology, vm_name))  # the tap too, not the host
     elif record is not None:
+        vm_dhcp.forget(recorder.topology, vm_name)
         netns.delete(record.namespace)
         if record.namespace in lab_state.namespaces:
             lab_state.namespaces.remove(record.namespace)

@@ -2,13 +2,16 @@
 
 The hypervisor's part: a veth pair whose host end is the port's tap (``tap<id[:11]>``,
 left for the agent to configure) in the host's namespace and whose other end is the VM's
-``eth0`` with the port's MAC. The guest's part, as the walkthrough's VM shows it:
+``eth0`` with the port's MAC. The guest's part: IPv4 comes from the host's DHCP server
+(``udhcpc``, :mod:`~routeplane.lab.vm_dhcp`, started by ``lab boot``), giving what the
+walkthrough's VM shows:
 
     inet 10.28.0.13/16 brd 10.28.255.255 scope global eth0
     default via 10.28.0.1 dev eth0
 
-and for IPv6 the address as a /64 with ``noprefixroute`` (nothing is on-link: every packet
-goes to the host) and a default route via the v6 subnet's gateway. After that the VM runs
+IPv6 is still configured here: the address as a /64 with ``noprefixroute`` (nothing is
+on-link: every packet goes to the host) and a default route via the v6 subnet's gateway
+(``guest_commands``, which can write both families). After that the VM runs
 ``routeplane guest`` (``guest_command``), which adds and removes the port's further
 addresses — a service IP moved onto it or away — as a cloud image would.
 
@@ -73,7 +76,8 @@ def guest_commands(addresses: list[GuestAddress]) -> list[str]:
 
 
 def build(namespace: str, host: Node, port: dict[str, Any], addresses: list[GuestAddress]) -> str:
-    """The VM's namespace wired to ``host`` through the port's tap; the tap's name."""
+    """The VM's namespace wired to ``host`` through the port's tap, with its IPv6
+    addresses (IPv4 is the DHCP client's); the tap's name."""
     tap = interface_name(port["id"])
     netns.create(namespace)
     netns.add_veth(
@@ -84,7 +88,7 @@ def build(namespace: str, host: Node, port: dict[str, Any], addresses: list[Gues
         peer_mac=port["mac_address"],
         up=True,
     )
-    commands = guest_commands(addresses)
+    commands = guest_commands([a for a in addresses if a.version == 6])  # IPv4: DHCP
     if commands:
         netns.ip(namespace, "-batch", "-", input="\n".join(commands) + "\n")
     return tap
