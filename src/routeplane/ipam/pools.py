@@ -45,6 +45,16 @@ def default_pools(network: IPNetwork, gateway: IPAddress | None) -> list[Pool]:
     return pools
 
 
+def eui64_address(network: IPNetwork, mac: str) -> IPAddress:
+    """The address a guest forms by SLAAC in a /64 (RFC 4291 appendix A): the prefix, then
+    the MAC with ``ff:fe`` in its middle and the universal/local bit flipped."""
+    octets = bytes.fromhex(mac.replace(":", "").replace("-", ""))
+    if len(octets) != 6 or network.version != 6:
+        raise ValueError(f"no EUI-64 address from {mac!r} in {network}")
+    interface_id = bytes([octets[0] ^ 0x02, *octets[1:3], 0xFF, 0xFE, *octets[3:]])
+    return ipaddress.ip_address(int(network.network_address) | int.from_bytes(interface_id, "big"))
+
+
 def valid_host(network: IPNetwork, address: IPAddress) -> bool:
     """Can a port hold ``address`` on this subnet (inside or outside the pools)?"""
     if address.version != network.version or address not in network:

@@ -8,6 +8,11 @@ the port has there or take a new one, and every address not asked for is release
 Specific addresses come before subnet-only entries. Specific addresses need only be
 valid host addresses of the subnet; they may lie outside the allocation pools.
 
+On an IPv6 subnet whose ``ipv6_address_mode`` is ``slaac`` or ``dhcpv6-stateless``
+(Neutron's "auto-address" subnets) an automatic address is not taken from the pools: it
+is the EUI-64 address the guest forms itself from the router advertisement's prefix and
+its MAC, as Neutron reports it, so the API shows the address the VM really has.
+
 The functions here decide; the port service claims the chosen addresses in the same
 transaction as the port, so a lost race surfaces as ``IpAddressAlreadyAllocated``.
 """
@@ -20,10 +25,17 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from routeplane.ipam.pools import IPAddress, IPNetwork, valid_host, walk
+from routeplane.ipam.pools import IPAddress, IPNetwork, eui64_address, valid_host, walk
 from routeplane.services.attributes import ip_address, is_uuid
 from routeplane.services.core.subnets import subnet_pools
 from routeplane.services.errors import ApiFault, bad_request, invalid_input
+
+AUTO_ADDRESS_MODES = ("slaac", "dhcpv6-stateless")
+
+
+def auto_address(subnet: Mapping[str, Any]) -> bool:
+    """Whether the guest forms its own address on ``subnet`` (SLAAC)."""
+    return subnet.get("ip_version") == 6 and subnet.get("ipv6_address_mode") in AUTO_ADDRESS_MODES
 
 
 @dataclass(frozen=True)
@@ -78,6 +90,7 @@ class Resolver:
     holder: Callable[[str, str], str | None]  # (subnet_id, ip) -> port id holding it
     port_id: str
     attempt: int = 0  # lost races so far: spread automatic choices to stop colliding
+    mac: str = ""  # the port's: its EUI-64 address on auto-address subnets
 
     def _subnet(self, subnet_id: str) -> dict[str, Any]:
         if subnet_id in self.subnets:
@@ -122,6 +135,8 @@ class Resolver:
         """The next free address after the subnet's cursor. After a lost race, skip a
         random few free ones, so that concurrent allocators stop colliding."""
         subnet = self._subnet(subnet_id)
+        if auto_address(subnet) and self.mac:
+            return self._eui64(subnet_id, subnet, chosen)
         skip = 0 if self.attempt == 0 else secrets.randbelow(min(64, 4 << self.attempt))
         for address in walk(subnet_pools(subnet), self.hints.get(subnet_id)):
             if address in chosen or self.holder(subnet_id, str(address)) is not None:
@@ -132,6 +147,17 @@ class Resolver:
             self.hints[subnet_id] = address + 1
             return FixedIP(subnet_id, str(address))
         return None
+
+    def _eui64(self, subnet_id: str, subnet: Mapping[str, Any], chosen: set[IPAddress]) -> FixedIP:
+        address = eui64_address(_net(subnet), self.mac)
+        holder = self.holder(subnet_id, str(address))
+        if address in chosen or (holder is not None and holder != self.port_id):
+            raise ApiFault(
+                "IpAddressAlreadyAllocated",
+                409,
+                f"IP address {address} already allocated in subnet {subnet_id}",
+            )
+        return FixedIP(subnet_id, str(address))
 
     def _exhausted(self) -> ApiFault:
         return ApiFault(
@@ -211,4 +237,12 @@ def parse_held(raw: Any) -> list[FixedIP]:
     return [FixedIP(e["subnet_id"], e["ip_address"]) for e in raw or []]
 
 
-__all__ = ["FixedIP", "Resolver", "check_format", "clean", "parse_held"]
+__all__ = [
+    "AUTO_ADDRESS_MODES",
+    "FixedIP",
+    "Resolver",
+    "auto_address",
+    "check_format",
+    "clean",
+    "parse_held",
+]

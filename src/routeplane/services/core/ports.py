@@ -110,7 +110,7 @@ class PortService(DocService):
         return ctx.sees(str(doc.get("project_id")))
 
     # the address side ----------------------------------------------------------------
-    def _resolver(self, net: Doc, port_id: str, change: Change) -> Resolver:
+    def _resolver(self, net: Doc, port_id: str, change: Change, mac: str) -> Resolver:
         subnets: dict[str, dict[str, Any]] = {}
         for subnet_id in net.value.get("subnets", []):
             subnet = self.repo.get("subnets", subnet_id)
@@ -130,6 +130,7 @@ class PortService(DocService):
             holder=holder,
             port_id=port_id,
             attempt=self.repo.attempt(),
+            mac=mac,
         )
 
     @staticmethod
@@ -184,7 +185,7 @@ class PortService(DocService):
             mac = (doc.get("mac_address") or new_mac()).lower()
             self._claim_mac(change, net.value["id"], mac, doc["id"])
             doc["mac_address"] = mac
-            resolver = self._resolver(net, doc["id"], change)
+            resolver = self._resolver(net, doc["id"], change, mac)
             requested = doc.get("fixed_ips")
             fixed = (
                 resolver.automatic() if requested is None else resolver.requested(clean(requested))
@@ -271,7 +272,8 @@ class PortService(DocService):
             if "fixed_ips" in data:
                 net = self.networks.load(ctx, str(doc.value["network_id"]))
                 old = parse_held(doc.value.get("fixed_ips"))
-                new = self._resolver(net, resource_id, change).requested(
+                mac = str(updated["mac_address"])
+                new = self._resolver(net, resource_id, change, mac).requested(
                     clean(data["fixed_ips"]), old
                 )
                 self._guard_floating(resource_id, old, new)
@@ -415,7 +417,7 @@ class PortService(DocService):
         doc = new_doc(owner, data, revision=1)  # as a port created through the API
         doc["mac_address"] = new_mac()
         change.claim(key("macs", net.value["id"], doc["mac_address"]), {"port_id": doc["id"]})
-        resolver = self._resolver(net, doc["id"], change)
+        resolver = self._resolver(net, doc["id"], change, str(doc["mac_address"]))
         requested = doc.get("fixed_ips")
         fixed = resolver.automatic() if requested is None else resolver.requested(requested)
         doc["fixed_ips"] = [ip.as_json() for ip in fixed]
