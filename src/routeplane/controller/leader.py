@@ -83,6 +83,11 @@ class Controller:
     def is_leader(self) -> bool:
         return self._leader_value is not None
 
+    def leader_value(self) -> dict[str, Any] | None:
+        """The leader record while this controller holds it (to fence other writers on,
+        such as the Nova notifier in the same process); None otherwise."""
+        return self._leader_value
+
     # the loop ------------------------------------------------------------------------
     def run(self, stop: Callable[[], bool]) -> None:
         while not stop():

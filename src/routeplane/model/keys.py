@@ -14,6 +14,8 @@ else spells ``/routeplane/v1/`` or joins key parts by hand. The layout::
     /routeplane/v1/health/<host>/<sip>/<port>  a health checker's verdict
     /routeplane/v1/controller/leader           the failover controller's leadership (leased)
     /routeplane/v1/config/token_secret         the built-in identity's signing secret
+    /routeplane/v1/nova/told/<port>            what Nova was last told about a port
+    /routeplane/v1/nova/outbox/<id>            Nova events derived, not yet accepted
 
 Pure string building, no I/O.
 """
@@ -37,6 +39,8 @@ IPAM = "ipam"
 MACS = "macs"
 CONTROLLER = "controller"
 CONFIG = "config"
+NOVA = "nova"
+FIP_BY_PORT = "fip_by_port"
 
 
 def key(kind: str, *parts: str) -> str:
@@ -79,6 +83,18 @@ def health_prefix(host: str) -> str:
     return prefix(HEALTH, host)
 
 
+def nova_told_key(port_id: str) -> str:
+    return key(NOVA, "told", port_id)
+
+
+def nova_told_prefix() -> str:
+    return prefix(NOVA, "told")
+
+
+def nova_outbox_prefix() -> str:
+    return prefix(NOVA, "outbox")
+
+
 def split(full_key: str) -> tuple[str, ...]:
     """The parts of a key below the root: ``("endpoints", host, port)``; ``()`` for a key
     outside the layout."""
@@ -99,12 +115,14 @@ __all__ = [
     "CONFIG",
     "CONTROLLER",
     "ENDPOINTS",
+    "FIP_BY_PORT",
     "GUEST_ADDRESSES_PATH",
     "HEALTH",
     "HOSTS",
     "IPAM",
     "LEADER_KEY",
     "MACS",
+    "NOVA",
     "PORTS",
     "ROOT",
     "SECURITY_GROUPS",
@@ -118,6 +136,9 @@ __all__ = [
     "health_prefix",
     "host_key",
     "key",
+    "nova_outbox_prefix",
+    "nova_told_key",
+    "nova_told_prefix",
     "prefix",
     "split",
     "status_key",
