@@ -22,7 +22,6 @@ from routeplane.lab.netns import exec_in, ip
 from routeplane.services.context import ADMIN
 from tests.kernel.vmlab import (
     ECHO_CLIENT,
-    ECHO_SERVER,
     Lab,
     dual_stack_lab,
     pings,
@@ -86,8 +85,7 @@ def test_restart_keeps_routes_and_sweeps_only_the_stale(lab: Lab) -> None:
     wait_for(lambda: all(lab.active("node1", p) for p in (p1, p2, p3)), what="ports programmed")
     h1 = lab.hosts["node1"]
     ip(h1, "route", "add", "10.99.0.1/32", "dev", "fabric0", "proto", "static")  # not ours
-    lab.spawn(vm1, "python3", "-c", ECHO_SERVER)
-    time.sleep(0.2)
+    lab.serve_echo(vm1)
     talker = subprocess.Popen(
         ["ip", "netns", "exec", vm3, "python3", "-c", ECHO_CLIENT, "10.28.0.13", "3"],
         stdout=subprocess.PIPE, text=True,

@@ -22,7 +22,7 @@ import pytest
 
 from routeplane.lab.netns import ip
 from routeplane.services.context import ADMIN
-from tests.kernel.vmlab import ECHO_CLIENT, ECHO_SERVER, Lab, dual_stack_lab, routes, wait_for
+from tests.kernel.vmlab import ECHO_CLIENT, Lab, dual_stack_lab, routes, wait_for
 
 pytestmark = [
     pytest.mark.kernel,
@@ -57,8 +57,7 @@ def test_kill_9_and_restart_under_traffic_moves_nothing_and_sweeps_the_stale(
     )
     h1 = lab.hosts["node1"]
     assert all("proto 77" in routes(h1, a) for a in VM2)
-    lab.spawn(vm1, "python3", "-c", ECHO_SERVER)
-    time.sleep(0.3)
+    lab.serve_echo(vm1)
     monitor = subprocess.Popen(
         ["ip", "-n", h1, "-ts", "monitor", "route", "neigh"], stdout=subprocess.PIPE, text=True
     )

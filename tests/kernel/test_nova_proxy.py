@@ -78,9 +78,9 @@ def recorded(log: Path) -> list[dict[str, Any]]:
 
 def start_nova(lab: Lab, log: Path, secret: bytes) -> None:
     lab.spawn(lab.hosts["node1"], sys.executable, "-c", NOVA, secret.decode(), str(log))
-    probe = "import socket; socket.create_connection(('127.0.0.1', 8775), timeout=1)"
+    probe = "import socket; socket.create_connection(('127.0.0.1', 8775), timeout=1); print('up')"
     wait_for(
-        lambda: exec_in(lab.hosts["node1"], sys.executable, "-c", probe, check_rc=False) == "",
+        lambda: exec_in(lab.hosts["node1"], sys.executable, "-c", probe, check_rc=False) == "up\n",
         what="the stand-in nova-metadata",
     )
 

@@ -185,6 +185,13 @@ class Lab:
         self.processes.append(process)
         return process
 
+    def serve_echo(self, namespace: str) -> subprocess.Popen[Any]:
+        """:data:`ECHO_SERVER` in ``namespace``, returned once it listens (a busy machine
+        may take a while to start it; a fixed sleep was not always enough)."""
+        server = self.spawn(namespace, "python3", "-c", ECHO_SERVER)
+        wait_for(lambda: ":7 " in exec_in(namespace, "ss", "-ltn"), what="the echo server")
+        return server
+
     def fixed_ips(self, addresses: list[str]) -> list[dict[str, str]]:
         return [{"subnet_id": self.subnets[version(a)], "ip_address": a} for a in addresses]
 
