@@ -243,7 +243,7 @@ def test_other_projects_and_readers(
     d2 = post(demo, "ports", "port", network_id=net["id"], name="d2")
     address = d1["fixed_ips"][0]["ip_address"]
     alt_net = post(alt, "networks", "network", name="alt-move")
-    post(alt, "subnets", "subnet", network_id=alt_net["id"], ip_version=4, cidr="10.42.0.0/24")
+    post(alt, "subnets", "subnet", network_id=alt_net["id"], ip_version=4, cidr="10.43.0.0/24")
     a1 = post(alt, "ports", "port", network_id=alt_net["id"], name="a1")
 
     assert_fault(

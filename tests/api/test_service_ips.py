@@ -317,7 +317,7 @@ def test_projects_readers_and_lists(
     d1 = post(demo, "ports", "port", network_id=net["id"], name="d1")["id"]
     d2 = post(demo, "ports", "port", network_id=net["id"], name="d2")["id"]
     alt_net = post(alt, "networks", "network", name="alt-sip")
-    post(alt, "subnets", "subnet", network_id=alt_net["id"], ip_version=4, cidr="10.47.0.0/24")
+    post(alt, "subnets", "subnet", network_id=alt_net["id"], ip_version=4, cidr="10.48.0.0/24")
     a1 = post(alt, "ports", "port", network_id=alt_net["id"], name="a1")["id"]
 
     made = create(

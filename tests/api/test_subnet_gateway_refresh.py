@@ -41,11 +41,13 @@ def revision(store: Store, path: str) -> int:
 
 def dual_stack(http: httpx.Client, name: str, v6_prefix: str) -> dict[str, Any]:
     """A network with an IPv4 and an IPv6 subnet whose pools leave room for other
-    gateways, plus one port bound to compute1 with an address on both."""
+    gateways, plus one port bound to compute1 with an address on both. Subnets never
+    overlap, so each world's IPv4 subnet is 10.<the IPv6 prefix's last group>.0.0/24."""
     net = post(http, "networks", "network", name=name)
+    v4_prefix = "10." + v6_prefix.rsplit(":", 1)[1]
     v4 = post(
-        http, "subnets", "subnet", network_id=net["id"], ip_version=4, cidr="10.61.0.0/24",
-        allocation_pools=[{"start": "10.61.0.10", "end": "10.61.0.200"}],
+        http, "subnets", "subnet", network_id=net["id"], ip_version=4, cidr=f"{v4_prefix}.0.0/24",
+        allocation_pools=[{"start": f"{v4_prefix}.0.10", "end": f"{v4_prefix}.0.200"}],
     )  # fmt: skip
     v6 = post(
         http, "subnets", "subnet", network_id=net["id"], ip_version=6,

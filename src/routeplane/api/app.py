@@ -8,7 +8,6 @@ run in the thread pool and slow store round trips (etcd) overlap between request
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -18,7 +17,14 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from routeplane.api import faults, fixed_ip_move_routes, identity_routes, router_actions, versions
+from routeplane.api import (
+    bodies,
+    faults,
+    fixed_ip_move_routes,
+    identity_routes,
+    router_actions,
+    versions,
+)
 from routeplane.api.resources import ResourceRoutes, Wiring
 from routeplane.model.errors import StoreError
 from routeplane.services.context import Context
@@ -36,11 +42,8 @@ def base_url(request: Request) -> str:
 
 async def read_json(request: Request) -> Any:
     """The identity routes' JSON body (the Neutron routes use ``resources.read_body``)."""
-    raw = await request.body()
-    try:
-        return json.loads(raw)
-    except ValueError:
-        raise ApiFault("HTTPBadRequest", 400, "Malformed request body") from None
+    raw = await bodies.read_bytes(request)
+    return bodies.parse(raw, ApiFault("HTTPBadRequest", 400, "Malformed request body"))
 
 
 class StripJsonSuffix:

@@ -10,7 +10,6 @@ entity tags are ignored, as Neutron ignores them.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -19,6 +18,7 @@ from typing import Any, TypeVar
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
+from routeplane.api import bodies
 from routeplane.services.attributes import (
     NO_BODY,
     check_create,
@@ -30,7 +30,6 @@ from routeplane.services.attributes import (
 from routeplane.services.context import Context
 from routeplane.services.errors import (
     ApiFault,
-    bad_request,
     bad_resource_request,
     http_not_found,
     invalid_input,
@@ -62,14 +61,12 @@ def _if_match(request: Request) -> int | None:
 
 
 async def read_body(request: Request) -> Any:
-    """A Neutron request body: JSON, or ``NO_BODY`` when empty; Neutron's 400 otherwise."""
-    raw = await request.body()
+    """A Neutron request body: JSON, or ``NO_BODY`` when empty; Neutron's 400 otherwise
+    (413 when too large; :mod:`routeplane.api.bodies`)."""
+    raw = await bodies.read_bytes(request)
     if not raw.strip():
         return NO_BODY
-    try:
-        return json.loads(raw)
-    except ValueError:
-        raise bad_request("Body contains invalid data") from None
+    return bodies.parse(raw)
 
 
 def _body_schema(member: str, service: ResourceService, *, create: bool) -> dict[str, Any]:

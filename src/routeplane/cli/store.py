@@ -93,6 +93,18 @@ def _revision(args: argparse.Namespace, store: Store) -> int:
     return 0
 
 
+def _check(args: argparse.Namespace, store: Store) -> int:
+    """Overlapping subnets and addresses held twice, in data written by any version."""
+    from routeplane.services.core.store_check import check_store  # noqa: PLC0415
+    from routeplane.services.repo import Repo  # noqa: PLC0415
+
+    problems = check_store(Repo(store))
+    for line in problems:
+        print(line)
+    print(f"{len(problems)} problem(s) found" if problems else "no problems found")
+    return 1 if problems else 0
+
+
 def _run(args: argparse.Namespace) -> int:
     store = _open(args)
     try:
@@ -138,6 +150,11 @@ def add_parser(commands: Any) -> None:
     p = actions.add_parser("compact", help="forget history before a revision")
     p.add_argument("revision", type=int)
     p.set_defaults(action=_compact)
+
+    p = actions.add_parser(
+        "check", help="report overlapping subnets and addresses held twice (exit 1 if any)"
+    )
+    p.set_defaults(action=_check)
 
     p = actions.add_parser("rev", help="print the current revision")
     p.set_defaults(action=_revision)

@@ -71,6 +71,12 @@ class ApiServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def pid(self) -> int:
+        """The api process, for tests that watch its resources (memory under attack)."""
+        assert self._proc is not None, "the api is not started"
+        return self._proc.pid
+
     def start(self, timeout: float = 20.0) -> ApiServer:
         self.config.write_text(CONFIG.format(admin_token=self.admin_token))
         command = [

@@ -27,6 +27,7 @@ from routeplane.services.context import Context
 from routeplane.services.documents import DocService
 from routeplane.services.errors import ApiFault, invalid_input
 from routeplane.services.repo import Change, Doc, Outcome, Repo, key, prefix
+from routeplane.services.security import port_security
 from routeplane.services.security.groups import SecurityGroupService
 
 NETWORK_TYPES = ("local", "flat")
@@ -94,6 +95,7 @@ class NetworkService(DocService):
     def create(self, ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
         require_write(ctx, "create_network")
         self._check_admin_settings(ctx, data, "create_network", create=True)
+        port_security.may_set(ctx, "create_network", data.get("port_security_enabled"))
         network_type = data.get("provider:network_type", "local")
         if network_type not in NETWORK_TYPES:
             raise invalid_input(f"network_type value '{network_type}' not supported")
@@ -119,11 +121,14 @@ class NetworkService(DocService):
             resource_id,
             if_match,
             lambda doc, _change: {**doc.value, **data},
-            authorize=lambda _doc: self._check_admin_settings(
-                ctx, data, "update_network", create=False
-            ),
+            authorize=lambda doc: self._authorize(ctx, doc, data),
         )
         return self.render(ctx, updated)
+
+    def _authorize(self, ctx: Context, doc: Doc, data: dict[str, Any]) -> None:
+        self._check_admin_settings(ctx, data, "update_network", create=False)
+        current = bool(doc.value.get("port_security_enabled", True))
+        port_security.may_set(ctx, "update_network", data.get("port_security_enabled"), current)
 
     def after_update(self, change: Change, old: dict[str, Any], new: dict[str, Any]) -> None:
         """Subnets show their network's router:external (subnet-external-network)."""

@@ -11,6 +11,8 @@ Request checks follow Neutron's: ``fixed_ips`` entries keep only ``subnet_id`` a
 ``ip_address`` (other keys are ignored); ``allowed_address_pairs`` get the port's MAC
 where none is given; a MAC may change while the port is not bound to a host (``null``
 makes a new one); port security off excludes security groups and address pairs.
+Which addresses a port may hold through address pairs, and who may set them, is decided
+in :mod:`routeplane.services.core.held_addresses` (one flat routed space).
 A PUT that changes nothing keeps the revision. The attribute table and the validators
 of MACs and address pairs are in :mod:`routeplane.services.core.port_attrs`.
 """
@@ -26,12 +28,14 @@ from routeplane.services.common import bump, new_doc, require_write
 from routeplane.services.context import Context
 from routeplane.services.core.endpoints import endpoint_key, endpoint_record, subnet_gateways
 from routeplane.services.core.fixed_ips import FixedIP, Resolver, clean, parse_held
+from routeplane.services.core.held_addresses import HeldAddresses, may_set_pairs
 from routeplane.services.core.networks import NetworkService
 from routeplane.services.core.port_attrs import ATTRS, fixed_ips_match, with_macs
 from routeplane.services.documents import DocService
 from routeplane.services.errors import ApiFault, bad_request
 from routeplane.services.listing import Matcher
 from routeplane.services.repo import Change, Doc, Outcome, Repo, key, new_mac
+from routeplane.services.security import port_security
 from routeplane.services.security.groups import SecurityGroupService
 from routeplane.services.service_ips.hints import public, service_ip_index
 
@@ -60,6 +64,7 @@ class PortService(DocService):
         self.networks = networks
         self.groups = groups
         self._hints: dict[str, IPAddress] = {}
+        self.held = HeldAddresses(repo)
 
     # showing -------------------------------------------------------------------------
     def _status(self, doc: dict[str, Any], programmed: set[str] | None = None) -> str:
@@ -147,6 +152,7 @@ class PortService(DocService):
     # create --------------------------------------------------------------------------
     def create(self, ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
         require_write(ctx, "create_port")
+        port_security.may_set(ctx, "create_port", data.get("port_security_enabled"))
         if "network_id" not in data:
             raise bad_request(
                 "Failed to parse request. Required attribute 'network_id' not specified"
@@ -180,7 +186,10 @@ class PortService(DocService):
                 )
             doc["security_groups"] = self._groups(ctx, doc, change)
             doc["allowed_address_pairs"] = with_macs(doc.get("allowed_address_pairs", []), mac)
+            if data.get("allowed_address_pairs"):  # explicitly set: not its default
+                may_set_pairs(ctx, net.value, "create_port")
             self._check_port_security(doc)
+            self.held.check(ctx, change, doc, [])
             self._binding(doc)
             change.claim(key(self.kind, doc["id"]), doc)
             self._write_endpoint(change, None, doc)
@@ -237,6 +246,8 @@ class PortService(DocService):
     ) -> dict[str, Any]:
         def apply(doc: Doc, change: Change) -> dict[str, Any]:
             updated = {**doc.value, **data}
+            current = bool(doc.value.get("port_security_enabled", True))
+            port_security.may_set(ctx, "update_port", data.get("port_security_enabled"), current)
             if updated.get("port_security_enabled") is None:  # null: keep what it was
                 updated["port_security_enabled"] = doc.value.get("port_security_enabled", True)
             if "mac_address" in data:
@@ -269,7 +280,11 @@ class PortService(DocService):
                         for p in pairs or []
                     ]
                 updated["allowed_address_pairs"] = with_macs(pairs or [], updated["mac_address"])
+            if "allowed_address_pairs" in data:
+                net_doc = self.repo.get("networks", str(doc.value["network_id"]))
+                may_set_pairs(ctx, {} if net_doc is None else net_doc.value, "update_port")
             self._check_port_security(updated)
+            self.held.check(ctx, change, updated, doc.value.get("allowed_address_pairs", []))
             self._binding(updated)
             return updated
 

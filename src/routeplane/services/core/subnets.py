@@ -8,7 +8,8 @@ address (the network address) for IPv6; ``null`` means none. A gateway outside t
 is accepted; inside, it must not be the IPv4 network or broadcast address nor lie in an
 explicit pool. Pools default to every host address but the gateway, must lie within the
 host range, and must not overlap. Subnets of one network must not overlap (clients rely
-on the substring ``overlaps with another subnet`` to try the next CIDR). A subnet is
+on the substring ``overlaps with another subnet`` to try the next CIDR), nor any subnet
+of another network: one address space (:mod:`routeplane.services.core.address_space`). A subnet is
 deleted only when no port holds an address on it. A gateway change rewrites, in the same
 transaction, the endpoint records of the bound ports on the subnet (endpoint_refresh).
 """
@@ -29,6 +30,7 @@ from routeplane.services.attributes import (
 )
 from routeplane.services.common import bump, new_doc, require_write, standard_attrs
 from routeplane.services.context import Context
+from routeplane.services.core import address_space
 from routeplane.services.core.endpoint_refresh import (
     PORTS_PER_TXN,
     add_rewrites,
@@ -249,18 +251,10 @@ class SubnetService(DocService):
             net = self.networks.load(ctx, str(data["network_id"]))
             if not ctx.sees(str(net.value.get("project_id"))):
                 raise forbidden("create_subnet")
-            for other_id in net.value.get("subnets", []):
-                other = self.repo.get(self.kind, other_id)
-                if other is not None and ipaddress.ip_network(other.value["cidr"]).overlaps(
-                    network
-                ):
-                    raise invalid_input(
-                        f"Requested subnet with cidr: {network} for network: {net.value['id']} "
-                        "overlaps with another subnet"
-                    )
+            change = Change()
+            address_space.reserve(self.repo, change, network, str(net.value["id"]))
             doc = new_doc(ctx, dict(data))
             doc["router:external"] = bool(net.value.get("router:external"))
-            change = Change()
             change.depends_on(net)
             updated_net = bump(net.value)
             updated_net["subnets"] = [*net.value.get("subnets", []), doc["id"]]
