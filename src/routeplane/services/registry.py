@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from routeplane.services.core.networks import NetworkService
 from routeplane.services.core.ports import PortService
+from routeplane.services.core.subnet_pools import SubnetPoolService
 from routeplane.services.core.subnets import SubnetService
 from routeplane.services.l3.floating_ips import FloatingIPService
 from routeplane.services.l3.routers import RouterService
@@ -20,7 +21,8 @@ class Services:
         self.store = store
         self.repo = Repo(store)
         self.networks = NetworkService(self.repo)
-        self.subnets = SubnetService(self.repo, self.networks)
+        self.subnetpools = SubnetPoolService(self.repo)
+        self.subnets = SubnetService(self.repo, self.networks, self.subnetpools)
         self.security_groups = SecurityGroupService(self.repo)
         self.security_group_rules = SecurityGroupRuleService(self.repo, self.security_groups)
         self.ports = PortService(self.repo, self.networks, self.security_groups)
@@ -34,6 +36,7 @@ class Services:
         self.by_path: dict[str, ResourceService] = {
             "networks": self.networks,
             "subnets": self.subnets,
+            "subnetpools": self.subnetpools,
             "ports": self.ports,
             "security-groups": self.security_groups,
             "security-group-rules": self.security_group_rules,
