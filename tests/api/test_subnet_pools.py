@@ -160,14 +160,14 @@ ALLOCATION_ERRORS: list[tuple[dict[str, Any], int, str, str]] = [
     ),
     (
         {"cidr": "10.99.0.0/24"},
-        500,
+        409,
         "SubnetAllocationError",
         "Failed to allocate subnet: Cannot allocate requested subnet from the available set of "
         "prefixes.",
     ),
     (
         {"prefixlen": 16},
-        500,
+        409,
         "SubnetAllocationError",
         "Failed to allocate subnet: Insufficient prefix space to allocate subnet size /16.",
     ),
@@ -181,7 +181,7 @@ ALLOCATION_ERRORS: list[tuple[dict[str, Any], int, str, str]] = [
 
 
 def test_allocation_errors(http: httpx.Client) -> None:
-    """Neutron's answers (the peer's; SubnetAllocationError is its 500), then a pool
+    """Neutron's answers (the peer's, but SubnetAllocationError is a 409, not its 500), then a pool
     handing out its four /24s and refusing a fifth."""
     pool = post(
         http,
@@ -205,7 +205,7 @@ def test_allocation_errors(http: httpx.Client) -> None:
     assert http.get("/subnets", params={"network_id": nid}).json()["subnets"] == []
     cidrs = [subnet_from(http, nid, subnetpool_id=pid).json()["subnet"]["cidr"] for _ in range(4)]
     assert cidrs == [f"10.182.{i}.0/24" for i in range(4)]
-    assert subnet_from(http, nid, subnetpool_id=pid).status_code == 500
+    assert subnet_from(http, nid, subnetpool_id=pid).status_code == 409
 
 
 def test_default_pool_from_the_config_and_only_one_per_family(http: httpx.Client) -> None:

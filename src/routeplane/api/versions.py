@@ -237,6 +237,12 @@ EXTENSIONS: list[tuple[str, str, str, str]] = [
         "Provides support for adjusting the prefix list of subnet pools",
         "2019-02-08T10:00:00-00:00",
     ),
+    (
+        "rbac-policies",
+        "RBAC Policies",
+        "Allows creation and modification of policies that control project access to resources.",
+        "2015-06-17T12:15:12-00:00",
+    ),
     # routeplane's own (docs/design/service-ips.md)
     (
         "routeplane-fixed-ip-move",

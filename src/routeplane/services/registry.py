@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from routeplane.services.core.networks import NetworkService
 from routeplane.services.core.ports import PortService
+from routeplane.services.core.rbac import RbacPolicyService
 from routeplane.services.core.subnet_pools import SubnetPoolService
 from routeplane.services.core.subnets import SubnetService
 from routeplane.services.l3.floating_ips import FloatingIPService
@@ -23,6 +24,7 @@ class Services:
         self.networks = NetworkService(self.repo)
         self.subnetpools = SubnetPoolService(self.repo)
         self.subnets = SubnetService(self.repo, self.networks, self.subnetpools)
+        self.rbac_policies = RbacPolicyService(self.repo)
         self.security_groups = SecurityGroupService(self.repo)
         self.security_group_rules = SecurityGroupRuleService(self.repo, self.security_groups)
         self.ports = PortService(self.repo, self.networks, self.security_groups)
@@ -43,6 +45,7 @@ class Services:
             "routers": self.routers,
             "floatingips": self.floatingips,
             "service_ips": self.service_ips,
+            "rbac-policies": self.rbac_policies,
         }
 
 

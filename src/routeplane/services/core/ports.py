@@ -32,7 +32,7 @@ from routeplane.services.core.held_addresses import HeldAddresses, may_set_pairs
 from routeplane.services.core.networks import NetworkService
 from routeplane.services.core.port_attrs import ATTRS, fixed_ips_match, with_macs
 from routeplane.services.documents import DocService
-from routeplane.services.errors import ApiFault, bad_request
+from routeplane.services.errors import ApiFault, bad_request, forbidden
 from routeplane.services.listing import Matcher
 from routeplane.services.repo import Change, Doc, Outcome, Repo, key, new_mac
 from routeplane.services.security import port_security
@@ -163,6 +163,8 @@ class PortService(DocService):
         def use_case() -> Outcome[dict[str, Any]]:
             doc = dict(base)
             net = self.networks.load(ctx, str(doc["network_id"]))
+            if not self.networks.may_attach(ctx, net.value):  # external to it by policy only
+                raise forbidden("create_port")
             change = Change()
             change.depends_on(net)
             mac = (doc.get("mac_address") or new_mac()).lower()

@@ -67,9 +67,9 @@ ATTRS: dict[str, Attr] = {
     **standard_attrs(),
     "prefixes": Attr(validate=_cidr_list),
     "ip_version": Attr(post=False, put=False, default=None, sort=True),
-    "default_prefixlen": Attr(default=None, convert=to_int_or_none),
-    "min_prefixlen": Attr(default=None, convert=to_int_or_none),
-    "max_prefixlen": Attr(default=None, convert=to_int_or_none),
+    "default_prefixlen": Attr(default=None, convert=to_int_or_none, validate=_non_negative),
+    "min_prefixlen": Attr(default=None, convert=to_int_or_none, validate=_non_negative),
+    "max_prefixlen": Attr(default=None, convert=to_int_or_none, validate=_non_negative),
     "shared": Attr(put=False, default=False, convert=to_boolean, sort=True),
     "is_default": Attr(default=False, convert=to_boolean, sort=True),
     "address_scope_id": Attr(default=None, validate=uuid_or_none),
@@ -114,8 +114,10 @@ def settle_bounds(doc: dict[str, Any], version: int) -> None:
 
 
 def allocation_error(reason: str) -> ApiFault:
-    """Neutron's SubnetAllocationError is a plain NeutronException: a 500, as it answers."""
-    return ApiFault("SubnetAllocationError", 500, f"Failed to allocate subnet: {reason}.")
+    """Neutron's SubnetAllocationError, type and message. Neutron answers it with a 500
+    (a plain NeutronException); a full pool is no server fault, so ours is a 409, as for a
+    subnet with no address left (IpAddressGenerationFailure)."""
+    return ApiFault("SubnetAllocationError", 409, f"Failed to allocate subnet: {reason}.")
 
 
 def default_key(version: int) -> str:
