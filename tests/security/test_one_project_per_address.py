@@ -10,8 +10,8 @@ the endpoint records (``/routeplane/v1/endpoints/...``) and the address claims, 
 - every port routing an address (fixed IP, single-address pair, floating IP) belongs to
   one project, and to the project of the port that holds the address's claim.
 
-Excluded, a known gap (docs/design/tenancy.md): the admin setting pairs on a *shared*
-network, whose pools may later hand the address to another project's port.
+The admin sets pairs on ports of its shared network too, whose pools must then never
+hand such an address to another project's port (the pair-holders index).
 """
 
 from __future__ import annotations
@@ -170,10 +170,6 @@ class Tenancy(RuleBasedStateMachine):
         port = self._port(pick)
         if port is None:
             return
-        if actor == "admin" and any(
-            n.get("shared") for n in self.networks if n["id"] == port["network_id"]
-        ):
-            return  # the known gap, see the module docstring
         body = {"allowed_address_pairs": [{"ip_address": p} for p in pairs]}
         assert (
             self.clients[actor].put(f"/ports/{port['id']}", json={"port": body}).status_code < 500

@@ -94,7 +94,9 @@ class PortService(DocService):
         return ctx.sees(str(doc.get("project_id")))
 
     # the address side ----------------------------------------------------------------
-    def _resolver(self, net: Doc, port_id: str, change: Change) -> Resolver:
+    def _resolver(self, net: Doc, port_id: str, change: Change, project: str) -> Resolver:
+        """Addresses for a port of ``project`` on ``net``: free means claimed by no port
+        and held as a pair by no port of another project."""
         subnets: dict[str, dict[str, Any]] = {}
         for subnet_id in net.value.get("subnets", []):
             subnet = self.repo.get("subnets", subnet_id)
@@ -104,7 +106,9 @@ class PortService(DocService):
 
         def holder(subnet_id: str, ip: str) -> str | None:
             claim = self.repo.get_key(key("ipam", subnet_id, ip))
-            return None if claim is None else str(claim.value.get("port_id"))
+            if claim is not None:
+                return str(claim.value.get("port_id"))
+            return self.held.pair_holder(ip, project)
 
         return Resolver(
             network_id=net.value["id"],
@@ -116,15 +120,18 @@ class PortService(DocService):
             attempt=self.repo.attempt(),
         )
 
-    @staticmethod
     def _claim_addresses(
-        change: Change, port_id: str, old: list[FixedIP], new: list[FixedIP]
+        self, change: Change, port: dict[str, Any], old: list[FixedIP], new: list[FixedIP]
     ) -> None:
+        """Release what the port no longer holds, claim what it newly holds (never an
+        address another project holds as a pair: see held_addresses)."""
         old_set, new_set = set(old), set(new)
         for ip in old_set - new_set:
             change.delete(key("ipam", ip.subnet_id, ip.ip_address))
         for ip in new_set - old_set:
-            change.claim(key("ipam", ip.subnet_id, ip.ip_address), {"port_id": port_id})
+            change.claim(key("ipam", ip.subnet_id, ip.ip_address), {"port_id": port["id"]})
+        fresh = [ip.ip_address for ip in new_set - old_set]
+        self.held.guard_fixed(change, str(port.get("project_id")), fresh)
 
     def _write_endpoint(
         self, change: Change, old: dict[str, Any] | None, new: dict[str, Any] | None
@@ -170,13 +177,13 @@ class PortService(DocService):
             mac = (doc.get("mac_address") or new_mac()).lower()
             self._claim_mac(change, net.value["id"], mac, doc["id"])
             doc["mac_address"] = mac
-            resolver = self._resolver(net, doc["id"], change)
+            resolver = self._resolver(net, doc["id"], change, str(doc["project_id"]))
             requested = doc.get("fixed_ips")
             fixed = (
                 resolver.automatic() if requested is None else resolver.requested(clean(requested))
             )
             doc["fixed_ips"] = [ip.as_json() for ip in fixed]
-            self._claim_addresses(change, doc["id"], [], fixed)
+            self._claim_addresses(change, doc, [], fixed)
             if doc.get("port_security_enabled") is None:
                 doc["port_security_enabled"] = bool(net.value.get("port_security_enabled", True))
             if not doc["port_security_enabled"] and doc.get("security_groups"):
@@ -192,6 +199,7 @@ class PortService(DocService):
                 may_set_pairs(ctx, net.value, "create_port")
             self._check_port_security(doc)
             self.held.check(ctx, change, doc, [])
+            self.held.index(change, doc, None)
             self._binding(doc)
             change.claim(key(self.kind, doc["id"]), doc)
             self._write_endpoint(change, None, doc)
@@ -257,13 +265,14 @@ class PortService(DocService):
             if "fixed_ips" in data:
                 net = self.networks.load(ctx, str(doc.value["network_id"]))
                 old = parse_held(doc.value.get("fixed_ips"))
-                new = self._resolver(net, resource_id, change).requested(
+                project = str(doc.value["project_id"])
+                new = self._resolver(net, resource_id, change, project).requested(
                     clean(data["fixed_ips"]), old
                 )
                 self._guard_floating(resource_id, old, new)
                 self._guard_service_ips(resource_id, old, new, change)
                 updated["fixed_ips"] = [ip.as_json() for ip in new]
-                self._claim_addresses(change, resource_id, old, new)
+                self._claim_addresses(change, doc.value, old, new)
             if "security_groups" in data:
                 if data["security_groups"] and not updated["port_security_enabled"]:
                     raise ApiFault(
@@ -287,6 +296,7 @@ class PortService(DocService):
                 may_set_pairs(ctx, {} if net_doc is None else net_doc.value, "update_port")
             self._check_port_security(updated)
             self.held.check(ctx, change, updated, doc.value.get("allowed_address_pairs", []))
+            self.held.index(change, updated, doc.value)
             self._binding(updated)
             return updated
 
@@ -364,7 +374,8 @@ class PortService(DocService):
     def _remove(self, doc: Doc, change: Change) -> None:
         """Its claims, the port, its endpoint; its floating IPs survive, disassociated."""
         port_id = doc.value["id"]
-        self._claim_addresses(change, port_id, parse_held(doc.value.get("fixed_ips")), [])
+        self._claim_addresses(change, doc.value, parse_held(doc.value.get("fixed_ips")), [])
+        self.held.index(change, None, doc.value)
         change.delete(key("macs", doc.value["network_id"], doc.value["mac_address"]))
         change.delete(doc.key)
         self._write_endpoint(change, doc.value, None)
@@ -401,11 +412,11 @@ class PortService(DocService):
         doc = new_doc(owner, data, revision=1)  # as a port created through the API
         doc["mac_address"] = new_mac()
         change.claim(key("macs", net.value["id"], doc["mac_address"]), {"port_id": doc["id"]})
-        resolver = self._resolver(net, doc["id"], change)
+        resolver = self._resolver(net, doc["id"], change, str(doc["project_id"]))
         requested = doc.get("fixed_ips")
         fixed = resolver.automatic() if requested is None else resolver.requested(requested)
         doc["fixed_ips"] = [ip.as_json() for ip in fixed]
-        self._claim_addresses(change, doc["id"], [], fixed)
+        self._claim_addresses(change, doc, [], fixed)
         self._binding(doc)
         change.claim(key(self.kind, doc["id"]), doc)
         return doc

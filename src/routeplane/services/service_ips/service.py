@@ -235,7 +235,8 @@ class ServiceIPService(DocService):
         if net is None:
             raise ApiFault("NetworkNotFound", 404, f"Network {network_id} could not be found.")
         entry = {k: doc[k] for k in ("subnet_id", "ip_address") if doc.get(k) is not None}
-        resolver = self.ports._resolver(net, active.value["id"], change)
+        project = str(active.value["project_id"])
+        resolver = self.ports._resolver(net, active.value["id"], change, project)
         [fixed] = resolver.requested([entry])
         return fixed.subnet_id, fixed.ip_address
 
