@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from routeplane.services.core.networks import NetworkService
 from routeplane.services.core.ports import PortService
 from routeplane.services.core.rbac import RbacPolicyService
@@ -9,7 +11,7 @@ from routeplane.services.core.subnet_pools import SubnetPoolService
 from routeplane.services.core.subnets import SubnetService
 from routeplane.services.l3.floating_ips import FloatingIPService
 from routeplane.services.l3.routers import RouterService
-from routeplane.services.repo import Repo
+from routeplane.services.repo import Repo, new_mac
 from routeplane.services.resource import ResourceService
 from routeplane.services.security.groups import SecurityGroupRuleService, SecurityGroupService
 from routeplane.services.service_ips.moves import FixedIPMoves
@@ -18,7 +20,8 @@ from routeplane.store import Store
 
 
 class Services:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, mac_source: Callable[[], str] = new_mac) -> None:
+        """``mac_source`` draws the MACs of new ports (Neutron's fa:16:3e:xx:xx:xx)."""
         self.store = store
         self.repo = Repo(store)
         self.networks = NetworkService(self.repo)
@@ -27,7 +30,7 @@ class Services:
         self.rbac_policies = RbacPolicyService(self.repo)
         self.security_groups = SecurityGroupService(self.repo)
         self.security_group_rules = SecurityGroupRuleService(self.repo, self.security_groups)
-        self.ports = PortService(self.repo, self.networks, self.security_groups)
+        self.ports = PortService(self.repo, self.networks, self.security_groups, mac_source)
         self.routers = RouterService(self.repo, self.networks, self.subnets, self.ports)
         self.floatingips = FloatingIPService(
             self.repo, self.networks, self.ports, self.routers.topology
