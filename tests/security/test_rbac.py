@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from tests.api.helpers import assert_fault
-from tests.security.tenants import Tenants, created
+from tests.security.tenants import Tenants, created, project_of
 
 pytestmark = [pytest.mark.api]
 
@@ -35,12 +35,6 @@ def policy(who: httpx.Client, network_id: str, target: str, **fields: Any) -> ht
         **fields,
     }
     return who.post("/rbac-policies", json={"rbac_policy": body})
-
-
-def project_of(who: httpx.Client) -> str:
-    """The caller's project id, as its own default security group shows it."""
-    groups = who.get("/security-groups", params={"name": "default"}).json()["security_groups"]
-    return str(groups[0]["project_id"])
 
 
 def in_use(network_id: str) -> str:
