@@ -168,12 +168,21 @@ def test_shared_true_is_the_wildcard_policy(tenants: Tenants) -> None:
 
 
 def test_external_only_is_no_right_to_attach(tenants: Tenants) -> None:
-    """Given A's network as external only, B sees it but cannot put a VM port on it."""
-    net = tenants.network(tenants.a, name="a-ext")
-    tenants.subnet(tenants.a, net["id"], "10.92.0.0/24")
+    """Given the admin's network as external for B only, B sees it as external and takes
+    a floating IP from it, but cannot put a VM port on it; A sees nothing of it."""
+    net = tenants.network(tenants.admin, name="admin-ext")
+    tenants.subnet(tenants.admin, net["id"], "10.92.0.0/24")
     body = {"action": "access_as_external"}
-    created(policy(tenants.a, net["id"], project_of(tenants.b), **body), "rbac_policy")
-    assert tenants.b.get(f"/networks/{net['id']}").status_code == 200
+    created(policy(tenants.admin, net["id"], project_of(tenants.b), **body), "rbac_policy")
+    seen = tenants.b.get(f"/networks/{net['id']}").json()["network"]
+    assert seen["router:external"] is True  # any external policy, as Neutron shows it
+    assert tenants.a.get(f"/networks/{net['id']}").status_code == 404
+    fip = tenants.b.post("/floatingips", json={"floatingip": {"floating_network_id": net["id"]}})
+    assert fip.status_code == 201, fip.text
+    refused = tenants.a.post(
+        "/floatingips", json={"floatingip": {"floating_network_id": net["id"]}}
+    )
+    assert refused.status_code == 404, refused.text
     assert_fault(
         tenants.b.post("/ports", json={"port": {"network_id": net["id"]}}),
         403,

@@ -4,9 +4,10 @@ Neutron's network RBAC (``rbac-policies``): a policy grants ``access_as_shared``
 the network, attach ports) or ``access_as_external`` (see it, take floating IPs and
 router gateways from it) to one project or to every project (``*``). ``shared=True`` on
 a network *is* a wildcard ``access_as_shared`` policy and ``router:external=True`` a
-wildcard ``access_as_external`` one: setting either creates the policy, and creating
-the wildcard policy sets the flag, so both views stay one fact. The flags stay stored on
-the network, so the common cases (own, shared, external) need no extra read.
+wildcard ``access_as_external`` one: setting either creates the policy. The other way,
+as Neutron maps it: the wildcard shared policy sets ``shared``, and *any* external policy
+sets ``router:external`` (the network is external, for the projects granted). The flags
+stay stored on the network, so the common cases (own, shared) need no extra read.
 
 Each grant has an index key ``network-access/<network>/<action>:<target>`` holding the
 policy's id: created with the policy (so two equal policies cannot both be created),
@@ -54,13 +55,35 @@ def owns(ctx: Context, doc: dict[str, Any]) -> bool:
     return ctx.sees(str(doc.get("project_id")))
 
 
-def has(ctx: Context, repo: Repo, doc: dict[str, Any], actions: tuple[str, ...]) -> bool:
-    """Whether one of ``actions`` is granted to the caller (by flag, or by a policy for
-    its project)."""
-    if any(doc.get(FLAG[a]) for a in actions):
+def has(
+    ctx: Context,
+    repo: Repo,
+    doc: dict[str, Any],
+    actions: tuple[str, ...],
+    *,
+    external_to_all: bool = False,
+) -> bool:
+    """Whether one of ``actions`` is granted to the caller: by a policy for its project
+    or for all; ``shared`` alone says the latter. ``router:external`` is set by any
+    external grant (as in Neutron), so it says "all" only with no policy behind it (a
+    network stored before policies existed). ``external_to_all``: also true if the
+    network is external to every project."""
+    if SHARED in actions and doc.get("shared"):
         return True
     held = grants(repo, str(doc["id"]))
-    return any((a, ctx.project_id) in held for a in actions)
+    if any((a, ctx.project_id) in held or (a, WILDCARD) in held for a in actions):
+        return True
+    if not doc.get("router:external") or not (external_to_all or EXTERNAL in actions):
+        return False
+    return (EXTERNAL, WILDCARD) in held or not any(a == EXTERNAL for a, _ in held)
+
+
+def flag_value(action: str, remaining: set[Grant]) -> bool:
+    """A network's flag for ``action`` given its grants: ``shared`` is the wildcard
+    shared grant, ``router:external`` any external grant (Neutron's mapping)."""
+    if action == SHARED:
+        return (SHARED, WILDCARD) in remaining
+    return any(a == EXTERNAL for a, _ in remaining)
 
 
 def covers(remaining: set[Grant], project: str) -> bool:
@@ -104,14 +127,14 @@ def drop_grant(change: Change, policy: dict[str, Any], *, with_doc: bool = True)
     change.delete(index_key(policy["object_id"], policy["action"], policy["target_tenant"]))
 
 
-def touch(change: Change, net: Doc, action: str, wildcard: bool | None) -> None:
-    """Rewrite the network once: its flag for ``action`` set to ``wildcard`` (None: as it
-    is), and in any case a new store revision, so that what was decided on the old grants
-    (a port create) runs again."""
+def touch(change: Change, net: Doc, action: str, remaining: set[Grant]) -> None:
+    """Rewrite the network once: its flag for ``action`` as its ``remaining`` grants say,
+    and in any case a new store revision, so that what was decided on the old grants (a
+    port create) runs again."""
     updated = dict(net.value)
-    flag = FLAG[action]
-    if wildcard is not None and bool(updated.get(flag)) != wildcard:
-        updated = {**bump(updated), flag: wildcard}
+    flag, value = FLAG[action], flag_value(action, remaining)
+    if bool(updated.get(flag)) != value:
+        updated = {**bump(updated), flag: value}
     change.depends_on(net)
     change.put(net.key, updated)
 
@@ -149,6 +172,7 @@ __all__ = [
     "covers",
     "drop_all",
     "drop_grant",
+    "flag_value",
     "grants",
     "has",
     "index_key",

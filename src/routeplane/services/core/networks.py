@@ -87,11 +87,10 @@ class NetworkService(DocService):
 
     def may_attach(self, ctx: Context, doc: dict[str, Any]) -> bool:
         """Whether the caller may put a port on the network: its own, shared with its
-        project (flag or policy), or external (floating IP and gateway ports)."""
-        return (
-            network_access.owns(ctx, doc)
-            or bool(doc.get("router:external"))
-            or network_access.has(ctx, self.repo, doc, (network_access.SHARED,))
+        project (flag or policy), or external to every project (floating IP and gateway
+        ports; not one external to the caller's project only)."""
+        return network_access.owns(ctx, doc) or network_access.has(
+            ctx, self.repo, doc, (network_access.SHARED,), external_to_all=True
         )
 
     def render(self, ctx: Context, doc: dict[str, Any]) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 The resource Neutron's ``rbac-policies`` extension has, for ``object_type`` network
 only (the one RBAC type routeplane has): ``access_as_shared`` or ``access_as_external``
 granted to a ``target_tenant`` (a project id, or ``*`` — admins only). What a grant
-means, and how ``shared`` / ``router:external`` map onto wildcard policies, is
+means, and how ``shared`` / ``router:external`` map onto policies, is
 :mod:`routeplane.services.core.network_access`; this module checks requests in
 Neutron's order and with its answers, and writes each change in one transaction with
 the network's document.
@@ -100,8 +100,9 @@ class RbacPolicyService(DocService):
                 )
             change = Change()
             access.write_grant(change, policy)
-            wildcard = True if policy["target_tenant"] == access.WILDCARD else None
-            access.touch(change, net, policy["action"], wildcard)
+            held = set(access.grants(self.repo, net.value["id"]))
+            grant = (policy["action"], policy["target_tenant"])
+            access.touch(change, net, policy["action"], held | {grant})
             return Outcome(change, policy)
 
         return self.render(ctx, self.repo.run(use_case))
@@ -123,8 +124,7 @@ class RbacPolicyService(DocService):
         access.drop_grant(change, policy, with_doc=with_doc)
         if target is not None:
             access.write_grant(change, {**policy, "target_tenant": target}, with_doc=False)
-        wildcard = target == access.WILDCARD if access.WILDCARD in (old, target) else None
-        access.touch(change, net, action, wildcard)
+        access.touch(change, net, action, remaining)
 
     def update(
         self, ctx: Context, resource_id: str, data: dict[str, Any], if_match: int | None
