@@ -1111,6 +1111,10 @@ ORACLE_EXTENSIONS = {
     "tag-creation": ("Tag creation extension", "Allow to create multiple tags for a resource", "2024-23-07T10:00:00-00:00"),
     "standard-attr-tag": ("Tag support for resources with standard attribute: port, subnet, subnetpool, network, security_group, router, floatingip, policy, trunk, network_segment_range", "Enables to set tag on resources with standard attribute.", "2017-01-01T00:00:00-00:00"),
     "standard-attr-timestamp": ("Resource timestamps", "Adds created_at and updated_at fields to all Neutron resources that have Neutron standard attributes.", "2016-09-12T10:00:00-00:00"),
+    "subnet_allocation": ("Subnet Allocation", "Enables allocation of subnets from a subnet pool", "2015-03-30T10:00:00-00:00"),
+    "default-subnetpools": ("Default Subnetpools", "Provides ability to mark and use a subnetpool as the default.", "2016-02-18T18:00:00-00:00"),
+    "subnetpool-prefix-ops": ("Subnet Pool Prefix Operations", "Provides support for adjusting the prefix list of subnet pools", "2019-02-08T10:00:00-00:00"),
+    "rbac-policies": ("RBAC Policies", "Allows creation and modification of policies that control project access to resources.", "2015-06-17T12:15:12-00:00"),
 }  # fmt: skip
 
 
@@ -1129,6 +1133,7 @@ def test_version_documents(http: httpx.Client, api: ApiServer) -> None:
     assert [(r["name"], r["collection"]) for r in resources] == [
         ("network", "networks"),
         ("subnet", "subnets"),
+        ("subnetpool", "subnetpools"),
         ("port", "ports"),
     ]
     assert resources[0]["links"] == [{"rel": "self", "href": f"{api.url}/v2.0/networks"}]

@@ -16,6 +16,12 @@ def created(response: httpx.Response, member: str) -> dict[str, Any]:
     return body
 
 
+def project_of(who: httpx.Client) -> str:
+    """The caller's project id, as its own default security group shows it."""
+    groups = who.get("/security-groups", params={"name": "default"}).json()["security_groups"]
+    return str(groups[0]["project_id"])
+
+
 @dataclass
 class Tenants:
     admin: httpx.Client
@@ -38,4 +44,4 @@ class Tenants:
         return created(who.post("/ports", json={"port": body}), "port")
 
 
-__all__ = ["Tenants", "created"]
+__all__ = ["Tenants", "created", "project_of"]

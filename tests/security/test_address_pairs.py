@@ -158,3 +158,37 @@ def test_the_owner_of_a_shared_network_and_the_admin(tenants: Tenants) -> None:
         "InvalidInput",
         held("10.74.0.200", a_vm["id"]),
     )
+
+
+def test_a_pair_on_a_shared_network_is_never_handed_to_another_project(
+    tenants: Tenants, store: Store
+) -> None:
+    """The admin gave A's port the pair .3 on the admin's shared network; B then takes
+    ports there, by pool and by naming .3: B never gets .3 (the pool skips it, the
+    request is refused), so .3 is routed to A's VM only."""
+    shared = tenants.network(tenants.admin, name="shared-vip", shared=True)
+    subnet = tenants.subnet(tenants.admin, shared["id"], "10.75.0.0/29")  # pool .2-.6
+    a_vm = tenants.port(tenants.a, shared["id"], name="a-vm-shared")
+    assert a_vm["fixed_ips"][0]["ip_address"] == "10.75.0.2"
+    assert set_pairs(tenants.admin, a_vm["id"], "10.75.0.3").status_code == 200
+    b_vm = tenants.port(tenants.b, shared["id"], name="b-vm-shared")
+    assert b_vm["fixed_ips"][0]["ip_address"] == "10.75.0.4"
+    named = tenants.b.post(
+        "/ports",
+        json={"port": {"network_id": shared["id"], "fixed_ips": [{"ip_address": "10.75.0.3"}]}},
+    )
+    assert_fault(
+        named,
+        409,
+        "IpAddressAlreadyAllocated",
+        f"IP address 10.75.0.3 already allocated in subnet {subnet['id']}",
+    )
+    moved = tenants.b.put(
+        f"/ports/{b_vm['id']}", json={"port": {"fixed_ips": [{"ip_address": "10.75.0.3"}]}}
+    )
+    assert moved.status_code == 409, moved.text
+    assert stored(store, f"ipam/{subnet['id']}/10.75.0.3") is None
+    # A drops the pair (the admin's grant ends): .3 is free for anyone again
+    assert set_pairs(tenants.admin, a_vm["id"]).status_code == 200
+    taken = tenants.port(tenants.b, shared["id"], fixed_ips=[{"ip_address": "10.75.0.3"}])
+    assert taken["fixed_ips"][0]["ip_address"] == "10.75.0.3"

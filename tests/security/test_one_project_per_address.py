@@ -1,7 +1,8 @@
 """Property: whatever two projects and an admin do, no address is routed to two projects.
 
 Hypothesis drives random sequences of API calls by A, B and the admin — networks (the
-admin's may be shared), subnets from a small overlapping set of CIDRs, ports with
+admin's may be shared), subnets from a small overlapping set of CIDRs and from the
+default subnet pool, networks shared and unshared by RBAC policies, ports with
 automatic or chosen addresses, fixed-IP changes and moves, allowed address pairs
 (addresses, prefixes, ``0.0.0.0/0``), bindings, floating IPs — and after every call reads
 the endpoint records (``/routeplane/v1/endpoints/...``) and the address claims, and checks:
@@ -10,8 +11,8 @@ the endpoint records (``/routeplane/v1/endpoints/...``) and the address claims, 
 - every port routing an address (fixed IP, single-address pair, floating IP) belongs to
   one project, and to the project of the port that holds the address's claim.
 
-Excluded, a known gap (docs/design/tenancy.md): the admin setting pairs on a *shared*
-network, whose pools may later hand the address to another project's port.
+The admin sets pairs on ports of its shared network too, whose pools must then never
+hand such an address to another project's port (the pair-holders index).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from hypothesis.stateful import (
 
 from routeplane.services.core.store_check import routed
 from routeplane.store import Store
-from tests.security.tenants import Tenants
+from tests.security.tenants import Tenants, project_of
 
 pytestmark = [pytest.mark.api]
 
@@ -106,6 +107,7 @@ class Tenancy(RuleBasedStateMachine):
         self.public = public
         self.networks: list[dict[str, Any]] = []
         self.ports: list[dict[str, Any]] = []
+        self.projects = {name: project_of(client) for name, client in self.clients.items()}
 
     @initialize()
     def one_network_each(self) -> None:
@@ -144,6 +146,40 @@ class Tenancy(RuleBasedStateMachine):
             body = {"network_id": net["id"], "cidr": cidr, "ip_version": 4}
             assert self.clients[actor].post("/subnets", json={"subnet": body}).status_code < 500
 
+    @rule(actor=st.sampled_from(ACTORS), pick=st.integers(0, 50), length=st.sampled_from((24, 28)))
+    def subnet_from_pool(self, actor: str, pick: int, length: int) -> None:
+        """A subnet from the shared default pool: never one overlapping another."""
+        if self.networks:
+            net = self.networks[pick % len(self.networks)]
+            body = {
+                "network_id": net["id"],
+                "ip_version": 4,
+                "use_default_subnetpool": True,
+                "prefixlen": length,
+            }
+            assert self.clients[actor].post("/subnets", json={"subnet": body}).status_code < 500
+
+    @rule(actor=st.sampled_from(ACTORS), pick=st.integers(0, 50), to=st.sampled_from(ACTORS))
+    def share(self, actor: str, pick: int, to: str) -> None:
+        """A network shared with another project by RBAC (or with all, by the admin)."""
+        if self.networks:
+            target = "*" if to == "admin" else self.projects[to]
+            body = {
+                "object_type": "network",
+                "action": "access_as_shared",
+                "object_id": self.networks[pick % len(self.networks)]["id"],
+                "target_tenant": target,
+            }
+            response = self.clients[actor].post("/rbac-policies", json={"rbac_policy": body})
+            assert response.status_code < 500, response.text
+
+    @rule(actor=st.sampled_from(ACTORS), pick=st.integers(0, 50))
+    def unshare(self, actor: str, pick: int) -> None:
+        policies = self.clients[actor].get("/rbac-policies").json()["rbac_policies"]
+        if policies:
+            chosen = policies[pick % len(policies)]["id"]
+            assert self.clients[actor].delete(f"/rbac-policies/{chosen}").status_code < 500
+
     @rule(
         actor=st.sampled_from(ACTORS),
         pick=st.integers(0, 50),
@@ -170,10 +206,6 @@ class Tenancy(RuleBasedStateMachine):
         port = self._port(pick)
         if port is None:
             return
-        if actor == "admin" and any(
-            n.get("shared") for n in self.networks if n["id"] == port["network_id"]
-        ):
-            return  # the known gap, see the module docstring
         body = {"allowed_address_pairs": [{"ip_address": p} for p in pairs]}
         assert (
             self.clients[actor].put(f"/ports/{port['id']}", json={"port": body}).status_code < 500

@@ -231,6 +231,30 @@ EXTENSIONS: list[tuple[str, str, str, str]] = [
         "Support choosing to publish DNS records for IPs from a subnet",
         "2019-05-24T10:00:00-00:00",
     ),
+    (
+        "subnet_allocation",
+        "Subnet Allocation",
+        "Enables allocation of subnets from a subnet pool",
+        "2015-03-30T10:00:00-00:00",
+    ),
+    (
+        "default-subnetpools",
+        "Default Subnetpools",
+        "Provides ability to mark and use a subnetpool as the default.",
+        "2016-02-18T18:00:00-00:00",
+    ),
+    (
+        "subnetpool-prefix-ops",
+        "Subnet Pool Prefix Operations",
+        "Provides support for adjusting the prefix list of subnet pools",
+        "2019-02-08T10:00:00-00:00",
+    ),
+    (
+        "rbac-policies",
+        "RBAC Policies",
+        "Allows creation and modification of policies that control project access to resources.",
+        "2015-06-17T12:15:12-00:00",
+    ),
     # routeplane's own (docs/design/service-ips.md)
     (
         "routeplane-fixed-ip-move",

@@ -75,7 +75,10 @@ def _run(args: argparse.Namespace) -> int:
         identity = Identity(config, shared_secret(store))
         # the embedded store answers in microseconds: run it inline, not in threads
         threaded = not store_url.startswith("sqlite:")
-        app = create_app(Services(store), identity, noauth=args.noauth, threaded=threaded)
+        services = Services(store)
+        for pool in raw.get("default_subnet_pools", []):  # [{prefixes, default_prefixlen}]
+            services.subnetpools.ensure_default(pool["prefixes"], pool.get("default_prefixlen"))
+        app = create_app(services, identity, noauth=args.noauth, threaded=threaded)
         host, port = args.listen
         logging.basicConfig(
             level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s"
@@ -100,7 +103,10 @@ def add_parser(commands: Any) -> None:
         metavar="HOST:PORT",
         help="address to serve on (default 127.0.0.1:9696)",
     )
-    parser.add_argument("--config", help="TOML file: users, projects, roles, admin_token, store")
+    parser.add_argument(
+        "--config",
+        help="TOML file: users, projects, roles, admin_token, store, default_subnet_pools",
+    )
     parser.add_argument("--admin-token", help="a static token that acts as admin")
     parser.add_argument(
         "--noauth",

@@ -19,7 +19,11 @@ number of chains and sets does not grow with the taps, only the number of elemen
   ``sources6`` (``tap . address``: fixed IPs and allowed-address pairs) nor in
   ``sourcenets4``/``sourcenets6`` (``tap . prefix``: allowed-address-pair prefixes) is
   dropped — before conntrack's established/related accept, so a VM whose address moved
-  away is fenced at once, on its old connections too; then invalid dropped, then ``from-vm`` jumps to the egress chain of
+  away is fenced at once, on its old connections too; then a guarded tap's router
+  advertisements, ICMPv6 redirects and DHCP server replies (UDP from port 67 or 547) are
+  dropped (a VM is neither router nor DHCP server to the VMs it reaches; a port with
+  security off, an admin's appliance, may be); then invalid dropped, then ``from-vm``
+  jumps to the egress chain of
   the tap's security groups (its rules ``return``, so the destination still judges
   VM-to-VM traffic; anything else is dropped) and ``to-vm`` to their ingress chain (rules
   ``accept``, then drop);
@@ -31,8 +35,13 @@ number of chains and sets does not grow with the taps, only the number of elemen
   command: the many addresses go in hash sets it never reads, the few prefixes in
   interval sets (the ``tap . …`` concatenations use the kernel's pipapo sets, which it
   does not read either, but whose updates copy the whole set: hash again for addresses);
-- ``input``: from a tap in ``vm-taps`` only DHCP, DHCPv6, DNS, ICMPv6 neighbour discovery
-  and the metadata address (tcp 169.254.169.254:80) reach the host;
+- ``input``: from any tap in ``vm-taps`` router advertisements, redirects and DHCP
+  server replies are dropped first (the host takes no route or lease from a VM), then
+  from a guarded tap a spoofed source as in ``forward`` (except 0.0.0.0, ``::`` and
+  link-local sources: DHCP, DHCPv6 and neighbour discovery before an address); then only
+  DHCP, DHCPv6 and DNS requests, ICMPv6 neighbour discovery and the metadata service
+  (tcp 169.254.169.254:80, [fe80::a9fe:a9fe]:80) reach the host (Felix's
+  ``DefaultEndpointToHostAction`` drop);
 - floating IPs: ``dnat`` floating → fixed in prerouting and output (maps ``floating4``/
   ``floating6``), ``snat`` to the floating address only for hairpin (``hairpin4``/
   ``hairpin6``: the VM reaching its own floating IP).
@@ -58,6 +67,7 @@ from routeplane.model.endpoint import EndpointRecord
 TABLE = "routeplane"
 FAMILY = "inet"
 METADATA_ADDRESS = "169.254.169.254"
+METADATA_ADDRESS6 = "fe80::a9fe:a9fe"
 
 PROTOCOLS = {
     "ah": 51, "dccp": 33, "egp": 8, "esp": 50, "gre": 47, "hopopt": 0, "icmp": 1, "igmp": 2,
@@ -68,6 +78,13 @@ PROTOCOLS = {
 ANY_PROTOCOL = (None, "", "any", "ip")
 PORT_PROTOCOLS = {6: "tcp", 17: "udp", 33: "dccp", 132: "sctp", 136: "udplite"}
 ND_TYPES = "nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert"
+# What a VM never sends, to its host or through it: it is no router (advertisements,
+# redirects) and no DHCP server or relay (replies come from port 67 / 547).
+ROUTER_ONLY = "icmpv6 type { nd-router-advert, nd-redirect } drop"
+SERVER_REPLIES = "udp sport { 67, 547 } drop"
+# Anti-spoofing: a guarded tap sends only from its port's addresses and prefixes.
+SPOOFED4 = "iifname . ip saddr != @sources4 iifname . ip saddr != @sourcenets4 drop"
+SPOOFED6 = "iifname . ip6 saddr != @sources6 iifname . ip6 saddr != @sourcenets6 drop"
 
 Key = tuple[str, str]  # (kind, name): ("set" | "map" | "chain", name)
 
@@ -113,20 +130,30 @@ FIXED: dict[Key, str] = {
     FROM_VM: _head("ifname : verdict"),
     TO_VM: _head("ifname : verdict"),
     ("chain", "from-vm-to-host"): _chain(
+        ROUTER_ONLY,
+        SERVER_REPLIES,
+        # to the host too (a forged source would have the host answer someone else),
+        # but for what a VM sends before it has an address: DHCP from 0.0.0.0, neighbour
+        # discovery and DHCPv6 from its link-local address or ::
+        f"iifname @guarded ip saddr != 0.0.0.0 {SPOOFED4}",
+        f"iifname @guarded ip6 saddr != {{ ::, fe80::/10 }} {SPOOFED6}",
         "ct state established,related accept",
         "ct state invalid drop",
         "udp dport { 53, 67, 547 } accept",
         "tcp dport 53 accept",
         f"icmpv6 type {{ {ND_TYPES} }} accept",
         f"ip daddr {METADATA_ADDRESS} tcp dport 80 accept",
+        f"ip6 daddr {METADATA_ADDRESS6} tcp dport 80 accept",
         "drop",
     ),
     ("chain", "forward"): _chain(
         "type filter hook forward priority filter; policy accept;",
         # anti-spoofing before the established accept: a VM whose address moved away is
         # fenced at its next packet, also on connections it already had
-        "iifname @guarded iifname . ip saddr != @sources4 iifname . ip saddr != @sourcenets4 drop",
-        "iifname @guarded iifname . ip6 saddr != @sources6 iifname . ip6 saddr != @sourcenets6 drop",
+        f"iifname @guarded {SPOOFED4}",
+        f"iifname @guarded {SPOOFED6}",
+        f"iifname @guarded {ROUTER_ONLY}",
+        f"iifname @guarded {SERVER_REPLIES}",
         "ct state established,related accept",
         "iifname @guarded ct state invalid drop",
         "oifname @guarded ct state invalid drop",
@@ -446,6 +473,7 @@ __all__ = [
     "FIXED",
     "FLOATING",
     "METADATA_ADDRESS",
+    "METADATA_ADDRESS6",
     "TABLE",
     "Key",
     "TapPolicy",

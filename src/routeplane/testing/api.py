@@ -14,6 +14,10 @@ from pathlib import Path
 
 CONFIG = """\
 admin_token = "{admin_token}"
+default_subnet_pools = [
+    {{ prefixes = ["10.160.0.0/12"], default_prefixlen = 24 }},
+    {{ prefixes = ["fd16::/40"], default_prefixlen = 64 }},
+]
 
 [[users]]
 name = "demo"

@@ -40,20 +40,29 @@ def overlap_message(cidr: IPNetwork, network_id: str) -> str:
     )
 
 
-def reserve(repo: Repo, change: Change, cidr: IPNetwork, network_id: str) -> None:
-    """Admit a new subnet ``cidr`` into the one address space, or refuse it.
+def claim_generation(repo: Repo, change: Change) -> list[IPNetwork]:
+    """The subnets of the address space, read under its generation key.
 
-    The transaction ``change`` will commit only if no subnet was created since the
-    subnets were read here (it rewrites the generation key it compared).
+    The transaction ``change`` will commit only if no subnet was created since they were
+    read here (it rewrites the generation key it compared). Every subnet create calls
+    this once, whether it names its CIDR or has one chosen from a pool.
     """
     generation = repo.get_key(GENERATION_KEY)
     change.depends_on(generation, GENERATION_KEY)
-    for subnet in repo.list("subnets"):
-        other = ipaddress.ip_network(str(subnet.value.get("cidr")))
-        if other.version == cidr.version and other.overlaps(cidr):
-            raise invalid_input(overlap_message(cidr, network_id))
     count = 0 if generation is None else int(generation.value.get("generation", 0))
     change.put(GENERATION_KEY, {"generation": count + 1})
+    return [ipaddress.ip_network(str(s.value.get("cidr"))) for s in repo.list("subnets")]
 
 
-__all__ = ["GENERATION_KEY", "overlap_message", "reserve"]
+def check_free(used: list[IPNetwork], cidr: IPNetwork, network_id: str) -> None:
+    for other in used:
+        if other.version == cidr.version and other.overlaps(cidr):
+            raise invalid_input(overlap_message(cidr, network_id))
+
+
+def reserve(repo: Repo, change: Change, cidr: IPNetwork, network_id: str) -> None:
+    """Admit a new subnet ``cidr`` into the one address space, or refuse it."""
+    check_free(claim_generation(repo, change), cidr, network_id)
+
+
+__all__ = ["GENERATION_KEY", "check_free", "claim_generation", "overlap_message", "reserve"]

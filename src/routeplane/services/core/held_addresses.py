@@ -20,9 +20,15 @@ another's VM address, or send from any source (``0.0.0.0/0``). So:
   transaction depends on the address's claim, so a racing claim is seen. Prefixes are
   allowed sources only, never routed, and are not compared.
 
-A fixed IP claimed later by another project's port is not checked against existing pairs
-(its allocation reads only the claim keys); ``routeplane store check`` reports such an
-address, and the agent routes an address claimed twice to neither port.
+The other direction too: every single-address pair is indexed under
+``pair-holders/<address>`` (the project and the ports holding it), written in the
+port's transaction and compared on its revision. Allocating a fixed IP reads that index:
+automatic allocation skips an address another project holds as a pair (on a shared
+network the admin may have set one), a request naming it is ``IpAddressAlreadyAllocated``,
+and the transaction depends on the index entry, so a pair granted meanwhile is seen.
+The same index answers the pair side's "held by another project's pair" without reading
+every port. Pairs written before the index existed are not in it; ``routeplane store
+check`` reports an address they share with another project.
 """
 
 from __future__ import annotations
@@ -65,6 +71,23 @@ def held_by_other_project(address: str, holder: str) -> str:
         f"Allowed address pair {address} is held by port {holder} of another project: "
         "an address is routed to the ports of one project only"
     )
+
+
+PAIR_HOLDERS = "pair-holders"
+
+
+def pair_key(ip: str) -> str:
+    return key(PAIR_HOLDERS, ip)
+
+
+def _singles(port: dict[str, Any] | None) -> set[str]:
+    """The single addresses among a port's pairs (the routed ones)."""
+    found: set[str] = set()
+    for pair in (port or {}).get("allowed_address_pairs", []):
+        net = _network(str(pair["ip_address"]))
+        if _single(net):
+            found.add(str(net.network_address))
+    return found
 
 
 class HeldAddresses:
@@ -114,13 +137,48 @@ class HeldAddresses:
             holder = self.repo.get("ports", str(claim.value.get("port_id")))
             if holder is not None and holder.value.get("project_id") != project:
                 raise invalid_input(held_by_other_project(given, holder.value["id"]))
-        for other in self.repo.list("ports"):
-            if other.value.get("project_id") == project or other.value["id"] == port["id"]:
-                continue
-            for pair in other.value.get("allowed_address_pairs", []):
-                held = _network(str(pair["ip_address"]))
-                if _single(held) and str(held.network_address) == ip:
-                    raise invalid_input(held_by_other_project(given, other.value["id"]))
+        holder_id = self.pair_holder(ip, str(project))
+        if holder_id is not None:
+            raise invalid_input(held_by_other_project(given, holder_id))
+
+    # the pair-holders index -----------------------------------------------------------
+    def pair_holder(self, ip: str, project: str) -> str | None:
+        """A port of another project than ``project`` holding ``ip`` as a pair, if any."""
+        entry = self.repo.get_key(pair_key(ip))
+        if entry is None or entry.value.get("project_id") == project:
+            return None
+        ports = entry.value.get("ports") or [None]
+        return str(ports[0])
+
+    def guard_fixed(self, change: Change, project: str, addresses: Iterable[str]) -> None:
+        """New fixed IPs of a port of ``project``: the transaction depends on each
+        address's pair-holders entry, and none may be another project's pair."""
+        for ip in addresses:
+            entry = self.repo.get_key(pair_key(ip))
+            change.depends_on(entry, pair_key(ip))
+            if entry is not None and entry.value.get("project_id") != project:
+                raise invalid_input(held_by_other_project(ip, str(entry.value["ports"][0])))
+
+    def index(
+        self, change: Change, port: dict[str, Any] | None, old: dict[str, Any] | None
+    ) -> None:
+        """Keep ``pair-holders/`` true for a port created (``old`` None), changed or
+        deleted (``port`` None), in the port's own transaction."""
+        before, after = _singles(old), _singles(port)
+        port_id = str((port or old or {}).get("id"))
+        project = str((port or old or {}).get("project_id"))
+        for ip in sorted(before ^ after):
+            k = pair_key(ip)
+            entry = self.repo.get_key(k)
+            change.depends_on(entry, k)
+            holders = [] if entry is None else list(entry.value.get("ports", []))
+            holders = [h for h in holders if h != port_id]
+            if ip in after:
+                holders.append(port_id)
+            if holders:
+                change.put(k, {"project_id": project, "ports": holders})
+            elif entry is not None:
+                change.delete(k)
 
     def _claim_key(self, ip: str) -> str | None:
         """The claim key of ``ip`` in whichever subnet holds it (subnets never overlap)."""
@@ -131,4 +189,11 @@ class HeldAddresses:
         return None
 
 
-__all__ = ["HeldAddresses", "held_by_other_project", "may_set_pairs", "outside_rule"]
+__all__ = [
+    "PAIR_HOLDERS",
+    "HeldAddresses",
+    "held_by_other_project",
+    "may_set_pairs",
+    "outside_rule",
+    "pair_key",
+]

@@ -2,7 +2,9 @@
 
 In a routed network a "network" is not a layer-2 segment; it groups subnets (address
 ranges) for IPAM and policy. ``router:external`` marks the network floating IPs come
-from; ``shared`` lets every project attach ports. Both are admin-only settings, as are
+from; ``shared`` lets every project attach ports; each flag is a wildcard RBAC policy, and
+a policy may grant either to one project instead (:mod:`routeplane.services.core.
+network_access`). Both flags are admin-only settings, as are
 the ``provider:*`` attributes (kept for clients that send them; only ``local`` and
 ``flat`` are accepted, the types of the reference deployment). Creating a network
 creates its project's default security group if there is none yet, as Neutron does.
@@ -27,6 +29,7 @@ from routeplane.services.attributes import (
 )
 from routeplane.services.common import new_doc, require_write, standard_attrs
 from routeplane.services.context import Context
+from routeplane.services.core import network_access
 from routeplane.services.core.endpoint_refresh import (
     NETWORK_FIELDS,
     PORTS_PER_TXN,
@@ -116,7 +119,23 @@ class NetworkService(DocService):
         self.dependents: list[Dependent] = []  # e.g. an external network's floating IPs
 
     def shared_with(self, ctx: Context, doc: dict[str, Any]) -> bool:
-        return bool(doc.get("shared") or doc.get("router:external"))
+        return network_access.has(ctx, self.repo, doc, network_access.ACTIONS)
+
+    def may_attach(self, ctx: Context, doc: dict[str, Any]) -> bool:
+        """Whether the caller may put a port on the network: its own, shared with its
+        project (flag or policy), or external to every project (floating IP and gateway
+        ports; not one external to the caller's project only)."""
+        return network_access.owns(ctx, doc) or network_access.has(
+            ctx, self.repo, doc, (network_access.SHARED,), external_to_all=True
+        )
+
+    def render(self, ctx: Context, doc: dict[str, Any]) -> dict[str, Any]:
+        """``shared`` as Neutron shows it: also true for a project a policy shares it with."""
+        shown = super().render(ctx, doc)
+        if not shown.get("shared") and not network_access.owns(ctx, doc):
+            held = network_access.grants(self.repo, str(doc["id"]))
+            shown["shared"] = (network_access.SHARED, ctx.project_id) in held
+        return shown
 
     def _check_admin_settings(
         self, ctx: Context, data: dict[str, Any], action: str, *, create: bool
@@ -143,6 +162,7 @@ class NetworkService(DocService):
         def use_case() -> Outcome[None]:
             change = Change()
             change.claim(key(self.kind, doc["id"]), doc)
+            network_access.wildcards_for(self.repo, change, doc, None)
             self.groups.default_group(doc["project_id"], change)
             return Outcome(change, None)
 
@@ -156,25 +176,38 @@ class NetworkService(DocService):
             ctx,
             resource_id,
             if_match,
-            lambda doc, _change: self._changed(doc, data),
+            lambda doc, change: self._apply(doc, change, data),
             authorize=lambda doc: self._authorize(ctx, doc, data),
         )
         if any(f in data for f in NETWORK_FIELDS):
             converge(self.repo, *updated.get("subnets", []))  # what one transaction missed
         return self.render(ctx, updated)
 
-    def _changed(self, doc: Doc, data: dict[str, Any]) -> dict[str, Any]:
-        updated = {**doc.value, **data}
+    def _apply(self, doc: Doc, change: Change, data: dict[str, Any]) -> dict[str, Any]:
+        """The network changed: an MTU its subnets allow; unsharing only while no other
+        project uses it, and the wildcard policies follow the flags."""
+        merged = {**doc.value, **data}
         if "mtu" in data:
             versions: set[int] = set()
             for subnet_id in doc.value.get("subnets", []):
                 subnet = self.repo.get("subnets", subnet_id)
                 if subnet is not None:
                     versions.add(int(subnet.value.get("ip_version", 4)))
-            conflict = mtu_conflict(updated, versions)
+            conflict = mtu_conflict(merged, versions)
             if conflict is not None:
                 raise conflict
-        return updated
+        if doc.value.get("shared") and not merged.get("shared"):
+            held = network_access.grants(self.repo, doc.value["id"])
+            remaining = set(held) - {(network_access.SHARED, network_access.WILDCARD)}
+            if network_access.users_left_out(self.repo, doc.value, remaining):
+                raise ApiFault(
+                    "InvalidSharedSetting",
+                    409,
+                    "Unable to reconfigure sharing settings for network "
+                    f"{doc.value.get('name') or doc.value['id']}. Multiple projects are using it.",
+                )
+        network_access.wildcards_for(self.repo, change, merged, doc.value)
+        return merged
 
     def _authorize(self, ctx: Context, doc: Doc, data: dict[str, Any]) -> None:
         self._check_admin_settings(ctx, data, "update_network", create=False)
@@ -224,6 +257,7 @@ class NetworkService(DocService):
             )
 
     def _remove(self, doc: Doc, change: Change) -> None:
+        network_access.drop_all(self.repo, change, doc.value["id"])
         released: set[str] = set()
         for dependent in self.dependents:
             released |= dependent(doc, change)

@@ -19,7 +19,7 @@ of MACs and address pairs are in :mod:`routeplane.services.core.port_attrs`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 from routeplane.ipam.pools import IPAddress
@@ -32,7 +32,7 @@ from routeplane.services.core.held_addresses import HeldAddresses, may_set_pairs
 from routeplane.services.core.networks import NetworkService
 from routeplane.services.core.port_attrs import ATTRS, fixed_ips_match, with_macs
 from routeplane.services.documents import DocService
-from routeplane.services.errors import ApiFault, bad_request
+from routeplane.services.errors import ApiFault, bad_request, forbidden
 from routeplane.services.listing import Matcher
 from routeplane.services.repo import Change, Doc, Outcome, Repo, key, new_mac
 from routeplane.services.security import port_security
@@ -40,6 +40,7 @@ from routeplane.services.security.groups import SecurityGroupService
 from routeplane.services.service_ips.hints import public, service_ip_index
 
 UNBOUND_VIF_TYPES = ("unbound", "binding_failed")
+MAC_ATTEMPTS = 16  # generated MACs drawn before MacAddressGenerationFailure (Neutron: 16)
 ROUTER_INTERFACES = (
     "network:router_interface",
     "network:router_interface_distributed",
@@ -69,8 +70,15 @@ class PortService(DocService):
     not_found_type = "PortNotFound"
     not_found_message = "Port {id} could not be found."
 
-    def __init__(self, repo: Repo, networks: NetworkService, groups: SecurityGroupService) -> None:
+    def __init__(
+        self,
+        repo: Repo,
+        networks: NetworkService,
+        groups: SecurityGroupService,
+        mac_source: Callable[[], str] = new_mac,
+    ) -> None:
         super().__init__(repo)
+        self.mac_source = mac_source  # generated MACs (tests inject collisions)
         self.networks = networks
         self.groups = groups
         self._hints: dict[str, IPAddress] = {}
@@ -110,7 +118,10 @@ class PortService(DocService):
         return ctx.sees(str(doc.get("project_id")))
 
     # the address side ----------------------------------------------------------------
-    def _resolver(self, net: Doc, port_id: str, change: Change, mac: str) -> Resolver:
+    def _resolver(self, net: Doc, port_id: str, change: Change, mac: str, project: str) -> Resolver:
+        """Addresses for a port of ``project`` with ``mac`` on ``net`` (SLAAC subnets: the
+        EUI-64 address of the MAC): free means claimed by no port and held as a pair by no
+        port of another project."""
         subnets: dict[str, dict[str, Any]] = {}
         for subnet_id in net.value.get("subnets", []):
             subnet = self.repo.get("subnets", subnet_id)
@@ -120,7 +131,9 @@ class PortService(DocService):
 
         def holder(subnet_id: str, ip: str) -> str | None:
             claim = self.repo.get_key(key("ipam", subnet_id, ip))
-            return None if claim is None else str(claim.value.get("port_id"))
+            if claim is not None:
+                return str(claim.value.get("port_id"))
+            return self.held.pair_holder(ip, project)
 
         return Resolver(
             network_id=net.value["id"],
@@ -133,15 +146,18 @@ class PortService(DocService):
             mac=mac,
         )
 
-    @staticmethod
     def _claim_addresses(
-        change: Change, port_id: str, old: list[FixedIP], new: list[FixedIP]
+        self, change: Change, port: dict[str, Any], old: list[FixedIP], new: list[FixedIP]
     ) -> None:
+        """Release what the port no longer holds, claim what it newly holds (never an
+        address another project holds as a pair: see held_addresses)."""
         old_set, new_set = set(old), set(new)
         for ip in old_set - new_set:
             change.delete(key("ipam", ip.subnet_id, ip.ip_address))
         for ip in new_set - old_set:
-            change.claim(key("ipam", ip.subnet_id, ip.ip_address), {"port_id": port_id})
+            change.claim(key("ipam", ip.subnet_id, ip.ip_address), {"port_id": port["id"]})
+        fresh = [ip.ip_address for ip in new_set - old_set]
+        self.held.guard_fixed(change, str(port.get("project_id")), fresh)
 
     def _write_endpoint(
         self, change: Change, old: dict[str, Any] | None, new: dict[str, Any] | None
@@ -180,18 +196,19 @@ class PortService(DocService):
         def use_case() -> Outcome[dict[str, Any]]:
             doc = dict(base)
             net = self.networks.load(ctx, str(doc["network_id"]))
+            if not self.networks.may_attach(ctx, net.value):  # external to it by policy only
+                raise forbidden("create_port")
             change = Change()
             change.depends_on(net)
-            mac = (doc.get("mac_address") or new_mac()).lower()
-            self._claim_mac(change, net.value["id"], mac, doc["id"])
+            mac = self._claim_mac(change, net.value["id"], doc.get("mac_address"), doc["id"])
             doc["mac_address"] = mac
-            resolver = self._resolver(net, doc["id"], change, mac)
+            resolver = self._resolver(net, doc["id"], change, mac, str(doc["project_id"]))
             requested = doc.get("fixed_ips")
             fixed = (
                 resolver.automatic() if requested is None else resolver.requested(clean(requested))
             )
             doc["fixed_ips"] = [ip.as_json() for ip in fixed]
-            self._claim_addresses(change, doc["id"], [], fixed)
+            self._claim_addresses(change, doc, [], fixed)
             if doc.get("port_security_enabled") is None:
                 doc["port_security_enabled"] = bool(net.value.get("port_security_enabled", True))
             if not doc["port_security_enabled"] and doc.get("security_groups"):
@@ -207,6 +224,7 @@ class PortService(DocService):
                 may_set_pairs(ctx, net.value, "create_port")
             self._check_port_security(doc)
             self.held.check(ctx, change, doc, [])
+            self.held.index(change, doc, None)
             self._binding(doc)
             change.claim(key(self.kind, doc["id"]), doc)
             self._write_endpoint(change, None, doc)
@@ -214,15 +232,27 @@ class PortService(DocService):
 
         return self.render(ctx, self.repo.run(use_case))
 
-    def _claim_mac(self, change: Change, network_id: str, mac: str, port_id: str) -> None:
-        mac_key = key("macs", network_id, mac)
-        if self.repo.get_key(mac_key) is not None:
-            raise ApiFault(
-                "MacAddressInUse",
-                409,
-                f"Unable to complete operation for network {network_id}. The mac address {mac} is in use.",
-            )
-        change.claim(mac_key, {"port_id": port_id})
+    def _claim_mac(self, change: Change, network_id: str, asked: str | None, port_id: str) -> str:
+        """Claim the MAC asked for (``MacAddressInUse`` if taken), or a generated one:
+        a generated MAC that is taken is drawn again, as Neutron does (three random
+        octets collide among 1,200 ports of a network about once in 25)."""
+        for _ in range(MAC_ATTEMPTS):
+            mac = (asked or self.mac_source()).lower()
+            mac_key = key("macs", network_id, mac)
+            if self.repo.get_key(mac_key) is None:
+                change.claim(mac_key, {"port_id": port_id})
+                return mac
+            if asked:
+                raise ApiFault(
+                    "MacAddressInUse",
+                    409,
+                    f"Unable to complete operation for network {network_id}. The mac address {mac} is in use.",
+                )
+        raise ApiFault(
+            "MacAddressGenerationFailure",
+            503,
+            f"Unable to generate unique mac on network {network_id}.",
+        )
 
     @staticmethod
     def _check_port_security(doc: dict[str, Any]) -> None:
@@ -273,13 +303,14 @@ class PortService(DocService):
                 net = self.networks.load(ctx, str(doc.value["network_id"]))
                 old = parse_held(doc.value.get("fixed_ips"))
                 mac = str(updated["mac_address"])
-                new = self._resolver(net, resource_id, change, mac).requested(
+                project = str(doc.value["project_id"])
+                new = self._resolver(net, resource_id, change, mac, project).requested(
                     clean(data["fixed_ips"]), old
                 )
                 self._guard_floating(resource_id, old, new)
                 self._guard_service_ips(resource_id, old, new, change)
                 updated["fixed_ips"] = [ip.as_json() for ip in new]
-                self._claim_addresses(change, resource_id, old, new)
+                self._claim_addresses(change, doc.value, old, new)
             if "security_groups" in data:
                 if data["security_groups"] and not updated["port_security_enabled"]:
                     raise ApiFault(
@@ -303,6 +334,7 @@ class PortService(DocService):
                 may_set_pairs(ctx, {} if net_doc is None else net_doc.value, "update_port")
             self._check_port_security(updated)
             self.held.check(ctx, change, updated, doc.value.get("allowed_address_pairs", []))
+            self.held.index(change, updated, doc.value)
             self._binding(updated)
             return updated
 
@@ -311,18 +343,18 @@ class PortService(DocService):
     def _new_mac(self, change: Change, port: dict[str, Any], asked: str | None) -> str:
         """A MAC change (``null``: a fresh one), refused while the port is bound."""
         old = str(port["mac_address"])
-        mac = (asked or new_mac()).lower()
-        if mac == old:
+        if asked is not None and asked.lower() == old:
             return old
         vif_type = port.get("binding:vif_type", "unbound")
         if vif_type not in UNBOUND_VIF_TYPES:
+            mac = (asked or self.mac_source()).lower()
             raise ApiFault(
                 "PortBound",
                 409,
                 f"Unable to complete operation on port {port['id']}, port is already bound, "
                 f"port type: {vif_type}, old_mac {old}, new_mac {mac}.",
             )
-        self._claim_mac(change, str(port["network_id"]), mac, str(port["id"]))
+        mac = self._claim_mac(change, str(port["network_id"]), asked, str(port["id"]))
         change.delete(key("macs", str(port["network_id"]), old))
         return mac
 
@@ -380,7 +412,8 @@ class PortService(DocService):
     def _remove(self, doc: Doc, change: Change) -> None:
         """Its claims, the port, its endpoint; its floating IPs survive, disassociated."""
         port_id = doc.value["id"]
-        self._claim_addresses(change, port_id, parse_held(doc.value.get("fixed_ips")), [])
+        self._claim_addresses(change, doc.value, parse_held(doc.value.get("fixed_ips")), [])
+        self.held.index(change, None, doc.value)
         change.delete(key("macs", doc.value["network_id"], doc.value["mac_address"]))
         change.delete(doc.key)
         self._write_endpoint(change, doc.value, None)
@@ -415,13 +448,14 @@ class PortService(DocService):
         data.update(security_groups=[], **fields)
         owner = Context(str(data["project_id"]), frozenset({"admin"}))  # elevated
         doc = new_doc(owner, data, revision=1)  # as a port created through the API
-        doc["mac_address"] = new_mac()
-        change.claim(key("macs", net.value["id"], doc["mac_address"]), {"port_id": doc["id"]})
-        resolver = self._resolver(net, doc["id"], change, str(doc["mac_address"]))
+        doc["mac_address"] = self._claim_mac(change, net.value["id"], None, doc["id"])
+        resolver = self._resolver(
+            net, doc["id"], change, str(doc["mac_address"]), str(doc["project_id"])
+        )
         requested = doc.get("fixed_ips")
         fixed = resolver.automatic() if requested is None else resolver.requested(requested)
         doc["fixed_ips"] = [ip.as_json() for ip in fixed]
-        self._claim_addresses(change, doc["id"], [], fixed)
+        self._claim_addresses(change, doc, [], fixed)
         self._binding(doc)
         change.claim(key(self.kind, doc["id"]), doc)
         return doc

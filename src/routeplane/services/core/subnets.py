@@ -27,6 +27,8 @@ from routeplane.services.attributes import (
     one_of,
     to_boolean,
     to_int,
+    to_int_or_none,
+    uuid_or_none,
 )
 from routeplane.services.common import bump, new_doc, require_write, standard_attrs
 from routeplane.services.context import Context
@@ -41,11 +43,13 @@ from routeplane.services.core.endpoint_refresh import (
     rewrites,
 )
 from routeplane.services.core.networks import NetworkService, mtu_conflict
+from routeplane.services.core.subnet_pools import SubnetPoolService
 from routeplane.services.documents import DocService
 from routeplane.services.errors import ApiFault, bad_resource_request, forbidden, invalid_input
 from routeplane.services.repo import Change, Doc, Outcome, Repo, key
 
 IPV6_MODES = (None, "slaac", "dhcpv6-stateful", "dhcpv6-stateless")
+REQUEST_ONLY = ("prefixlen", "use_default_subnetpool")
 AUTO: Any = object()  # gateway_ip not given: the default gateway of the CIDR
 
 
@@ -84,7 +88,10 @@ ATTRS: dict[str, Attr] = {
     "enable_dhcp": Attr(default=True, convert=to_boolean, sort=True),
     "ipv6_ra_mode": Attr(put=False, default=None, validate=one_of(*IPV6_MODES), sort=True),
     "ipv6_address_mode": Attr(put=False, default=None, validate=one_of(*IPV6_MODES), sort=True),
-    "subnetpool_id": Attr(put=False, default=None),
+    "subnetpool_id": Attr(put=False, default=None, validate=uuid_or_none),
+    # asked for on create, never stored or shown (subnet_allocation, default-subnetpools)
+    "prefixlen": Attr(put=False, default=None, convert=to_int_or_none),
+    "use_default_subnetpool": Attr(put=False, default=False, convert=to_boolean),
     "service_types": Attr(default=list),
     "router:external": Attr(post=False, put=False, default=False),
     # ours, from subnet-dns-publish-fixed-ip (not loaded in the reference deployment)
@@ -205,6 +212,34 @@ def _default_gateway(network: IPNetwork) -> IPAddress | None:
     return network.network_address + 1 if network.num_addresses > 2 else None
 
 
+def _shape(data: dict[str, Any], network: IPNetwork, *, from_pool: bool) -> None:
+    """The CIDR-dependent fields of a new subnet: cidr, gateway and pools, checked.
+
+    A subnet allocated from a pool gets the first host as its default gateway in IPv6
+    too (Neutron's subnet allocator), not the subnet-router anycast address.
+    """
+    data["cidr"] = str(network)
+    if data.get("enable_dhcp", True):
+        _check_dhcp_prefix(network)
+    given_gateway = data.get("gateway_ip", AUTO)
+    gateway_ip: IPAddress | None
+    if given_gateway is AUTO:
+        gateway_ip = first_host(network) if from_pool else _default_gateway(network)
+    elif given_gateway is None:
+        gateway_ip = None
+    else:
+        gateway_ip = ipaddress.ip_address(given_gateway)
+        _check_gateway(network, gateway_ip, given_gateway)
+    data["gateway_ip"] = None if gateway_ip is None else str(gateway_ip)
+    raw_pools = data.get("allocation_pools")
+    if raw_pools is None:
+        pools = default_pools(network, gateway_ip)
+    else:
+        pools = parse_pools(raw_pools, network)
+        _check_gateway_out_of_pools(gateway_ip, pools)
+    data["allocation_pools"] = pools_json(pools)
+
+
 class SubnetService(DocService):
     name = "subnet"
     collection = "subnets"
@@ -213,9 +248,10 @@ class SubnetService(DocService):
     not_found_type = "SubnetNotFound"
     not_found_message = "Subnet {id} could not be found."
 
-    def __init__(self, repo: Repo, networks: NetworkService) -> None:
+    def __init__(self, repo: Repo, networks: NetworkService, pools: SubnetPoolService) -> None:
         super().__init__(repo)
         self.networks = networks
+        self.pools = pools
 
     def shared_with(self, ctx: Context, doc: dict[str, Any]) -> bool:
         net = self.repo.get("networks", str(doc.get("network_id")))
@@ -237,33 +273,23 @@ class SubnetService(DocService):
 
     def create(self, ctx: Context, data: dict[str, Any]) -> dict[str, Any]:
         require_write(ctx, "create_subnet")
-        if data.get("cidr") is None:
+        request = dict(data)
+        for name in REQUEST_ONLY:
+            data.pop(name, None)
+        if request.get("use_default_subnetpool") and data.get("subnetpool_id") is None:
+            data["subnetpool_id"] = self.pools.default_pool(int(data["ip_version"]))
+            request["subnetpool_id"] = data["subnetpool_id"]
+        if data.get("cidr") is None and data.get("subnetpool_id") is None:
             raise bad_resource_request(
                 "subnets", "a subnetpool must be specified in the absence of a cidr"
             )
         version = int(data["ip_version"])
-        network = parse_cidr(data["cidr"], version)
-        data["cidr"] = str(network)
-        if data.get("enable_dhcp", True):
-            _check_dhcp_prefix(network)
-        given_gateway = data.get("gateway_ip", AUTO)
-        gateway_ip: IPAddress | None
-        if given_gateway is AUTO:
-            gateway_ip = _default_gateway(network)
-        elif given_gateway is None:
-            gateway_ip = None
-        else:
-            gateway_ip = ipaddress.ip_address(given_gateway)
-            _check_gateway(network, gateway_ip, given_gateway)
+        named = None if data.get("cidr") is None else parse_cidr(data["cidr"], version)
+        if named is not None:
+            request["cidr"] = str(named)
+            if data.get("subnetpool_id") is None:
+                _shape(data, named, from_pool=False)  # bad input refused before any read
         _check_ipv6_modes(data, version)
-        data["gateway_ip"] = None if gateway_ip is None else str(gateway_ip)
-        raw_pools = data.get("allocation_pools")
-        if raw_pools is None:
-            pools = default_pools(network, gateway_ip)
-        else:
-            pools = parse_pools(raw_pools, network)
-            _check_gateway_out_of_pools(gateway_ip, pools)
-        data["allocation_pools"] = pools_json(pools)
 
         def use_case() -> Outcome[dict[str, Any]]:
             net = self.networks.load(ctx, str(data["network_id"]))
@@ -273,8 +299,14 @@ class SubnetService(DocService):
             if conflict is not None:
                 raise conflict
             change = Change()
-            address_space.reserve(self.repo, change, network, str(net.value["id"]))
-            doc = new_doc(ctx, dict(data))
+            shaped = dict(data)
+            if data.get("subnetpool_id") is None:
+                assert named is not None
+                address_space.reserve(self.repo, change, named, str(net.value["id"]))
+            else:
+                chosen = self.pools.allocate(ctx, change, request, str(net.value["id"]))
+                _shape(shaped, chosen, from_pool=True)
+            doc = new_doc(ctx, shaped)
             doc["router:external"] = bool(net.value.get("router:external"))
             change.depends_on(net)
             updated_net = bump(net.value)
@@ -284,6 +316,12 @@ class SubnetService(DocService):
             return Outcome(change, doc)
 
         return self.render(ctx, self.repo.run(use_case))
+
+    def render(self, ctx: Context, doc: dict[str, Any]) -> dict[str, Any]:
+        shown = super().render(ctx, doc)
+        for name in REQUEST_ONLY:
+            shown.pop(name, None)
+        return shown
 
     def update(
         self, ctx: Context, resource_id: str, data: dict[str, Any], if_match: int | None

@@ -236,7 +236,8 @@ class ServiceIPService(DocService):
             raise ApiFault("NetworkNotFound", 404, f"Network {network_id} could not be found.")
         entry = {k: doc[k] for k in ("subnet_id", "ip_address") if doc.get(k) is not None}
         mac = str(active.value.get("mac_address", ""))
-        resolver = self.ports._resolver(net, active.value["id"], change, mac)
+        project = str(active.value["project_id"])
+        resolver = self.ports._resolver(net, active.value["id"], change, mac, project)
         [fixed] = resolver.requested([entry])
         return fixed.subnet_id, fixed.ip_address
 
