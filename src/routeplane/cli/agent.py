@@ -152,5 +152,6 @@ def add_parser(commands: Any) -> None:
         "--no-metadata", action="store_true", help=f"do not serve VMs on {METADATA_ADDRESS}"
     )
     metadata.add_argument("--metadata-port", type=int, default=80, help="default %(default)s")
+    daemon.add_options(parser, "agent")
     parser.add_argument("-v", "--verbose", action="store_true")
     parser.set_defaults(run=_run)

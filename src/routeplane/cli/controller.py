@@ -53,5 +53,6 @@ def add_parser(commands: Any) -> None:
         default=3,
         help="seconds after which another controller takes over from a dead leader",
     )
+    daemon.add_options(parser, "controller")
     parser.add_argument("-v", "--verbose", action="store_true")
     parser.set_defaults(run=_run)
