@@ -36,6 +36,7 @@ from routeplane.agent.drains import Drains
 from routeplane.agent.mirror import Mirror
 from routeplane.agent.policy import ENDPOINTS, PolicyFeed, PolicyTable
 from routeplane.agent.registration import Registration
+from routeplane.agent.rounds import ApplyObserver, ApplyRound
 from routeplane.agent.status import StatusWriter
 from routeplane.dataplane.diff import diff
 from routeplane.dataplane.model import HostState, Plan
@@ -123,6 +124,7 @@ class Agent:
         self._next_resync = 0.0
         self._next_pending = 0.0
         self._errors = 0
+        self.observers: list[ApplyObserver] = []  # told of every apply round (metrics)
 
     # the loop ------------------------------------------------------------------------
     def run(self, stop: Callable[[], bool], synced: Callable[[], None] | None = None) -> None:
@@ -144,6 +146,11 @@ class Agent:
     def synced(self) -> bool:
         """Has the agent read all of its endpoints and applied them at least once?"""
         return self.in_sync and not self.full_due
+
+    @property
+    def store_errors(self) -> int:
+        """Rounds in a row the store failed (0: it answers)."""
+        return self._errors
 
     def kernel_prepare(self) -> None:
         """Host-wide settings (forwarding) once at start; every ``Kernel`` has them."""
@@ -251,15 +258,18 @@ class Agent:
         # again with only what the table already covers: fail closed
         plan = self._plan(states, None, taps, full, wall)
         planned = self.clock()
-        if not self._finish_policy(policy, ids):
+        refused = not self._finish_policy(policy, ids)
+        if refused:
             plan = self._plan(states, self.policy_ok, taps, full, wall)
         policy_done = self.clock()
+        failed = 0
         if not plan.empty:
             moved = self.mirror.owner_changes(plan)
             outcome = self.kernel.apply(plan)
             self.mirror.record(plan, outcome)
             if moved:
                 self.kernel.flush_conntrack(moved)
+            failed = len(outcome.failed)
             if not outcome.ok:
                 LOG.warning(
                     "kernel: %d operation(s) failed: %s", len(outcome.failed), outcome.errors[:3]
@@ -277,6 +287,13 @@ class Agent:
                 policy_done - planned, programmed - policy_done, plan.size,
                 began + took - programmed,
             )  # fmt: skip
+        if self.observers:
+            done = ApplyRound(
+                len(ids), full, planned - began, policy_done - planned,
+                programmed - policy_done, began + took - programmed, plan.size, failed, refused,
+            )  # fmt: skip
+            for observe in self.observers:
+                observe(done)
 
     def _plan(
         self, states: Mapping[str, HostState], covered: Set[str] | None, taps: set[str],

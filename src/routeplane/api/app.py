@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from routeplane.api import faults, fixed_ip_move_routes, identity_routes, router_actions, versions
+from routeplane.api.metrics import ApiMetrics, RequestMetrics
 from routeplane.api.resources import ResourceRoutes, Wiring
 from routeplane.model.errors import StoreError
 from routeplane.services.context import Context
@@ -67,10 +68,13 @@ async def inline(func: Callable[..., T], *args: Any) -> T:
 
 
 def create_app(
-    services: Services, identity: Identity, *, noauth: bool = False, threaded: bool = True
-) -> FastAPI:
+    services: Services, identity: Identity, *, noauth: bool = False, threaded: bool = True,
+    metrics: ApiMetrics | None = None,
+) -> FastAPI:  # fmt: skip
     """The application. ``threaded``: run service calls in the thread pool, so that slow
-    store round trips (etcd) of concurrent requests overlap."""
+    store round trips (etcd) of concurrent requests overlap. ``metrics``: count and time
+    the requests (inside the ``.json`` stripping, so ``/v2.0/ports.json`` is the route
+    ``/v2.0/ports``)."""
     app = FastAPI(
         title="routeplane",
         version="2.0",
@@ -83,6 +87,8 @@ def create_app(
     app.add_exception_handler(StoreError, faults.on_store_error)
     app.add_exception_handler(Exception, faults.on_unexpected)
 
+    if metrics is not None:
+        app.add_middleware(RequestMetrics, metrics=metrics)
     app.add_middleware(StripJsonSuffix)
 
     def context(request: Request) -> Context:

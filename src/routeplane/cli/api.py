@@ -52,23 +52,36 @@ def _run(args: argparse.Namespace) -> int:
     import uvicorn  # noqa: PLC0415
 
     from routeplane.api.app import create_app  # noqa: PLC0415
+    from routeplane.api.metrics import ApiMetrics  # noqa: PLC0415
+    from routeplane.cli import observe  # noqa: PLC0415
     from routeplane.services.registry import Services  # noqa: PLC0415
     from routeplane.services.security.identity import Identity, shared_secret  # noqa: PLC0415
 
     config = identity_config(args)
     store_url = args.store
     store = open_creating(store_url)
+    listener = None
     try:
         identity = Identity(config, shared_secret(store))
         # the embedded store answers in microseconds: run it inline, not in threads
         threaded = not store_url.startswith("sqlite:")
-        app = create_app(Services(store), identity, noauth=args.noauth, threaded=threaded)
+        services = Services(store)
+        metrics = None
+        if args.metrics_listen is not None:
+            registry = observe.registry()
+            metrics = ApiMetrics(registry, services.repo)
+            listener = observe.serve(
+                args.metrics_listen, registry, lambda: observe.store_ready(store)
+            )
+        app = create_app(services, identity, noauth=args.noauth, threaded=threaded, metrics=metrics)
         host, port = args.listen
         logging.basicConfig(
             level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s"
         )
         uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
     finally:
+        if listener is not None:
+            listener.close()
         store.close()
     return 0
 

@@ -19,7 +19,9 @@ from routeplane.cli.store import open_creating
 
 def _run(args: argparse.Namespace) -> int:
     # imported here: every ``routeplane`` command builds this module's parser
+    from routeplane.cli import observe  # noqa: PLC0415
     from routeplane.controller.leader import Controller, ControllerSettings  # noqa: PLC0415
+    from routeplane.controller.metrics import ControllerMetrics  # noqa: PLC0415
     from routeplane.services.registry import Services  # noqa: PLC0415
 
     name = args.name or f"{socket.gethostname()}-{os.getpid()}"
@@ -27,9 +29,16 @@ def _run(args: argparse.Namespace) -> int:
     store = open_creating(args.store)
     settings = ControllerSettings(name=name, lease_ttl=args.lease_ttl)
     controller = Controller(store, Services(store).service_ips, settings)
+    listener = None
+    if args.metrics_listen is not None:
+        registry = observe.registry()
+        ControllerMetrics(registry, controller)
+        listener = observe.serve(args.metrics_listen, registry, lambda: observe.store_ready(store))
     try:
         controller.run(stop.is_set)
     finally:
+        if listener is not None:
+            listener.close()
         controller.close()
         store.close()
     return 0

@@ -93,6 +93,12 @@ class Repo:
     def __init__(self, store: Store) -> None:
         self.store = store
         self._local = threading.local()
+        # transactions refused because something they depend on changed (each one runs
+        # its use case again), and use cases that lost every race (answered 409): counted
+        # for the api's metrics
+        self.conflicts = 0
+        self.gave_up = 0
+        self._counting = threading.Lock()
 
     def attempt(self) -> int:
         """How many times the running use case lost a race already (0 on the first try)."""
@@ -130,8 +136,12 @@ class Repo:
                     return outcome.result
                 if self.store.txn(outcome.change.compares, outcome.change.ops).succeeded:
                     return outcome.result
+                with self._counting:
+                    self.conflicts += 1
         finally:
             self._local.attempt = 0
+        with self._counting:
+            self.gave_up += 1
         raise ApiFault(
             "HTTPConflict", 409, "The request could not be completed because of concurrent changes."
         )

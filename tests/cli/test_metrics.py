@@ -1,0 +1,80 @@
+"""The api and the controller as operators run them, with ``metrics_listen`` in their
+config files: what a Prometheus scraping them reads, and their health and readiness."""
+
+from __future__ import annotations
+
+import http.client
+import json
+from pathlib import Path
+
+import pytest
+
+from routeplane.testing.api import free_port
+from tests.cli.conftest import start
+from tests.waiting import wait_for
+
+pytestmark = pytest.mark.cli
+
+
+def fetch(port: int, path: str, token: str = "") -> tuple[int, str]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+    try:
+        conn.request("GET", path, headers={"X-Auth-Token": token} if token else {})
+        answer = conn.getresponse()
+        return answer.status, answer.read().decode()
+    except OSError:
+        return 0, ""
+    finally:
+        conn.close()
+
+
+def sample(text: str, series: str) -> float | None:
+    for line in text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.split()[-1])
+    return None
+
+
+def test_api_and_controller_serve_metrics_health_and_readiness(tmp_path: Path) -> None:
+    store = f"sqlite://{tmp_path / 'store.db'}"
+    api_port, api_metrics, ctl_metrics = free_port(), free_port(), free_port()
+    (tmp_path / "api.toml").write_text(
+        f'listen = "127.0.0.1:{api_port}"\nmetrics_listen = "127.0.0.1:{api_metrics}"\n'
+        f'store = "{store}"\nadmin_token = "t"\n'
+    )
+    (tmp_path / "controller.toml").write_text(
+        f'metrics_listen = "127.0.0.1:{ctl_metrics}"\nstore = "{store}"\nname = "c1"\n'
+    )
+    api = start(["api", "--config", str(tmp_path / "api.toml")], tmp_path / "api.log")
+    controller = start(
+        ["controller", "--config", str(tmp_path / "controller.toml")], tmp_path / "c.log"
+    )
+    try:
+        wait_for(lambda: fetch(api_port, "/")[0] == 200, 20, "the api")
+        wait_for(lambda: fetch(ctl_metrics, "/healthz")[0] == 200, 20, "the controller")
+        for _ in range(3):
+            assert fetch(api_port, "/v2.0/networks", "t")[0] == 200
+        assert fetch(api_port, "/v2.0/networks")[0] == 401
+        code, text = fetch(api_metrics, "/metrics")
+        assert code == 200
+        route = 'method="GET",route="/v2.0/networks"'
+        assert sample(text, f'routeplane_api_requests_total{{code="200",{route}}}') == 3
+        assert sample(text, f'routeplane_api_requests_total{{code="401",{route}}}') == 1
+        assert sample(text, f"routeplane_api_request_duration_seconds_count{{{route}}}") == 4
+        assert sample(text, "routeplane_api_store_txn_conflicts_total") == 0
+        assert sample(text, "process_resident_memory_bytes") is not None
+        code, ready = fetch(api_metrics, "/readyz")
+        assert code == 200
+        assert json.loads(ready)["store_reachable"] is True
+        assert fetch(api_metrics, "/healthz") == (200, "ok\n")
+
+        wait_for(
+            lambda: sample(fetch(ctl_metrics, "/metrics")[1], "routeplane_controller_leader") == 1,
+            10,
+            "the controller to lead",
+        )
+        assert fetch(ctl_metrics, "/readyz")[0] == 200
+    finally:
+        for proc in (api, controller):
+            proc.terminate()
+            proc.wait(10)
