@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from routeplane import __version__
-from routeplane.cli import agent, api, config_check, controller, demo, guest, lab, store
+from routeplane.cli import agent, api, config_check, controller, demo, guest, lab, status, store
 from routeplane.cli.config import CONFIGURED, ConfigError, prepare, settle, subcommands
 from routeplane.model.errors import RouteplaneError
 from routeplane.store import DEFAULT_STORE_URL
@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_parser(commands)
     api.add_parser(commands)
     controller.add_parser(commands)
+    status.add_parser(commands)
     config_check.add_parser(commands)
     store.add_parser(commands)
     demo.add_parser(commands)
