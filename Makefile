@@ -9,9 +9,9 @@ BIN := $(VENV)/bin
 # host dataplane and its namespace lab: ip (iproute2), nft, conntrack, ping, sysctl
 # (procps) and nsenter (util-linux); BIRD 2 for BGP on the hosts and the lab's access node;
 # keepalived for the failover benchmark's VRRP comparison; systemd for systemd-analyze, which
-# checks the service units in deploy/systemd/.
+# checks the service units in deploy/systemd/; prometheus, which the metrics tests start.
 DEB_PACKAGES := etcd-server python3-venv iproute2 nftables conntrack iputils-ping procps util-linux \
-	bird2 keepalived systemd
+	bird2 keepalived systemd prometheus
 PYTEST_ARGS ?=
 
 .PHONY: demo test check lint fmt typecheck imports unit contract kernel bench system-deps venv clean
