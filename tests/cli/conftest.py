@@ -7,12 +7,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 import routeplane
+from routeplane.testing.api import free_port
 
 SCRIPT = Path(sys.executable).parent / "routeplane"
 RunCommand = Callable[..., subprocess.CompletedProcess[str]]
@@ -47,3 +49,37 @@ def start(args: Sequence[str], log: Path) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
             [str(SCRIPT), *args], stdout=out, stderr=subprocess.STDOUT, env=command_env()
         )
+
+
+@dataclass(frozen=True)
+class Daemons:
+    """An api and a controller on one embedded store, configured by their files."""
+
+    store: Path
+    api: int  # the api's port
+    api_metrics: int
+    controller_metrics: int
+
+
+@pytest.fixture
+def daemons(tmp_path: Path) -> Iterator[Daemons]:
+    db = tmp_path / "store.db"
+    found = Daemons(db, free_port(), free_port(), free_port())
+    (tmp_path / "api.toml").write_text(
+        f'listen = "127.0.0.1:{found.api}"\nmetrics_listen = "127.0.0.1:{found.api_metrics}"\n'
+        f'store = "sqlite://{db}"\nadmin_token = "t"\n'
+    )
+    (tmp_path / "controller.toml").write_text(
+        f'metrics_listen = "127.0.0.1:{found.controller_metrics}"\n'
+        f'store = "sqlite://{db}"\nname = "c1"\n'
+    )
+    procs = [
+        start([name, "--config", str(tmp_path / f"{name}.toml")], tmp_path / f"{name}.log")
+        for name in ("api", "controller")
+    ]
+    try:
+        yield found
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(10)

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import http.client
 import json
-from pathlib import Path
 
 import pytest
 
-from routeplane.testing.api import free_port
-from tests.cli.conftest import start
+from tests.cli.conftest import Daemons
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.cli
@@ -35,46 +33,30 @@ def sample(text: str, series: str) -> float | None:
     return None
 
 
-def test_api_and_controller_serve_metrics_health_and_readiness(tmp_path: Path) -> None:
-    store = f"sqlite://{tmp_path / 'store.db'}"
-    api_port, api_metrics, ctl_metrics = free_port(), free_port(), free_port()
-    (tmp_path / "api.toml").write_text(
-        f'listen = "127.0.0.1:{api_port}"\nmetrics_listen = "127.0.0.1:{api_metrics}"\n'
-        f'store = "{store}"\nadmin_token = "t"\n'
-    )
-    (tmp_path / "controller.toml").write_text(
-        f'metrics_listen = "127.0.0.1:{ctl_metrics}"\nstore = "{store}"\nname = "c1"\n'
-    )
-    api = start(["api", "--config", str(tmp_path / "api.toml")], tmp_path / "api.log")
-    controller = start(
-        ["controller", "--config", str(tmp_path / "controller.toml")], tmp_path / "c.log"
-    )
-    try:
-        wait_for(lambda: fetch(api_port, "/")[0] == 200, 20, "the api")
-        wait_for(lambda: fetch(ctl_metrics, "/healthz")[0] == 200, 20, "the controller")
-        for _ in range(3):
-            assert fetch(api_port, "/v2.0/networks", "t")[0] == 200
-        assert fetch(api_port, "/v2.0/networks")[0] == 401
-        code, text = fetch(api_metrics, "/metrics")
-        assert code == 200
-        route = 'method="GET",route="/v2.0/networks"'
-        assert sample(text, f'routeplane_api_requests_total{{code="200",{route}}}') == 3
-        assert sample(text, f'routeplane_api_requests_total{{code="401",{route}}}') == 1
-        assert sample(text, f"routeplane_api_request_duration_seconds_count{{{route}}}") == 4
-        assert sample(text, "routeplane_api_store_txn_conflicts_total") == 0
-        assert sample(text, "process_resident_memory_bytes") is not None
-        code, ready = fetch(api_metrics, "/readyz")
-        assert code == 200
-        assert json.loads(ready)["store_reachable"] is True
-        assert fetch(api_metrics, "/healthz") == (200, "ok\n")
+def test_api_and_controller_serve_metrics_health_and_readiness(daemons: Daemons) -> None:
+    api_port, api_metrics = daemons.api, daemons.api_metrics
+    ctl_metrics = daemons.controller_metrics
+    wait_for(lambda: fetch(api_port, "/")[0] == 200, 20, "the api")
+    wait_for(lambda: fetch(ctl_metrics, "/healthz")[0] == 200, 20, "the controller")
+    for _ in range(3):
+        assert fetch(api_port, "/v2.0/networks", "t")[0] == 200
+    assert fetch(api_port, "/v2.0/networks")[0] == 401
+    code, text = fetch(api_metrics, "/metrics")
+    assert code == 200
+    route = 'method="GET",route="/v2.0/networks"'
+    assert sample(text, f'routeplane_api_requests_total{{code="200",{route}}}') == 3
+    assert sample(text, f'routeplane_api_requests_total{{code="401",{route}}}') == 1
+    assert sample(text, f"routeplane_api_request_duration_seconds_count{{{route}}}") == 4
+    assert sample(text, "routeplane_api_store_txn_conflicts_total") == 0
+    assert sample(text, "process_resident_memory_bytes") is not None
+    code, ready = fetch(api_metrics, "/readyz")
+    assert code == 200
+    assert json.loads(ready)["store_reachable"] is True
+    assert fetch(api_metrics, "/healthz") == (200, "ok\n")
 
-        wait_for(
-            lambda: sample(fetch(ctl_metrics, "/metrics")[1], "routeplane_controller_leader") == 1,
-            10,
-            "the controller to lead",
-        )
-        assert fetch(ctl_metrics, "/readyz")[0] == 200
-    finally:
-        for proc in (api, controller):
-            proc.terminate()
-            proc.wait(10)
+    wait_for(
+        lambda: sample(fetch(ctl_metrics, "/metrics")[1], "routeplane_controller_leader") == 1,
+        10,
+        "the controller to lead",
+    )
+    assert fetch(ctl_metrics, "/readyz")[0] == 200

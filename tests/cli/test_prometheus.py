@@ -7,15 +7,13 @@ from __future__ import annotations
 import http.client
 import json
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from routeplane.store.sqlite import SqliteStore
-from routeplane.testing.api import free_port
 from routeplane.testing.prometheus import PrometheusServer
-from tests.cli.conftest import start
+from tests.cli.conftest import Daemons
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.cli
@@ -46,25 +44,19 @@ def answers(port: int) -> bool:
         return False
 
 
-def test_prometheus_sees_the_requests_and_one_failover(tmp_path: Path) -> None:
-    db = tmp_path / "store.db"
-    api_port, api_metrics, ctl_metrics = free_port(), free_port(), free_port()
-    (tmp_path / "api.toml").write_text(
-        f'listen = "127.0.0.1:{api_port}"\nmetrics_listen = "127.0.0.1:{api_metrics}"\n'
-        f'store = "sqlite://{db}"\nadmin_token = "t"\n'
-    )
-    (tmp_path / "controller.toml").write_text(
-        f'metrics_listen = "127.0.0.1:{ctl_metrics}"\nstore = "sqlite://{db}"\nname = "c1"\n'
-    )
-    api = start(["api", "--config", str(tmp_path / "api.toml")], tmp_path / "api.log")
-    ctl = start(["controller", "--config", str(tmp_path / "controller.toml")], tmp_path / "c.log")
+def test_prometheus_sees_the_requests_and_one_failover(daemons: Daemons) -> None:
+    api_port = daemons.api
     jobs = {
-        "routeplane-api": [f"127.0.0.1:{api_metrics}"],
-        "routeplane-controller": [f"127.0.0.1:{ctl_metrics}"],
+        "routeplane-api": [f"127.0.0.1:{daemons.api_metrics}"],
+        "routeplane-controller": [f"127.0.0.1:{daemons.controller_metrics}"],
     }
-    store = None
+    wait_for(
+        lambda: answers(daemons.api_metrics) and answers(daemons.controller_metrics),
+        30,
+        "the daemons",
+    )
+    store = SqliteStore(daemons.store)
     try:
-        wait_for(lambda: answers(api_metrics) and answers(ctl_metrics), 30, "the daemons")
         with PrometheusServer(jobs, interval=0.5) as prometheus:
             wait_for(
                 lambda: all(prometheus.targets_up().values()) and len(prometheus.targets_up()) == 2,
@@ -91,18 +83,16 @@ def test_prometheus_sees_the_requests_and_one_failover(tmp_path: Path) -> None:
                 call(api_port, "GET", "/v2.0/ports")
 
             # the checkers' reports, as the agents on h1 and h2 would write them
-            store = SqliteStore(db)
             for port, host, healthy in ((ports[1], "h2", True), (ports[0], "h1", False)):
                 store.put(f"{ROOT}health/{host}/{sip['id']}/{port['id']}", {
                     "healthy": healthy, "checked_at": time.time(),
                     "consecutive_failures": 0 if healthy else 3,
                 })  # fmt: skip
-            moved = lambda: (
-                call(api_port, "GET", f"/v2.0/service_ips/{sip['id']}")["service_ip"][
-                    "active_port_id"
-                ]
-                == ports[1]["id"]
-            )  # noqa: E731
+
+            def moved() -> bool:
+                shown = call(api_port, "GET", f"/v2.0/service_ips/{sip['id']}")["service_ip"]
+                return bool(shown["active_port_id"] == ports[1]["id"])
+
             wait_for(moved, 10, "the failover")
 
             failovers = (
@@ -124,8 +114,4 @@ def test_prometheus_sees_the_requests_and_one_failover(tmp_path: Path) -> None:
             assert created == 5  # network, subnet, two ports, the service IP
             assert prometheus.value("routeplane_api_store_txn_gave_up_total") == 0
     finally:
-        if store is not None:
-            store.close()
-        for proc in (api, ctl):
-            proc.terminate()
-            proc.wait(10)
+        store.close()
