@@ -35,9 +35,13 @@ def routeplane_command() -> RunCommand:
 
     def run(*args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [str(SCRIPT), *args], capture_output=True, text=True, env=command_env(),
-            timeout=timeout, check=False,
-        )  # fmt: skip
+            [str(SCRIPT), *args],
+            capture_output=True,
+            text=True,
+            env=command_env(),
+            timeout=timeout,
+            check=False,
+        )
 
     return run
 

@@ -47,8 +47,11 @@ def test_the_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
         (tmp_path / unit.name).write_text(unit.read_text().replace(INSTALLED, str(SCRIPT)))
     done = subprocess.run(
         [analyze, "verify", *sorted(str(p) for p in tmp_path.iterdir())],
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert (done.returncode, done.stderr.strip()) == (0, "")
 
 

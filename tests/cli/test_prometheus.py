@@ -71,23 +71,42 @@ def test_prometheus_sees_the_requests_and_one_failover(daemons: Daemons) -> None
                 {"subnet": {"network_id": net["id"], "ip_version": 4, "cidr": "10.60.0.0/24"}},
             )
             ports = [
-                call(api_port, "POST", "/v2.0/ports", {"port": {"network_id": net["id"], "name": name, "binding:host_id": host}})["port"]
+                call(
+                    api_port,
+                    "POST",
+                    "/v2.0/ports",
+                    {"port": {"network_id": net["id"], "name": name, "binding:host_id": host}},
+                )["port"]
                 for name, host in (("a", "h1"), ("b", "h2"))
-            ]  # fmt: skip
+            ]
             check = {"type": "tcp", "port": 80, "interval": 0.1, "failure_threshold": 3}
-            sip = call(api_port, "POST", "/v2.0/service_ips", {"service_ip": {
-                "name": "web", "ip_address": "10.60.0.50", "active_port_id": ports[0]["id"],
-                "standby_port_ids": [ports[1]["id"]], "health_check": check,
-            }})["service_ip"]  # fmt: skip
+            sip = call(
+                api_port,
+                "POST",
+                "/v2.0/service_ips",
+                {
+                    "service_ip": {
+                        "name": "web",
+                        "ip_address": "10.60.0.50",
+                        "active_port_id": ports[0]["id"],
+                        "standby_port_ids": [ports[1]["id"]],
+                        "health_check": check,
+                    }
+                },
+            )["service_ip"]
             for _ in range(5):
                 call(api_port, "GET", "/v2.0/ports")
 
             # the checkers' reports, as the agents on h1 and h2 would write them
             for port, host, healthy in ((ports[1], "h2", True), (ports[0], "h1", False)):
-                store.put(f"{ROOT}health/{host}/{sip['id']}/{port['id']}", {
-                    "healthy": healthy, "checked_at": time.time(),
-                    "consecutive_failures": 0 if healthy else 3,
-                })  # fmt: skip
+                store.put(
+                    f"{ROOT}health/{host}/{sip['id']}/{port['id']}",
+                    {
+                        "healthy": healthy,
+                        "checked_at": time.time(),
+                        "consecutive_failures": 0 if healthy else 3,
+                    },
+                )
 
             def moved() -> bool:
                 shown = call(api_port, "GET", f"/v2.0/service_ips/{sip['id']}")["service_ip"]

@@ -31,8 +31,11 @@ def test_the_file_gives_what_the_command_line_does_not(tmp_path: Path) -> None:
     )
     args = parse(["agent", "--config", path])
     assert (args.host, args.bgp_peer, args.no_bfd, args.as_number) == (
-        "node1", ["192.168.8.1"], True, 65000,
-    )  # fmt: skip
+        "node1",
+        ["192.168.8.1"],
+        True,
+        65000,
+    )
     assert args.metrics_listen == ("127.0.0.1", 9101)
     assert args.store == "sqlite:///tmp/from-file.db"
     assert args.reflector is False  # neither: the option's default

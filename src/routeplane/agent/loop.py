@@ -289,9 +289,16 @@ class Agent:
             )  # fmt: skip
         if self.observers:
             done = ApplyRound(
-                len(ids), full, planned - began, policy_done - planned,
-                programmed - policy_done, began + took - programmed, plan.size, failed, refused,
-            )  # fmt: skip
+                endpoints=len(ids),
+                full=full,
+                plan=planned - began,
+                policy=policy_done - planned,
+                kernel=programmed - policy_done,
+                status=began + took - programmed,
+                changes=plan.size,
+                failed=failed,
+                policy_refused=refused,
+            )
             for observe in self.observers:
                 observe(done)
 

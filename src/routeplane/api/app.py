@@ -68,9 +68,13 @@ async def inline(func: Callable[..., T], *args: Any) -> T:
 
 
 def create_app(
-    services: Services, identity: Identity, *, noauth: bool = False, threaded: bool = True,
+    services: Services,
+    identity: Identity,
+    *,
+    noauth: bool = False,
+    threaded: bool = True,
     metrics: ApiMetrics | None = None,
-) -> FastAPI:  # fmt: skip
+) -> FastAPI:
     """The application. ``threaded``: run service calls in the thread pool, so that slow
     store round trips (etcd) of concurrent requests overlap. ``metrics``: count and time
     the requests (inside the ``.json`` stripping, so ``/v2.0/ports.json`` is the route

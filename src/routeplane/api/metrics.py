@@ -31,13 +31,18 @@ BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2
 class ApiMetrics:
     def __init__(self, registry: CollectorRegistry, repo: Repo) -> None:
         self.requests = Counter(
-            "routeplane_api_requests_total", "HTTP requests answered, by route and code",
-            ["method", "route", "code"], registry=registry,
-        )  # fmt: skip
+            "routeplane_api_requests_total",
+            "HTTP requests answered, by route and code",
+            ["method", "route", "code"],
+            registry=registry,
+        )
         self.latency = Histogram(
-            "routeplane_api_request_duration_seconds", "Time to answer a request, by route",
-            ["method", "route"], buckets=BUCKETS, registry=registry,
-        )  # fmt: skip
+            "routeplane_api_request_duration_seconds",
+            "Time to answer a request, by route",
+            ["method", "route"],
+            buckets=BUCKETS,
+            registry=registry,
+        )
         registry.register(_RepoCollector(repo))
 
 

@@ -85,9 +85,12 @@ def _metrics(args: argparse.Namespace) -> AgentMetrics | None:
 
 
 def _observe(
-    args: argparse.Namespace, metrics: AgentMetrics | None, agent: Agent,
-    bgp: BgpSpeaker | None, metadata: list[MetadataService],
-) -> Observer | None:  # fmt: skip
+    args: argparse.Namespace,
+    metrics: AgentMetrics | None,
+    agent: Agent,
+    bgp: BgpSpeaker | None,
+    metadata: list[MetadataService],
+) -> Observer | None:
     """The metrics listener (``--metrics-listen``): the agent's metrics, ``/readyz`` and
     ``/status`` (what ``routeplane status`` prints)."""
     if metrics is None:

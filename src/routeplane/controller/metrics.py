@@ -59,13 +59,15 @@ class ControllerMetrics:
         self.failovers = Counter(
             "routeplane_controller_failovers_total",
             "Service-IP moves this controller made, by reason",
-            ["reason"], registry=registry,
-        )  # fmt: skip
+            ["reason"],
+            registry=registry,
+        )
         self.latency = Histogram(
             "routeplane_controller_detection_to_move_seconds",
             "From the evidence of a failure to the committed move",
-            buckets=BUCKETS, registry=registry,
-        )  # fmt: skip
+            buckets=BUCKETS,
+            registry=registry,
+        )
         controller.observers.append(self.moved)
         registry.register(_StateCollector(controller))
 

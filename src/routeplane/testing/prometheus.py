@@ -52,12 +52,14 @@ class PrometheusServer:
         with self.log.open("wb") as log:
             self._proc = subprocess.Popen(
                 [
-                    binary, f"--config.file={workdir / 'prometheus.yml'}",
+                    binary,
+                    f"--config.file={workdir / 'prometheus.yml'}",
                     f"--storage.tsdb.path={workdir / 'data'}",
                     f"--web.listen-address=127.0.0.1:{self.port}",
                 ],
-                stdout=log, stderr=subprocess.STDOUT,
-            )  # fmt: skip
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         self._wait_ready()
 
     def _get(self, path: str, **params: str) -> Any:
