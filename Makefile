@@ -12,10 +12,12 @@ BIN := $(VENV)/bin
 # run in VM namespaces (busybox's udhcpc, ISC dhclient, dhcpcd); QEMU guests (issue #15): QEMU,
 # busybox-static (also the namespace VMs' udhcpc: it replaces Debian's busybox, so only
 # one of the two may be listed) and dropbear-bin copied into the guest image, cpio to pack it, the ssh
-# client their test logs in with (the guest kernel is fetched by `apt-get download`).
+# client their test logs in with (the guest kernel is fetched by `apt-get download`); systemd
+# for systemd-analyze, which checks the service units in deploy/systemd/; prometheus, which
+# the metrics tests start.
 DEB_PACKAGES := etcd-server python3-venv iproute2 nftables conntrack iputils-ping procps util-linux \
 	bird2 keepalived isc-dhcp-client dhcpcd-base cloud-init qemu-system-x86 busybox-static \
-	dropbear-bin cpio openssh-client curl
+	dropbear-bin cpio openssh-client curl systemd prometheus
 PYTEST_ARGS ?=
 
 .PHONY: demo test check lint fmt typecheck imports unit contract kernel bench system-deps venv clean

@@ -21,15 +21,23 @@ is N regardless, sharing taps (at N = 10,000 five endpoints to a tap, and a chan
 re-derives all five). The agent learns of a write by another process from the embedded
 store's poller (every 2-10 ms): that wait is part of every change's latency. Bounded;
 everything is removed afterwards.
+
+``--compare-metrics`` measures what the metrics cost (issue #18: within 5%): the same
+sizes with the agent's ``--metrics-listen`` off and on, alternating, ``--runs`` times
+each; with it on, ``/metrics`` is scraped every half second throughout (far more often
+than a Prometheus would), so the scrapes' own cost is in the figures too.
 """
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 from pathlib import Path
 
 from dataplane import make_taps, wait_idle  # bench/dataplane.py
@@ -91,7 +99,21 @@ def peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
-def one_size(n: int) -> tuple[int, int, float, float, float, float]:
+def scrape_until(port: int, stop: threading.Event, every: float = 0.5) -> list[int]:
+    """Scrape the agent's /metrics every ``every`` seconds until ``stop``: the sizes."""
+    sizes: list[int] = []
+    while not stop.wait(every):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as answer:
+                sizes.append(len(answer.read()))
+        except OSError:
+            continue
+    return sizes
+
+
+def one_size(
+    n: int, metrics_port: int | None = None
+) -> tuple[int, int, float, float, float, float]:
     tap_count = min(n, MAX_TAPS)
     with (
         netns.Cleanup() as cleanup,
@@ -124,8 +146,16 @@ def one_size(n: int) -> tuple[int, int, float, float, float, float]:
                 "node1",
                 "--netns",
                 host,
+                *(["--metrics-listen", f"127.0.0.1:{metrics_port}"] if metrics_port else []),
             ]
         )
+        stop_scraping = threading.Event()
+        scrapes: list[int] = []
+        if metrics_port:
+            scraper = threading.Thread(
+                target=lambda: scrapes.extend(scrape_until(metrics_port, stop_scraping))
+            )
+            scraper.start()
         try:
             deadline = time.monotonic() + 300
             seen: set[str] = set()
@@ -151,6 +181,10 @@ def one_size(n: int) -> tuple[int, int, float, float, float, float]:
             assert isinstance(last, list)
             assert in_group_set(host, str(last[-1])), "the policy was not programmed"
         finally:
+            stop_scraping.set()
+            if metrics_port:
+                scraper.join()
+                assert scrapes, "the agent's /metrics never answered"
             agent.terminate()
             agent.wait(timeout=30)
             store.close()
@@ -165,8 +199,45 @@ def one_size(n: int) -> tuple[int, int, float, float, float, float]:
     )
 
 
-def main() -> int:
-    rows = [one_size(n) for n in SIZES]
+def compare_metrics(sizes: list[int], runs: int) -> int:
+    """Cold start and one change with the metrics listener off and on, alternating."""
+    from routeplane.testing.api import free_port
+
+    results: dict[tuple[int, bool], list[tuple[float, float, float]]] = {}
+    for _ in range(runs):
+        for n in sizes:
+            for on in (False, True):
+                _, _, cold, _, p50, p99 = one_size(n, free_port() if on else None)
+                results.setdefault((n, on), []).append((cold, p50, p99))
+    print(
+        f"\nagent benchmark, metrics off vs on ({runs} runs each, medians; on: scraped every 0.5 s)"
+    )
+    print(
+        "{:>7} {:>8} {:>14} {:>14} {:>10}".format(
+            "N", "metrics", "cold start s", "change p50 ms", "p99 ms"
+        )
+    )
+    for n in sizes:
+        medians = {}
+        for on in (False, True):
+            rows = results[(n, on)]
+            medians[on] = tuple(statistics.median(r[k] for r in rows) for k in range(3))
+            cold, p50, p99 = medians[on]
+            print(f"{n:>7,} {'on' if on else 'off':>8} {cold:>14.2f} {p50:>14.2f} {p99:>10.2f}")
+        ratio = [medians[True][k] / medians[False][k] - 1 for k in range(3)]
+        print(f"{n:>7,} {'on/off':>8} {ratio[0]:>+13.1%} {ratio[1]:>+13.1%} {ratio[2]:>+9.1%}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
+    parser.add_argument("--compare-metrics", action="store_true")
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args(argv)
+    if args.compare_metrics:
+        return compare_metrics(args.sizes, args.runs)
+    rows = [one_size(n) for n in args.sizes]
     print(
         "\nagent benchmark: cold start of N endpoints (2 addresses each, security group with"
         " a remote-group rule, nftables policy on) and one change at each N"

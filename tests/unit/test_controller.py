@@ -295,3 +295,40 @@ def test_an_active_port_that_was_deleted_fails_over_when_its_reports_stop(cloud:
     assert (shown["active_port_id"], shown["status"]) == (cloud.ports["b"], "ACTIVE")
     assert cloud.record("b")["preferred"] == [ADDRESS]
     assert cloud.moves() == [("a", "b", "health")]
+
+
+def test_metrics_count_one_failover_and_its_detection_time(cloud: Cloud) -> None:
+    """What an operator's Prometheus sees: the leader, one failover after one failure,
+    from the failing report to the move, and the ports by health."""
+    from prometheus_client import CollectorRegistry
+
+    from routeplane.controller.metrics import ControllerMetrics
+
+    first, second = cloud.controller("first"), cloud.controller("second")
+    registries = [CollectorRegistry(), CollectorRegistry()]
+    ControllerMetrics(registries[0], first)
+    ControllerMetrics(registries[1], second)
+    settle([first, second], rounds=3)
+    cloud.report("b", healthy=True)
+    cloud.report("c", healthy=True)
+    cloud.report("a", healthy=False)
+    cloud.clock.advance(0.25)  # the leader sees the failing report a quarter second later
+    assert settle([first, second], until=lambda: cloud.holder() == "b")
+
+    def sample(which: int, name: str, **labels: str) -> float | None:
+        return registries[which].get_sample_value(name, labels)
+
+    assert sample(0, "routeplane_controller_leader") == 1
+    assert sample(1, "routeplane_controller_leader") == 0
+    assert sample(0, "routeplane_controller_failovers_total", reason="health") == 1
+    assert sample(1, "routeplane_controller_failovers_total", reason="health") is None
+    assert sample(0, "routeplane_controller_detection_to_move_seconds_count") == 1
+    assert sample(0, "routeplane_controller_detection_to_move_seconds_sum") == pytest.approx(0.25)
+    assert sample(0, "routeplane_controller_service_ips") == 1
+    # after the move (as read now, by the wall clock): a's report is failed or stale by
+    # then, b and c were healthy when reported; their sum is the three ports
+    total = sum(
+        sample(0, "routeplane_controller_ports", health=h) or 0
+        for h in ("healthy", "failed", "stale", "unknown")
+    )
+    assert total == 3

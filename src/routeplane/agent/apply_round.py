@@ -33,6 +33,7 @@ from routeplane.agent.drains import Drains
 from routeplane.agent.endpoint_cache import EndpointCache
 from routeplane.agent.mirror import Mirror
 from routeplane.agent.policy_runner import PolicyRunner
+from routeplane.agent.rounds import ApplyObserver, RoundReport
 from routeplane.agent.status import StatusWriter
 from routeplane.dataplane.diff import diff
 from routeplane.dataplane.model import HostState, Plan
@@ -71,6 +72,7 @@ class ApplyRound:
         self.clock = clock
         self.wall_clock = wall_clock  # the move hints' ``moved_at`` is wall-clock time
         self.pending: set[str] = set()  # endpoints whose tap is missing or down
+        self.observers: list[ApplyObserver] = []  # told of every round (the metrics)
 
     def run(self, ids: set[str], *, full: bool, sweep: bool, began: float) -> set[str]:
         """Converge these endpoints (and those sharing their taps); ``full``: every tap
@@ -97,12 +99,15 @@ class ApplyRound:
             retry |= ids
             plan = self._plan(states, policy.covered, taps, full=full, sweep=sweep, wall=wall)
         policy_done = self.clock()
+        refused = bool(retry)
+        failed = 0
         if not plan.empty:
             moved = self.mirror.owner_changes(plan)
             outcome = self.kernel.apply(plan)
             self.mirror.record(plan, outcome)
             if moved:
                 self.kernel.flush_conntrack(moved)
+            failed = len(outcome.failed)
             if not outcome.ok:
                 LOG.warning(
                     "kernel: %d operation(s) failed: %s", len(outcome.failed), outcome.errors[:3]
@@ -125,6 +130,20 @@ class ApplyRound:
                 plan.size,
                 began + took - programmed,
             )
+        if self.observers:
+            report = RoundReport(
+                endpoints=len(ids),
+                full=full,
+                plan=planned - began,
+                policy=policy_done - planned,
+                kernel=programmed - policy_done,
+                status=began + took - programmed,
+                changes=plan.size,
+                failed=failed,
+                policy_refused=refused,
+            )
+            for observe in self.observers:
+                observe(report)
         return retry
 
     def _plan(

@@ -40,6 +40,7 @@ from routeplane.agent.mirror import Mirror
 from routeplane.agent.policy import ENDPOINTS, PolicyFeed, PolicyTable
 from routeplane.agent.policy_runner import PolicyRunner
 from routeplane.agent.registration import Registration
+from routeplane.agent.rounds import ApplyObserver
 from routeplane.agent.settings import AgentSettings
 from routeplane.agent.status import StatusWriter
 from routeplane.dataplane.ports import Kernel
@@ -106,6 +107,7 @@ class Agent:
         self._next_resync = 0.0
         self._next_pending = 0.0
         self._errors = 0
+        self.observers: list[ApplyObserver] = self.round.observers  # told of every round
 
     # the loop ------------------------------------------------------------------------
     def run(self, stop: Callable[[], bool], synced: Callable[[], None] | None = None) -> None:
@@ -127,6 +129,11 @@ class Agent:
     def synced(self) -> bool:
         """Has the agent read all of its endpoints and applied them at least once?"""
         return self.in_sync and not self.full_due
+
+    @property
+    def store_errors(self) -> int:
+        """Rounds in a row the store failed (0: it answers)."""
+        return self._errors
 
     def kernel_prepare(self) -> None:
         """Host-wide settings (forwarding) once at start; every ``Kernel`` has them."""

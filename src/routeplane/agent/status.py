@@ -29,6 +29,11 @@ class StatusWriter:
     def reported(self) -> set[str]:
         return set(self._load())
 
+    def known(self) -> set[str]:
+        """The ports last reported programmed, without reading the store (empty before
+        the first report): for another thread (metrics, ``routeplane status``)."""
+        return set(self._reported or ())
+
     def _load(self) -> dict[str, int]:
         if self._reported is None:
             items = self.store.range(self.prefix).items

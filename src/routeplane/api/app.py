@@ -26,6 +26,7 @@ from routeplane.api import (
     router_actions,
     versions,
 )
+from routeplane.api.metrics import ApiMetrics, RequestMetrics
 from routeplane.api.resources import ResourceRoutes, Wiring
 from routeplane.model.errors import StoreError
 from routeplane.services.context import Context
@@ -71,10 +72,17 @@ async def inline(func: Callable[..., T], *args: Any) -> T:
 
 
 def create_app(
-    services: Services, identity: Identity, *, noauth: bool = False, threaded: bool = True
+    services: Services,
+    identity: Identity,
+    *,
+    noauth: bool = False,
+    threaded: bool = True,
+    metrics: ApiMetrics | None = None,
 ) -> FastAPI:
     """The application. ``threaded``: run service calls in the thread pool, so that slow
-    store round trips (etcd) of concurrent requests overlap."""
+    store round trips (etcd) of concurrent requests overlap. ``metrics``: count and time
+    the requests (inside the ``.json`` stripping, so ``/v2.0/ports.json`` is the route
+    ``/v2.0/ports``)."""
     app = FastAPI(
         title="routeplane",
         version="2.0",
@@ -87,6 +95,8 @@ def create_app(
     app.add_exception_handler(StoreError, faults.on_store_error)
     app.add_exception_handler(Exception, faults.on_unexpected)
 
+    if metrics is not None:
+        app.add_middleware(RequestMetrics, metrics=metrics)
     app.add_middleware(StripJsonSuffix)
 
     def context(request: Request) -> Context:

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Protocol
 
+from routeplane.bgp import protocols as shown
 from routeplane.model.errors import BgpError
 
 NETNS_DIR = "/run/netns"
@@ -96,6 +97,11 @@ class Bird:
         if done.returncode != 0:
             raise BgpError(f"birdc {' '.join(args)}: {(done.stderr or done.stdout).strip()}")
         return done.stdout
+
+    def protocols(self) -> list[shown.Protocol]:
+        """``show protocols``: every protocol of our BIRD (``BgpError`` when it does not
+        answer: not running, or its socket gone)."""
+        return shown.parse(self.birdc("show", "protocols"))
 
     def stop(self, timeout: float = 5.0) -> None:
         """End our BIRD (SIGTERM, then SIGKILL): the kernel routes it installed go with it

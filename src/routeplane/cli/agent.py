@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from routeplane.agent.bgp import BgpSettings, BgpSpeaker
 from routeplane.agent.health import HealthChecker
 from routeplane.agent.loop import Agent
+from routeplane.agent.policy import PolicyTable
 from routeplane.agent.settings import AgentSettings
 from routeplane.bgp.bird import Bird
 from routeplane.cli import daemon
@@ -29,7 +30,9 @@ from routeplane.store import Store, open_store
 if TYPE_CHECKING:
     from routeplane.agent.dhcp import DhcpService
     from routeplane.agent.metadata import MetadataService
+    from routeplane.agent.metrics import AgentMetrics
     from routeplane.agent.nova_proxy import NovaProxy
+    from routeplane.cli.observe import Observer
 
 
 def _speaker(args: argparse.Namespace, store: Store) -> BgpSpeaker | None:
@@ -113,6 +116,51 @@ def _dhcp(args: argparse.Namespace, agent: Agent) -> DhcpService | None:
     return service
 
 
+def _metrics(args: argparse.Namespace) -> AgentMetrics | None:
+    """The agent's metrics, when something will read them (``--metrics-listen``);
+    without a listener the loop is not even observed."""
+    if args.metrics_listen is None:
+        return None
+    from routeplane.agent.metrics import AgentMetrics  # noqa: PLC0415
+    from routeplane.cli import observe  # noqa: PLC0415
+
+    return AgentMetrics(observe.registry(), args.host)
+
+
+def _observe(
+    args: argparse.Namespace,
+    metrics: AgentMetrics | None,
+    agent: Agent,
+    bgp: BgpSpeaker | None,
+    metadata: list[MetadataService],
+) -> Observer | None:
+    """The metrics listener (``--metrics-listen``): the agent's metrics, ``/readyz`` and
+    ``/status`` (what ``routeplane status`` prints)."""
+    if metrics is None:
+        return None
+    from routeplane.agent.metrics import state  # noqa: PLC0415
+    from routeplane.cli.observe import serve  # noqa: PLC0415
+
+    sessions = bgp.bird.protocols if bgp is not None and isinstance(bgp.bird, Bird) else None
+    metrics.watch(agent, sessions)
+
+    def status() -> dict[str, Any]:
+        found = state(metrics, agent, sessions)
+        found["metadata"] = {
+            "enabled": not args.no_metadata,
+            "running": bool(metadata),
+            "address": f"{METADATA_ADDRESS}:{args.metadata_port}",
+        }
+        return found
+
+    return serve(
+        args.metrics_listen,
+        metrics.registry,
+        lambda: state(metrics, agent, sessions, names=False),
+        status,
+    )
+
+
 def _raise_file_limit() -> None:
     """Every VM long-polling the metadata service holds a connection: take the hard
     limit on open files rather than a service manager's soft default (1,024 under
@@ -138,11 +186,16 @@ def _run(args: argparse.Namespace) -> int:
     store = open_store(args.store)
     kernel = LinuxKernel(args.netns)
     bgp = _speaker(args, store)
-    agent = Agent(store, kernel, settings, policy=NftTable(args.netns), bgp=bgp)
+    metrics = _metrics(args)
+    policy: PolicyTable = NftTable(args.netns)
+    if metrics is not None:
+        policy = metrics.timed(policy)
+    agent = Agent(store, kernel, settings, policy=policy, bgp=bgp)
     probe = NamespaceProbe(args.netns)
     health = HealthChecker(store, args.host, probe, endpoints=agent.endpoint_feed())
     metadata: list[MetadataService] = []
     dhcp: list[DhcpService] = []
+    listener = _observe(args, metrics, agent, bgp, metadata)
 
     def start_services() -> None:
         """Once the dataplane is programmed: the health checker and the metadata service
@@ -160,6 +213,8 @@ def _run(args: argparse.Namespace) -> int:
     try:
         agent.run(stop.is_set, synced=start_services)
     finally:
+        if listener is not None:
+            listener.close()
         for service in metadata:
             service.close()
         for server in dhcp:
@@ -215,5 +270,6 @@ def add_parser(commands: Any) -> None:
     parser.add_argument(
         "--no-dhcp", action="store_true", help="do not answer the VMs' DHCPv4 requests"
     )
+    daemon.add_options(parser, "agent")
     parser.add_argument("-v", "--verbose", action="store_true")
     parser.set_defaults(run=_run)

@@ -1,7 +1,8 @@
 """``routeplane api``: serve the Neutron-compatible API (and identity) over HTTP.
 
 The composition root of the api: it opens the store, builds the services and the
-identity from the config file, and runs the ASGI app under uvicorn.
+identity from the config file (``/etc/routeplane/api.toml``: the command's options and
+the identity's users and projects), and runs the ASGI app under uvicorn.
 """
 
 from __future__ import annotations
@@ -9,31 +10,47 @@ from __future__ import annotations
 import argparse
 import logging
 import threading
-import tomllib
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from routeplane.cli import daemon
+from routeplane.cli.config import ConfigError
 from routeplane.cli.store import open_creating
-from routeplane.model.errors import InvalidRequest, RouteplaneError
+from routeplane.model.errors import RouteplaneError
 from routeplane.store import Store
+
+if TYPE_CHECKING:
+    from routeplane.services.security.identity import IdentityConfig
 
 log = logging.getLogger(__name__)
 
 
-def load_config(path: str | None) -> dict[str, Any]:
-    if path is None:
-        return {}
+# keys of api.toml beyond the command's options: the built-in identity's users and projects
+IDENTITY_KEYS: dict[str, type | tuple[type, ...]] = {
+    "users": list,
+    "projects": list,
+    "admin_project": str,
+    "token_ttl": int,
+    "token_secret": str,
+    "region": str,
+}
+# and the subnet pools it creates at start: [{prefixes = [...], default_prefixlen = n}]
+API_KEYS: dict[str, type | tuple[type, ...]] = {**IDENTITY_KEYS, "default_subnet_pools": list}
+
+
+def identity_config(args: argparse.Namespace) -> IdentityConfig:
+    """The identity's settings from the config file (and ``--admin-token``); a user or
+    project without its required fields is a ``ConfigError`` naming the key."""
+    from routeplane.services.security.identity import IdentityConfig  # noqa: PLC0415
+
+    raw: dict[str, Any] = {k: v for k, v in args.config_values.items() if k in IDENTITY_KEYS}
+    raw["admin_token"] = args.admin_token
     try:
-        return tomllib.loads(Path(path).read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise InvalidRequest(f"cannot read config file {path}: {exc}") from exc
-
-
-def _listen(value: str) -> tuple[str, int]:
-    host, _, port = value.rpartition(":")
-    if not host or not port.isdigit():
-        raise argparse.ArgumentTypeError(f"--listen takes HOST:PORT, not {value!r}")
-    return host, int(port)
+        return IdentityConfig.from_dict(raw)
+    except KeyError as exc:
+        key = "users" if raw.get("users") else "projects"
+        raise ConfigError(args.config or "", key, f"an entry lacks {exc}") from exc
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(args.config or "", "users", str(exc)) from exc
 
 
 def _migrate_records(store: Store) -> None:
@@ -62,23 +79,30 @@ def _run(args: argparse.Namespace) -> int:
     import uvicorn  # noqa: PLC0415
 
     from routeplane.api.app import create_app  # noqa: PLC0415
+    from routeplane.api.metrics import ApiMetrics  # noqa: PLC0415
+    from routeplane.cli import observe  # noqa: PLC0415
     from routeplane.services.registry import Services  # noqa: PLC0415
-    from routeplane.services.security.identity import Identity, IdentityConfig, shared_secret  # noqa: PLC0415
+    from routeplane.services.security.identity import Identity, shared_secret  # noqa: PLC0415
 
-    raw = load_config(args.config)
-    if args.admin_token:
-        raw["admin_token"] = args.admin_token
-    config = IdentityConfig.from_dict(raw)
-    store_url = args.store if args.store_given else raw.get("store", args.store)
+    config = identity_config(args)
+    store_url = args.store
     store = open_creating(store_url)
+    listener = None
     try:
         identity = Identity(config, shared_secret(store))
         # the embedded store answers in microseconds: run it inline, not in threads
         threaded = not store_url.startswith("sqlite:")
         services = Services(store)
-        for pool in raw.get("default_subnet_pools", []):  # [{prefixes, default_prefixlen}]
+        for pool in args.config_values.get("default_subnet_pools", []):
             services.subnetpools.ensure_default(pool["prefixes"], pool.get("default_prefixlen"))
-        app = create_app(services, identity, noauth=args.noauth, threaded=threaded)
+        metrics = None
+        if args.metrics_listen is not None:
+            registry = observe.registry()
+            metrics = ApiMetrics(registry, services.repo)
+            listener = observe.serve(
+                args.metrics_listen, registry, lambda: observe.store_ready(store)
+            )
+        app = create_app(services, identity, noauth=args.noauth, threaded=threaded, metrics=metrics)
         host, port = args.listen
         logging.basicConfig(
             level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s"
@@ -88,6 +112,8 @@ def _run(args: argparse.Namespace) -> int:
         ).start()
         uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
     finally:
+        if listener is not None:
+            listener.close()
         store.close()
     return 0
 
@@ -98,14 +124,13 @@ def add_parser(commands: Any) -> None:
     )
     parser.add_argument(
         "--listen",
-        type=_listen,
+        type=daemon.address,
         default=("127.0.0.1", 9696),
         metavar="HOST:PORT",
         help="address to serve on (default 127.0.0.1:9696)",
     )
-    parser.add_argument(
-        "--config",
-        help="TOML file: users, projects, roles, admin_token, store, default_subnet_pools",
+    daemon.add_options(
+        parser, "api", "; also users, projects and their roles, default_subnet_pools"
     )
     parser.add_argument("--admin-token", help="a static token that acts as admin")
     parser.add_argument(
@@ -113,4 +138,4 @@ def add_parser(commands: Any) -> None:
         action="store_true",
         help="no authentication: every request is admin (development only)",
     )
-    parser.set_defaults(run=_run)
+    parser.set_defaults(run=_run, config_extra=API_KEYS)

@@ -19,7 +19,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from routeplane.cli import daemon
-from routeplane.cli.api import load_config
 from routeplane.cli.store import open_creating
 from routeplane.model.errors import InvalidRequest
 from routeplane.store import Store
@@ -30,7 +29,9 @@ if TYPE_CHECKING:
 
 def _run(args: argparse.Namespace) -> int:
     # imported here: every ``routeplane`` command builds this module's parser
+    from routeplane.cli import observe  # noqa: PLC0415
     from routeplane.controller.leader import Controller, ControllerSettings  # noqa: PLC0415
+    from routeplane.controller.metrics import ControllerMetrics  # noqa: PLC0415
     from routeplane.services.registry import Services  # noqa: PLC0415
 
     name = args.name or f"{socket.gethostname()}-{os.getpid()}"
@@ -38,12 +39,17 @@ def _run(args: argparse.Namespace) -> int:
     store = open_creating(args.store)
     settings = ControllerSettings(name=name, lease_ttl=args.lease_ttl)
     controller = Controller(store, Services(store).service_ips, settings)
-    nova = load_config(args.config).get("nova")
+    nova = args.config_values.get("nova")
     notifier = None if nova is None else _notifier(store, nova, controller.leader_value)
     thread = None
     if notifier is not None:
         thread = threading.Thread(target=notifier.run, args=(stop.is_set,), name="nova")
         thread.start()
+    listener = None
+    if args.metrics_listen is not None:
+        registry = observe.registry()
+        ControllerMetrics(registry, controller)
+        listener = observe.serve(args.metrics_listen, registry, lambda: observe.store_ready(store))
     try:
         controller.run(stop.is_set)
     finally:
@@ -51,6 +57,8 @@ def _run(args: argparse.Namespace) -> int:
         if thread is not None and notifier is not None:
             thread.join(timeout=30)
             notifier.close()
+        if listener is not None:
+            listener.close()
         controller.close()
         store.close()
     return 0
@@ -85,8 +93,6 @@ def add_parser(commands: Any) -> None:
         default=3,
         help="seconds after which another controller takes over from a dead leader",
     )
-    parser.add_argument(
-        "--config", help="TOML file; its [nova] table turns on Nova's external events"
-    )
+    daemon.add_options(parser, "controller", "; its [nova] table turns on Nova's external events")
     parser.add_argument("-v", "--verbose", action="store_true")
-    parser.set_defaults(run=_run)
+    parser.set_defaults(run=_run, config_extra={"nova": dict})

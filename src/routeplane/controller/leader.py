@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +37,9 @@ from routeplane.store import Delete, Event, EventType, KeyValue, Put, Store, abs
 from routeplane.store.watcher import Follower, Snapshot
 
 LOG = logging.getLogger("routeplane.controller")
+# told of every move the leader made: the service IP before it, its ports' reports, the
+# decision and when (the metrics); runs on the loop's thread, must be quick, must not raise
+MoveObserver = Callable[[Mapping[str, Any], Mapping[str, HealthReport], Decision, float], None]
 SERVICE_IPS = prefix("service_ips")
 HEALTH = prefix("health")
 
@@ -78,6 +81,7 @@ class Controller:
         self._leader_value: dict[str, Any] | None = None
         self._next_keepalive = 0.0
         self._next_resync = 0.0
+        self.observers: list[MoveObserver] = []
 
     @property
     def is_leader(self) -> bool:
@@ -87,6 +91,10 @@ class Controller:
         """The leader record while this controller holds it (to fence other writers on,
         such as the Nova notifier in the same process); None otherwise."""
         return self._leader_value
+
+    def service_ip_docs(self) -> dict[str, dict[str, Any]]:
+        """The service IPs as last read (a copy: another thread may ask)."""
+        return dict(self._docs)
 
     # the loop ------------------------------------------------------------------------
     def run(self, stop: Callable[[], bool]) -> None:
@@ -204,7 +212,7 @@ class Controller:
     def reports(self, sip_id: str) -> dict[str, HealthReport]:
         """The newest report per port (a port that changed host may have two)."""
         newest: dict[str, HealthReport] = {}
-        for port_id, report in self._health.get(sip_id, {}).values():
+        for port_id, report in list(self._health.get(sip_id, {}).values()):
             if port_id not in newest or report.checked_at > newest[port_id].checked_at:
                 newest[port_id] = report
         return newest
@@ -264,6 +272,8 @@ class Controller:
         self._retry_at.pop(sip_id, None)
         if done is not None:
             LOG.warning("service IP %s moved to port %s (%s)", sip_id, done.target, done.reason)
+            for observe in self.observers:
+                observe(self._docs.get(sip_id, {}), self.reports(sip_id), done, self.clock())
 
 
-__all__ = ["LEADER_KEY", "Controller", "ControllerSettings", "NotLeader"]
+__all__ = ["LEADER_KEY", "Controller", "ControllerSettings", "MoveObserver", "NotLeader"]

@@ -104,6 +104,12 @@ class Repo:
         # Checks of a change about to commit, which may refuse it or add compares
         # (quota enforcement).
         self.before_commit: builtins.list[Callable[[Change], None]] = []
+        # transactions refused because something they depend on changed (each one runs
+        # its use case again), and use cases that lost every race (answered 409): counted
+        # for the api's metrics
+        self.conflicts = 0
+        self.gave_up = 0
+        self._counting = threading.Lock()
 
     def attempt(self) -> int:
         """How many times the running use case lost a race already (0 on the first try)."""
@@ -143,8 +149,12 @@ class Repo:
                     check(outcome.change)
                 if self.store.txn(outcome.change.compares, outcome.change.ops).succeeded:
                     return outcome.result
+                with self._counting:
+                    self.conflicts += 1
         finally:
             self._local.attempt = 0
+        with self._counting:
+            self.gave_up += 1
         raise ApiFault(
             "HTTPConflict", 409, "The request could not be completed because of concurrent changes."
         )
