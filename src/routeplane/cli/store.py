@@ -105,6 +105,18 @@ def _check(args: argparse.Namespace, store: Store) -> int:
     return 1 if problems else 0
 
 
+def _migrate(args: argparse.Namespace, store: Store) -> int:
+    """The security-group member index for ports written before it existed (idempotent)."""
+    from routeplane.services.core.member_index import migrate  # noqa: PLC0415
+
+    done = migrate(store)
+    print(
+        f"security-group member index: {done.written} entr(y/ies) written, "
+        f"{done.deleted} stale deleted"
+    )
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
     store = _open(args)
     try:
@@ -155,6 +167,13 @@ def add_parser(commands: Any) -> None:
         "check", help="report overlapping subnets and addresses held twice (exit 1 if any)"
     )
     p.set_defaults(action=_check)
+
+    p = actions.add_parser(
+        "migrate",
+        help="upgrade: build the security-group member index (sgmembers/) from the endpoint"
+        " records; run once after upgrading the api, before the agents; idempotent",
+    )
+    p.set_defaults(action=_migrate)
 
     p = actions.add_parser("rev", help="print the current revision")
     p.set_defaults(action=_revision)
