@@ -79,6 +79,7 @@ bench: system-deps venv
 	$(BIN)/python bench/store.py
 	$(BIN)/python bench/api.py
 	$(BIN)/python bench/agent.py
+	$(BIN)/python bench/scale.py
 	$(BIN)/python bench/dataplane.py
 	$(BIN)/python bench/convergence.py
 	$(BIN)/python bench/failover.py

@@ -1,8 +1,8 @@
 """Agent benchmark: cold start for N endpoints, and the latency of one change, at each N.
 
 Run with ``make bench`` (as root). A host namespace with N taps (veth pairs whose VM ends
-sit in a second namespace), N endpoint records of two addresses each written to an
-embedded store, all in security group ``default`` with Neutron's default rules (ingress
+sit in a second namespace), N endpoint records of two addresses each (and their
+security-group member index entries, as the api writes them) written to an embedded store, all in security group ``default`` with Neutron's default rules (ingress
 from the group's own members — a remote-group set of 2·N addresses — and egress to
 anywhere), then ``routeplane agent --netns`` started as its own process, with its
 nftables policy on:
@@ -42,8 +42,10 @@ from pathlib import Path
 
 from dataplane import make_taps, wait_idle  # bench/dataplane.py
 from routeplane.lab import netns
+from routeplane.model.endpoint import decode
 from routeplane.model.jsontypes import JSONObject, JSONValue
-from routeplane.store import Put
+from routeplane.model.members import record_entries
+from routeplane.store import Op, Put
 from routeplane.store.sqlite import SqliteStore
 
 SIZES = (1000, 10000)
@@ -88,6 +90,14 @@ def record(i: int, tap: str, extra: int = 0) -> JSONObject:
     }  # fmt: skip
 
 
+def with_index(i: int, value: JSONObject) -> list[Op]:
+    """An endpoint record and its member index entries, as the api writes them: in one
+    transaction."""
+    port = f"port{i:06d}"
+    entries = record_entries(port, decode(value))
+    return [Put(f"{ROOT}endpoints/node1/{port}", value), *(Put(k, v) for k, v in entries.items())]
+
+
 def programmed(store: SqliteStore) -> int:
     return len(store.range(f"{ROOT}status/node1/").items)
 
@@ -123,10 +133,11 @@ def one_size(
         url = f"sqlite://{Path(tmp) / 'store.db'}"
         store = SqliteStore(Path(tmp) / "store.db")
         store.put(f"{ROOT}security_groups/default", default_group())
-        for start in range(0, n, 100):
+        for start in range(0, n, 50):
             ops = [
-                Put(f"{ROOT}endpoints/node1/port{i:06d}", record(i, taps[i % tap_count]))
-                for i in range(start, min(n, start + 100))
+                op
+                for i in range(start, min(n, start + 50))
+                for op in with_index(i, record(i, taps[i % tap_count]))
             ]
             store.txn([], ops)
         wait_idle()  # nothing else running: not even the last run's teardown
@@ -169,10 +180,7 @@ def one_size(
                 i = (change * 7919) % n
                 key = f"{ROOT}status/node1/port{i:06d}"
                 began = time.perf_counter()
-                store.put(
-                    f"{ROOT}endpoints/node1/port{i:06d}",
-                    record(i, taps[i % tap_count], extra=change),
-                )
+                store.txn([], with_index(i, record(i, taps[i % tap_count], extra=change)))
                 while (kv := store.get(key)) is None or kv.value != {"port_revision": 1 + change}:
                     time.sleep(0.0002)
                 latencies.append((time.perf_counter() - began) * 1000)

@@ -7,7 +7,7 @@ at the resulting fake-kernel state, status keys and recorded actions — not at 
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -16,9 +16,11 @@ from routeplane.agent.loop import Agent
 from routeplane.agent.settings import AgentSettings
 from routeplane.dataplane.fake import FakeKernel
 from routeplane.dataplane.model import Route
+from routeplane.model.endpoint import EndpointRecord
 from routeplane.model.errors import DataplaneError, Unavailable
 from routeplane.model.jsontypes import JSONValue
-from routeplane.store import Store
+from routeplane.model.members import record_entries
+from routeplane.store import Delete, Put, Store
 
 pytestmark = pytest.mark.unit
 
@@ -210,9 +212,8 @@ def test_policy_is_programmed_before_routes_and_fails_closed(
     assert any(t.startswith("policy") for t in policy.threads) == beside
 
 
-def test_group_membership_on_another_host_reaches_the_policy(
-    store: Store, kernel: FakeKernel
-) -> None:
+def _web_member_agent(store: Store, kernel: FakeKernel) -> tuple[Agent, FakePolicy]:
+    """A settled agent with one endpoint in group "web", whose rule names "web"."""
     rule: JSONValue = {"direction": "ingress", "ethertype": "IPv4", "protocol": "tcp", "port_range_min": 22,
             "port_range_max": 22, "remote_group_id": "web", "remote_ip_prefix": None}  # fmt: skip
     store.put(f"{ROOT}security_groups/web", {"id": "web", "security_group_rules": [rule]})
@@ -220,11 +221,40 @@ def test_group_membership_on_another_host_reaches_the_policy(
     policy = FakePolicy()
     agent = Agent(store, kernel, AgentSettings(host="node1", apply_interval=0.0), policy=policy)
     settle(agent)
+    return agent, policy
+
+
+def test_group_membership_on_another_host_reaches_the_policy(
+    store: Store, kernel: FakeKernel
+) -> None:
+    agent, policy = _web_member_agent(store, kernel)
     assert "10.28.0.77" not in policy.scripts[-1]
     remote = {**endpoint("z", "tapzzzzzzzz-zz", "10.28.0.77"), "security_groups": ["web"]}
-    store.put(f"{ROOT}endpoints/node2/z", remote)  # a member on another host
+    # a member on another host, as the api writes it: its record and its index entry
+    index = [Put(k, v) for k, v in record_entries("z", cast(EndpointRecord, remote)).items()]
+    store.txn((), [Put(f"{ROOT}endpoints/node2/z", remote), *index])
     settle(agent)
     assert "10.28.0.77" in policy.scripts[-1]
+    assert set(agent.policy.feed.members.followers) == {"web"}  # type: ignore[union-attr]
+    store.txn((), [Delete(f"{ROOT}endpoints/node2/z"), *(Delete(op.key) for op in index)])
+    settle(agent)
+    assert policy.scripts[-1] == "delete element inet routeplane rg4-web { 10.28.0.77 }\n"
+
+
+def test_the_agent_reads_no_other_hosts_records_nor_unnamed_groups(
+    store: Store, kernel: FakeKernel
+) -> None:
+    """Another host's endpoint records are that host's business; the policy learns of
+    remote members through the index of the groups its rules name, and only those."""
+    agent, policy = _web_member_agent(store, kernel)
+    # a record without index entry (as an api older than the index wrote it): not read
+    remote = {**endpoint("z", "tapzzzzzzzz-zz", "10.28.0.77"), "security_groups": ["web"]}
+    store.put(f"{ROOT}endpoints/node2/z", remote)
+    store.put(f"{ROOT}sgmembers/db/y", {"addresses": ["10.28.0.88"]})  # a group no rule names
+    settle(agent)
+    assert not [s for s in policy.scripts if "10.28.0.77" in s or "10.28.0.88" in s]
+    assert set(agent.policy.feed.members.followers) == {"web"}  # type: ignore[union-attr]
+    assert agent.follower.follower.prefix == f"{ROOT}endpoints/node1/"
 
 
 class FlakyStore:

@@ -1,8 +1,9 @@
 """Unit: the agent's policy feed keeps the nftables table one change at a time, and what
 it keeps is always exactly what a full render of everything gives.
 
-Random sequences of store changes (this host's and another host's endpoints, security
-groups) go through an embedded store into ``PolicyFeed``; after each round the feed's
+Random sequences of store changes (this host's and another host's endpoints with their
+member index entries, as the api writes them, and security groups) go through an
+embedded store into ``PolicyFeed``; after each round the feed's
 table must equal ``render`` of the same inputs, and the script it hands the executor must
 equal ``delta`` between the previous and the new full renders (which the kernel test
 checks against a full replacement). Also: the work of one change does not depend on how
@@ -15,7 +16,7 @@ import random
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -23,9 +24,9 @@ from routeplane.agent.policy import Elements, PolicyFeed
 from routeplane.dataplane.nft_delta import blocks, delta
 from routeplane.dataplane.nft_render import classify, endpoint_addresses, render
 from routeplane.model.endpoint import EndpointRecord, NatPair, encode
-from routeplane.store import Delete, Put, Store
+from routeplane.model.members import record_entries
+from routeplane.store import Delete, Op, Put, Store
 from routeplane.store.sqlite import SqliteStore
-from routeplane.store.watcher import Follower
 from routeplane.testing import records
 
 pytestmark = pytest.mark.unit
@@ -66,12 +67,23 @@ class World:
         self.endpoints: dict[str, EndpointRecord] = {}  # "host/port" -> record
         self.groups: dict[str, dict[str, Any]] = {}
         self.changed: set[str] = set()  # local ports changed since the last round
-        self.written = {"endpoints": 0, "groups": 0}  # the last revision written under each
+        self.written = {"groups": 0}  # the last revision written under each (group: index)
 
     def write(self, what: str, key: str, value: Mapping[str, Any] | None) -> None:
         prefix = f"{ROOT}{'endpoints' if what == 'endpoints' else 'security_groups'}/"
-        op = Delete(prefix + key) if value is None else Put(prefix + key, dict(value))
-        self.written[what] = self.store.txn((), (op,)).revision
+        ops: list[Op] = [Delete(prefix + key) if value is None else Put(prefix + key, dict(value))]
+        touched = set()
+        if what == "endpoints":  # its member index entries, in the same transaction
+            port = key.split("/")[1]
+            old = self.store.get(prefix + key)
+            before = record_entries(port, cast(EndpointRecord, old.value)) if old else {}
+            after = record_entries(port, cast(EndpointRecord, value)) if value else {}
+            ops += [Delete(k) for k in before.keys() - after.keys()]
+            ops += [Put(k, v) for k, v in after.items() if before.get(k) != v]
+            touched = {k.split("/")[-2] for k in {*before, *after}}
+        revision = self.store.txn((), ops).revision
+        for name in touched if what == "endpoints" else {"groups"}:
+            self.written[name] = revision
 
     def endpoint(self, port: str) -> EndpointRecord:
         rng = self.rng
@@ -113,6 +125,11 @@ class World:
                 self.groups[group] = doc
                 self.write("groups", group, doc)
 
+    def caught_up(self, feed: PolicyFeed) -> bool:
+        """Has the feed read the groups and the index of every group it follows?"""
+        followers = {"groups": feed.groups_follower, **feed.members.followers}
+        return all(f.revision >= self.written.get(name, 0) for name, f in followers.items())
+
     def local(self) -> dict[str, EndpointRecord]:
         return {k.split("/")[1]: v for k, v in self.endpoints.items() if k.startswith("node1/")}
 
@@ -134,10 +151,7 @@ class World:
         """The feed takes in every change made so far (the agent's poll and ``local``)."""
         caught_up = time.monotonic() + 5  # the store's watch delivers from its own thread
         feed.poll()
-        while (
-            _revision(feed) < self.written["endpoints"]
-            or feed.groups_follower.revision < self.written["groups"]
-        ) and time.monotonic() < caught_up:
+        while not self.caught_up(feed) and time.monotonic() < caught_up:
             time.sleep(0.001)
             feed.poll()
         local = self.local()
@@ -185,16 +199,11 @@ def test_after_a_failure_the_whole_table_is_programmed_again(store: Store) -> No
         feed.close()
 
 
-def _revision(feed: PolicyFeed) -> int:
-    """How far the feed's own follower of the endpoint records has read."""
-    assert isinstance(feed.endpoints, Follower)
-    return feed.endpoints.revision
-
-
-def _caught_up(feed: PolicyFeed, revision: int) -> None:
+def _caught_up(feed: PolicyFeed, revision: int, group: str = "web") -> None:
+    """Until the feed has read group ``group``'s member index up to ``revision``."""
     deadline = time.monotonic() + 10
     feed.poll()
-    while _revision(feed) < revision and time.monotonic() < deadline:
+    while feed.members.followers[group].revision < revision and time.monotonic() < deadline:
         time.sleep(0.001)
         feed.poll()
 
@@ -214,18 +223,33 @@ def test_one_change_is_the_same_few_elements_whatever_the_number_of_endpoints(
         }
         for i in range(count)
     }
-    ops = [Put(f"{ROOT}endpoints/node1/{p}", encode(r)) for p, r in local.items()]
-    revision = max(store.txn((), ops[i : i + 100]).revision for i in range(0, count, 100))
+    ops = [
+        op
+        for p, r in local.items()
+        for op in (
+            Put(f"{ROOT}endpoints/node1/{p}", encode(r)),
+            *(Put(k, v) for k, v in record_entries(p, r).items()),
+        )
+    ]
+    for i in range(0, len(ops), 100):
+        store.txn((), ops[i : i + 100])
     feed = PolicyFeed(store)
     try:
-        _caught_up(feed, revision)
-        feed.local(
+        feed.poll()
+        feed.local(  # the rule names "web": its index is read as the profile appears
             {p: r["interface"] for p, r in local.items()}, lambda t: [local[f"p{int(t[3:])}"]]
         )
         feed.script()
         feed.committed()
         moved = records.record(local["p7"], fixed_ips=["10.99.0.7"])
-        _caught_up(feed, store.put(f"{ROOT}endpoints/node1/p7", encode(moved)))
+        written = store.txn(
+            (),
+            (
+                Put(f"{ROOT}endpoints/node1/p7", encode(moved)),
+                *(Put(k, v) for k, v in record_entries("p7", moved).items()),
+            ),
+        )
+        _caught_up(feed, written.revision)
         feed.local({"p7": moved["interface"]}, lambda tap: [moved])
         tap = moved["interface"]
         assert feed.script() == (

@@ -37,7 +37,7 @@ from routeplane.agent.bgp import BgpSpeaker
 from routeplane.agent.drains import Drains
 from routeplane.agent.endpoint_cache import EndpointCache
 from routeplane.agent.mirror import Mirror
-from routeplane.agent.policy import ENDPOINTS, PolicyFeed, PolicyTable
+from routeplane.agent.policy import PolicyFeed, PolicyTable
 from routeplane.agent.policy_runner import PolicyRunner
 from routeplane.agent.registration import Registration
 from routeplane.agent.rounds import ApplyObserver
@@ -47,7 +47,7 @@ from routeplane.dataplane.ports import Kernel
 from routeplane.model.errors import DataplaneError, StoreError
 from routeplane.model.keys import endpoints_prefix
 from routeplane.store import Event, Store
-from routeplane.store.watcher import Branch, Fanout, Follower, Snapshot
+from routeplane.store.watcher import Bell, Branch, Fanout, Follower, Snapshot
 
 LOG = logging.getLogger("routeplane.agent")
 
@@ -70,17 +70,16 @@ class Agent:
         self.store = store
         self.kernel = kernel
         self.prefix = endpoints_prefix(settings.host)
-        # One read of the endpoint records for the whole process: the loop's follower,
-        # whose branches feed the policy (every host's records: remote groups' members)
-        # and, in the agent's process, the health checker and metadata service (this
-        # host's). Without policy the loop needs only this host's.
-        self.follower = Fanout(Follower(store, ENDPOINTS if policy is not None else self.prefix))
+        # The loop waits for any of what it follows: this host's endpoint records, and
+        # with policy the security groups and the member index of the groups its
+        # endpoints' rules name (never another host's records: docs/design/scale.md).
+        self.bell = Bell()
+        # One read of this host's endpoint records for the whole process: the loop's
+        # follower, whose branches feed, in the agent's process, the health checker and
+        # the metadata service.
+        self.follower = Fanout(Follower(store, self.prefix, self.bell))
         # None: routing only (no nftables), as in routing-only tests
-        self.policy = (
-            None
-            if policy is None
-            else PolicyRunner(policy, PolicyFeed(store, self.follower.branch()))
-        )
+        self.policy = None if policy is None else PolicyRunner(policy, PolicyFeed(store, self.bell))
         self.settings = settings
         self.clock = clock
         self.wall_clock = wall_clock  # the move hints' ``moved_at`` is wall-clock time
@@ -146,7 +145,9 @@ class Agent:
         try:
             self.registration.keep(self.clock())
             wait = timeout if not self.dirty else max(0.0, self._next_apply - self.clock())
-            self._take(self.follower.poll(wait))
+            if self.follower.follower.revision:  # else: the first snapshot, at once
+                self.bell.wait(wait)
+            self._take(self.follower.poll(0))
             if self.policy is not None:
                 self.policy.poll()
             if self.bgp is not None:

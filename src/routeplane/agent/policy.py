@@ -2,18 +2,21 @@
 a time.
 
 Security groups are global, and a rule with ``remote_group_id`` admits the addresses of
-every port in that group on every host, so this follows all endpoint records and all
-security groups (not only this host's). The agent tells it which of its own taps changed
-(``local``); from those and from the followed records it keeps the table it wants — the
-blocks (declarations, chain rules) and, for each set and map, how many contributions hold
-each element — and notes what changed since the table was last programmed:
+every port in that group on every host, so this follows all security groups and the
+member index (``model/members.py``) of each group a rule of this host's profiles names
+(``agent/members.py``) — not every host's endpoint records. The agent tells it which of
+its own taps changed (``local``); from those and from what it follows it keeps the table
+it wants — the blocks (declarations, chain rules) and, for each set and map, how many
+contributions hold each element — and notes what changed since the table was last
+programmed:
 
 - a tap's change re-renders only that tap's elements (``dataplane.nft_render.tap_policy``
   and ``tap_elements``) and, if its groups changed, takes or releases the chains of its
   group combination (shared by all taps with it: a "profile");
-- an endpoint record anywhere changes only its own addresses in its groups' member sets;
+- a member index entry changes only that port's addresses in that group's member sets;
 - a security group's change re-renders only the profiles that include it; a remote group
-  gets its member sets while some profile's rule names it.
+  gets its member sets, and its index is followed, while some profile's rule names it
+  (its members are read as it is first named, so the set is complete when it appears).
 
 ``script()`` then writes only the difference (``dataplane.nft_delta``), or the whole table
 when nothing is known to be programmed (at start, after a failure): either way one atomic
@@ -30,6 +33,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from routeplane.agent.members import GroupMembers, GroupNews
 from routeplane.dataplane.nft_delta import Update, changes, script
 from routeplane.dataplane.nft_render import (
     FIXED,
@@ -38,7 +42,6 @@ from routeplane.dataplane.nft_render import (
     TapPolicy,
     canonical,
     classify,
-    endpoint_addresses,
     group_set_names,
     group_sets,
     profile_chains,
@@ -46,17 +49,16 @@ from routeplane.dataplane.nft_render import (
     tap_elements,
     tap_policy,
 )
-from routeplane.model.endpoint import EndpointRecord, decode_or_none
-from routeplane.model.keys import SECURITY_GROUPS, endpoints_prefix, prefix
+from routeplane.model.endpoint import EndpointRecord
+from routeplane.model.keys import SECURITY_GROUPS, prefix
 from routeplane.store import Event, EventType, Store
-from routeplane.store.watcher import Feed, Follower, Snapshot
+from routeplane.store.watcher import Bell, Follower, Snapshot
 
-ENDPOINTS = endpoints_prefix()
 GROUPS = prefix(SECURITY_GROUPS)
 VERSIONS = (4, 6)
-# One endpoint's groups, and its IPv4 addresses, IPv4 prefixes, IPv6 addresses, IPv6 prefixes.
-_Member = tuple[tuple[str, ...], tuple[frozenset[str], ...]]
-_NONE: _Member = ((), (frozenset(),) * 4)
+# One member's IPv4 addresses, IPv4 prefixes, IPv6 addresses, IPv6 prefixes.
+_Member = tuple[frozenset[str], ...]
+_NONE: _Member = (frozenset(),) * 4
 
 
 class PolicyTable(Protocol):
@@ -151,16 +153,16 @@ class _Wanted:
     profiles: dict[tuple[str, ...], _Profile] = field(default_factory=dict)
     by_group: dict[str, set[tuple[str, ...]]] = field(default_factory=dict)  # -> profiles
     needed: Counter[tuple[str, int]] = field(default_factory=Counter)  # remote group sets
-    members: dict[str, _Member] = field(default_factory=dict)  # endpoint key -> membership
+    members: dict[str, dict[str, _Member]] = field(default_factory=dict)  # group -> port ->
     nets: dict[tuple[str, int], Counter[str]] = field(default_factory=dict)  # group prefixes
 
 
 class PolicyFeed:
-    def __init__(self, store: Store, endpoints: Feed | None = None) -> None:
-        # every host's endpoint records (in the agent, a branch of the loop's follower:
-        # the records are read from the store once); by default a follower of its own
-        self.endpoints = endpoints if endpoints is not None else Follower(store, ENDPOINTS)
-        self.groups_follower = Follower(store, GROUPS)
+    def __init__(self, store: Store, bell: Bell | None = None) -> None:
+        # ``bell``: rung when a group or a followed member index changes (the agent's
+        # loop waits on it beside its own endpoints)
+        self.groups_follower = Follower(store, GROUPS, bell)
+        self.members = GroupMembers(store, bell)
         self.groups: dict[str, dict[str, Any]] = {}
         self.want = _Wanted()
         self.port_taps: dict[str, str] = {}  # this host's port id -> its tap
@@ -171,7 +173,8 @@ class PolicyFeed:
     def poll(self) -> None:
         """Take in whatever changed, without waiting (raises ``StoreError``)."""
         self._take_groups(self.groups_follower.poll(0))
-        self._take_endpoints(self.endpoints.poll(0))
+        for news in self.members.poll():
+            self._take_members(news)
 
     def _take_groups(self, news: Snapshot | list[Event]) -> None:
         prefix = GROUPS
@@ -196,48 +199,35 @@ class PolicyFeed:
             for profile in self.want.by_group.get(group_id, set()).copy():
                 self._render_profile(profile)
 
-    def _take_endpoints(self, news: Snapshot | list[Event]) -> None:
-        prefix = ENDPOINTS
-        if isinstance(news, Snapshot):
-            fresh = {
-                k[len(prefix) :]: record
-                for k, kv in news.items.items()
-                if (record := decode_or_none(kv.value)) is not None
-            }
-            for key in set(self.want.members) - set(fresh):
-                self._member(key, None)
-            for key, record in fresh.items():
-                self._member(key, record)
-            return
-        for event in news:
-            record = decode_or_none(event.value) if event.type is EventType.PUT else None
-            self._member(event.key[len(prefix) :], record)
+    def _take_members(self, news: GroupNews) -> None:
+        group_id = news.group_id
+        if news.whole:
+            for port_id in set(self.want.members.get(group_id, {})) - set(news.members):
+                self._member(group_id, port_id, None)
+        for port_id, addresses in news.members.items():
+            self._member(group_id, port_id, addresses)
 
-    def _member(self, key: str, record: EndpointRecord | None) -> None:
-        """Endpoint ``key`` (on any host) is now ``record``: its addresses in its groups."""
-        want = self.want
-        old = want.members.pop(key, _NONE)
-        new = _NONE
-        if record is not None:
-            groups = tuple(sorted({str(g) for g in record.get("security_groups", [])}))
-            found = classify(endpoint_addresses(record))
+    def _member(self, group_id: str, port_id: str, addresses: list[str] | None) -> None:
+        """Port ``port_id`` (on any host) is now a member of the group with these
+        addresses (None: no longer a member)."""
+        members = self.want.members.setdefault(group_id, {})
+        before = members.pop(port_id, _NONE)
+        after = _NONE
+        if addresses is not None:
+            found = classify(addresses)
             (hosts4, nets4), (hosts6, nets6) = found[4], found[6]
-            new = (
-                groups,
-                (frozenset(hosts4), frozenset(nets4), frozenset(hosts6), frozenset(nets6)),
-            )
-            want.members[key] = new
-        if old == new:
+            after = (frozenset(hosts4), frozenset(nets4), frozenset(hosts6), frozenset(nets6))
+            members[port_id] = after
+        if not members:
+            del self.want.members[group_id]
+        if before == after:
             return
-        for group_id in set(old[0]) | set(new[0]):
-            before = old[1] if group_id in old[0] else _NONE[1]
-            after = new[1] if group_id in new[0] else _NONE[1]
-            for index, version in enumerate(VERSIONS):
-                host_key, _ = group_set_names(group_id, version)
-                hosts, nets = 2 * index, 2 * index + 1
-                want.elements.replace(host_key, before[hosts], after[hosts])
-                if before[nets] != after[nets]:
-                    self._nets(group_id, version, before[nets], after[nets])
+        for index, version in enumerate(VERSIONS):
+            host_key, _ = group_set_names(group_id, version)
+            hosts, nets = 2 * index, 2 * index + 1
+            self.want.elements.replace(host_key, before[hosts], after[hosts])
+            if before[nets] != after[nets]:
+                self._nets(group_id, version, before[nets], after[nets])
         self.dirty = True
 
     def _nets(
@@ -327,10 +317,22 @@ class PolicyFeed:
             count = self.want.needed[(group_id, version)]
             if count == 1 and delta > 0:
                 self.want.heads.update(group_sets(group_id, version))
+                news = self.members.follow(group_id)
+                if news is not None:
+                    self._take_members(news)
             elif count <= 0:
                 del self.want.needed[(group_id, version)]
                 for key in group_set_names(group_id, version):
                     self.want.heads.pop(key, None)
+                if all((group_id, v) not in self.want.needed for v in VERSIONS):
+                    self._unfollow(group_id)
+
+    def _unfollow(self, group_id: str) -> None:
+        """No rule names the group any longer: its index is no longer followed, and its
+        members are forgotten (their sets are gone from the table already)."""
+        self.members.drop(group_id)
+        for port_id in list(self.want.members.get(group_id, {})):
+            self._member(group_id, port_id, None)
 
     # programming -----------------------------------------------------------------------
     def script(self) -> str:
@@ -366,7 +368,7 @@ class PolicyFeed:
         self.applied = None
 
     def close(self) -> None:
-        self.endpoints.close()
+        self.members.close()
         self.groups_follower.close()
 
 

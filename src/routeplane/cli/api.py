@@ -54,22 +54,31 @@ def identity_config(args: argparse.Namespace) -> IdentityConfig:
 
 
 def _migrate_records(store: Store) -> None:
-    """Rewrite endpoint records an older routeplane wrote (``routeplane store migrate``),
-    beside serving: requests need not wait for it, and several api processes doing it at
-    once only cost each other retries (:mod:`~routeplane.services.core.record_migration`)."""
-    from routeplane.services.core.record_migration import migrate  # noqa: PLC0415
+    """Upgrade what an older routeplane wrote (``routeplane store migrate``): endpoint
+    records rewritten from their ports, then the security-group member index the agents
+    follow. Beside serving: requests need not wait for it, and several api processes doing
+    it at once only cost each other retries (:mod:`~routeplane.services.core.record_migration`,
+    :mod:`~routeplane.services.core.member_index`)."""
+    from routeplane.services.core import member_index, record_migration  # noqa: PLC0415
     from routeplane.services.repo import Repo  # noqa: PLC0415
 
     try:
-        done = migrate(Repo(store))
+        done = record_migration.migrate(Repo(store))
+        index = member_index.migrate(store)
     except RouteplaneError:  # the api serves on; the next start, or store migrate, tries again
-        log.exception("endpoint record migration failed")
+        log.exception("migration of older records failed")
         return
     if done.older:
         log.warning(
             "endpoint records of an older version: %d found, %d rewritten",
             done.older,
             done.rewritten,
+        )
+    if index.written or index.deleted:
+        log.warning(
+            "security-group member index: %d entries written, %d stale deleted",
+            index.written,
+            index.deleted,
         )
 
 

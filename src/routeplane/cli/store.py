@@ -106,15 +106,22 @@ def _check(args: argparse.Namespace, store: Store) -> int:
 
 
 def _migrate(args: argparse.Namespace, store: Store) -> int:
-    """Rewrite endpoint records written by an older routeplane (the api does it at start)."""
+    """Upgrade what an older routeplane wrote (the api does it at start too): endpoint
+    records rewritten from their ports, then the security-group member index built from
+    the records. Idempotent."""
     from routeplane.model.endpoint import RECORD_VERSION  # noqa: PLC0415
-    from routeplane.services.core.record_migration import migrate  # noqa: PLC0415
+    from routeplane.services.core import member_index, record_migration  # noqa: PLC0415
     from routeplane.services.repo import Repo  # noqa: PLC0415
 
-    done = migrate(Repo(store))
+    done = record_migration.migrate(Repo(store))
     print(
         f"{done.older} endpoint record(s) older than version {RECORD_VERSION}: "
         f"{done.rewritten} rewritten"
+    )
+    index = member_index.migrate(store)
+    print(
+        f"security-group member index: {index.written} entr(y/ies) written, "
+        f"{index.deleted} stale deleted"
     )
     return 0
 
@@ -171,7 +178,10 @@ def add_parser(commands: Any) -> None:
     p.set_defaults(action=_check)
 
     p = actions.add_parser(
-        "migrate", help="rewrite endpoint records written by an older version from their ports"
+        "migrate",
+        help="upgrade: rewrite endpoint records of an older version from their ports, then"
+        " build the security-group member index (sgmembers/); the api does it at start too;"
+        " idempotent",
     )
     p.set_defaults(action=_migrate)
 

@@ -9,6 +9,7 @@ else spells ``/routeplane/v1/`` or joins key parts by hand. The layout::
     /routeplane/v1/macs/<network>/<mac>        a MAC claim
     /routeplane/v1/endpoints/<host>/<port>     what a host must realise (the endpoint record)
     /routeplane/v1/status/<host>/<port>        what a host has realised (port revision)
+    /routeplane/v1/sgmembers/<group>/<port>    a bound port's addresses, per security group
     /routeplane/v1/hosts/<host>                a host's BGP addresses and AS (leased)
     /routeplane/v1/agents/<host>               an agent's liveness record (leased)
     /routeplane/v1/health/<host>/<sip>/<port>  a health checker's verdict
@@ -32,6 +33,7 @@ SERVICE_IPS = "service_ips"
 # derived and operational kinds
 ENDPOINTS = "endpoints"
 STATUS = "status"
+SG_MEMBERS = "sgmembers"
 HOSTS = "hosts"
 AGENTS = "agents"
 HEALTH = "health"
@@ -61,6 +63,16 @@ def endpoint_key(host: str, port_id: str) -> str:
 def endpoints_prefix(host: str | None = None) -> str:
     """One host's endpoint records, or (``None``) every host's."""
     return prefix(ENDPOINTS) if host is None else prefix(ENDPOINTS, host)
+
+
+def member_key(group_id: str, port_id: str) -> str:
+    """A bound port's entry in the member index of one of its security groups."""
+    return key(SG_MEMBERS, group_id, port_id)
+
+
+def members_prefix(group_id: str | None = None) -> str:
+    """One security group's member index, or (``None``) every group's."""
+    return prefix(SG_MEMBERS) if group_id is None else prefix(SG_MEMBERS, group_id)
 
 
 def status_key(host: str, port_id: str) -> str:
@@ -127,6 +139,7 @@ __all__ = [
     "ROOT",
     "SECURITY_GROUPS",
     "SERVICE_IPS",
+    "SG_MEMBERS",
     "STATUS",
     "SUBNETS",
     "TOKEN_SECRET_KEY",
@@ -136,6 +149,8 @@ __all__ = [
     "health_prefix",
     "host_key",
     "key",
+    "member_key",
+    "members_prefix",
     "nova_outbox_prefix",
     "nova_told_key",
     "nova_told_prefix",

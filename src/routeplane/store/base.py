@@ -22,7 +22,7 @@ What this module must not do: import a backend, or do I/O.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, TypeAlias
 
@@ -178,6 +178,12 @@ class Watch(Protocol):
         ``Unavailable`` when the stream broke; the watch is then finished and the caller
         starts a new one (from its last seen revision + 1, or from a fresh snapshot).
         """
+        ...
+
+    def notify(self, ring: Callable[[], None]) -> None:
+        """Call ``ring()`` (from the feeder's thread) whenever events or an error arrive,
+        and at once if some are waiting: a reader of several watches waits for any of
+        them (``store.watcher.Bell``)."""
         ...
 
     def close(self) -> None: ...

@@ -26,16 +26,26 @@ class QueueWatch:
         self._queue: queue.SimpleQueue[list[Event] | StoreError | object] = queue.SimpleQueue()
         self._on_close = on_close
         self._error: StoreError | None = None
+        self._ring: Callable[[], None] | None = None
         self.closed = False
 
     # feeder side -------------------------------------------------------------------
     def feed(self, events: list[Event]) -> None:
         if events and not self.closed:
             self._queue.put(events)
+            if self._ring is not None:
+                self._ring()
 
     def fail(self, error: StoreError) -> None:
         if not self.closed:
             self._queue.put(error)
+            if self._ring is not None:
+                self._ring()
+
+    def notify(self, ring: Callable[[], None]) -> None:
+        self._ring = ring
+        if not self._queue.empty():
+            ring()
 
     # consumer side -----------------------------------------------------------------
     def next_batch(self, timeout: float | None = None) -> list[Event]:

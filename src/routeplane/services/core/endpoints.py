@@ -9,6 +9,11 @@ the subnets the port has addresses on (the host answers neighbour solicitations 
 IPv6 gateway on the VM's tap), and what the host's DHCP server hands out: each fixed IP's
 subnet (its CIDR, gateway, DNS servers, host routes, whether DHCP is on, its IPv6 modes),
 the network's MTU, the hostname and the port's ``extra_dhcp_opts``.
+
+Beside the record, in the same transaction, the port's entries in the security-group
+member index (``model/members.py``): what other hosts' policy needs of the port, so they
+follow the index of the groups they name instead of every host's records
+(:func:`write_members`).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from routeplane.model.endpoint import (
     interface_name,
 )
 from routeplane.model.keys import endpoint_key
+from routeplane.model.members import entries
 from routeplane.services.repo import Change, Repo
 from routeplane.services.service_ips.hints import endpoint_hints
 
@@ -155,6 +161,32 @@ def endpoint_record(
     )
 
 
+def member_entries(port: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A port's entries in the member index (key -> value): one per security group while
+    it is bound to a host, none otherwise (exactly the ports that have endpoint records)."""
+    if port is None or not port.get("binding:host_id"):
+        return {}
+    addresses = [
+        *(ip["ip_address"] for ip in port.get("fixed_ips", [])),
+        *(p["ip_address"] for p in port.get("allowed_address_pairs", [])),
+    ]
+    return entries(str(port["id"]), port.get("security_groups", []), addresses)
+
+
+def write_members(
+    change: Change, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None
+) -> None:
+    """The port went from ``old`` to ``new`` (None: absent): its member index entries
+    follow, and only those that differ are written, so a change the index does not see
+    (a name, a move between hosts) wakes no other host."""
+    before, after = member_entries(old), member_entries(new)
+    for k in before.keys() - after.keys():
+        change.delete(k)
+    for k, value in after.items():
+        if before.get(k) != value:
+            change.put(k, value)
+
+
 def _dhcp_options(value: object) -> list[DhcpOption]:
     options = value if isinstance(value, list) else []
     return [
@@ -168,4 +200,12 @@ def _dhcp_options(value: object) -> list[DhcpOption]:
     ]
 
 
-__all__ = ["RecordInputs", "endpoint_key", "endpoint_record", "interface_name", "record_inputs"]
+__all__ = [
+    "RecordInputs",
+    "endpoint_key",
+    "endpoint_record",
+    "interface_name",
+    "member_entries",
+    "record_inputs",
+    "write_members",
+]

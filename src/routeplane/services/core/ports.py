@@ -26,7 +26,12 @@ from routeplane.ipam.pools import IPAddress
 from routeplane.model.endpoint import encode
 from routeplane.services.common import bump, new_doc, require_write
 from routeplane.services.context import Context
-from routeplane.services.core.endpoints import endpoint_key, endpoint_record, record_inputs
+from routeplane.services.core.endpoints import (
+    endpoint_key,
+    endpoint_record,
+    record_inputs,
+    write_members,
+)
 from routeplane.services.core.fixed_ips import FixedIP, Resolver, clean, parse_held
 from routeplane.services.core.held_addresses import HeldAddresses, may_set_pairs
 from routeplane.services.core.networks import NetworkService
@@ -162,7 +167,9 @@ class PortService(DocService):
     def _write_endpoint(
         self, change: Change, old: dict[str, Any] | None, new: dict[str, Any] | None
     ) -> None:
-        """The endpoint records follow the port: on its host, gone from a host it left."""
+        """The endpoint records follow the port: on its host, gone from a host it left;
+        and its entries in the security-group member index with them."""
+        write_members(change, old, new)
         old_host = (old or {}).get("binding:host_id") or ""
         new_host = (new or {}).get("binding:host_id") or ""
         if old is not None and old_host and old_host != new_host:

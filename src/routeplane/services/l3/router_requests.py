@@ -20,7 +20,7 @@ from routeplane.services.attributes import (
 )
 from routeplane.services.common import bump, standard_attrs
 from routeplane.services.context import Context
-from routeplane.services.core.endpoints import endpoint_key
+from routeplane.services.core.endpoints import endpoint_key, write_members
 from routeplane.services.core.fixed_ips import check_format
 from routeplane.services.errors import ApiFault, bad_resource_request
 from routeplane.services.repo import Change, Doc, Repo, key
@@ -169,6 +169,7 @@ def drop_service_port(repo: Repo, change: Change, port: Doc) -> None:
     change.delete(key("macs", value["network_id"], value["mac_address"]))
     if value.get("binding:host_id"):
         change.delete(endpoint_key(value["binding:host_id"], value["id"]))
+    write_members(change, value, None)
     for index in repo.list("fip_by_port", value["id"]):
         change.delete(index.key)
         fip = repo.get("floatingips", str(index.value.get("id")))
