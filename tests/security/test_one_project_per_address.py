@@ -120,6 +120,7 @@ class Tenancy(RuleBasedStateMachine):
             response = self.clients[actor].post(
                 "/networks", json={"network": {"name": f"prop-{actor}", **extra}}
             )
+            assert response.status_code == 201, response.text
             self._remember(response, "network", self.networks)
             body = {"network_id": self.networks[-1]["id"], "cidr": cidr, "ip_version": 4}
             assert self.clients[actor].post("/subnets", json={"subnet": body}).status_code < 500
@@ -275,6 +276,13 @@ class Tenancy(RuleBasedStateMachine):
 
 
 def test_no_address_is_routed_to_two_projects(tenants: Tenants, store: Store) -> None:
+    # the api's state outlives an example: sixty of them would run into the projects'
+    # quotas (100 networks each), which is not what this test is about
+    unlimited = {"network": -1, "subnet": -1, "port": -1, "floatingip": -1}
+    for client in (tenants.a, tenants.b, tenants.admin):
+        project = project_of(client)
+        answer = tenants.admin.put(f"/quotas/{project}", json={"quota": unlimited})
+        assert answer.status_code == 200, answer.text
     public = tenants.network(tenants.admin, name="prop-public", **{"router:external": True})
     tenants.subnet(tenants.admin, public["id"], "203.0.113.0/24")
 
