@@ -131,6 +131,8 @@ def create_app(
     wiring = Wiring(context, run_in_threadpool if threaded else inline)
     for path, service in services.by_path.items():
         ResourceRoutes(path, service, wiring).register(app)
+    # not in by_path: Neutron's resource list (GET /v2.0/) names no agents
+    ResourceRoutes("agents", services.agents, wiring).register(app)
     router_actions.add_router_actions(app, services, wiring)
     fixed_ip_move_routes.add_move_route(app, services, wiring)
     quota_routes.add_quota_routes(app, services.quotas, wiring)

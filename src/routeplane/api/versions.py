@@ -25,6 +25,12 @@ EXTENSIONS: list[tuple[str, str, str, str]] = [
         "2017-02-10T10:00:00-00:00",
     ),
     (
+        "agent",
+        "agent",
+        "The agent management extension.",
+        "2013-02-03T10:00:00-00:00",
+    ),
+    (
         "allowed-address-pairs",
         "Allowed Address Pairs",
         "Provides allowed address pairs",

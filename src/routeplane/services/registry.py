@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from routeplane.services.agents import AgentService
 from routeplane.services.core.networks import NetworkService
 from routeplane.services.core.ports import PortService
 from routeplane.services.core.subnets import SubnetService
@@ -21,11 +22,12 @@ class Services:
         self.store = store
         self.repo = Repo(store)
         self.quotas = Quotas(self.repo)
+        self.agents = AgentService(self.repo)
         self.networks = NetworkService(self.repo)
         self.subnets = SubnetService(self.repo, self.networks)
         self.security_groups = SecurityGroupService(self.repo)
         self.security_group_rules = SecurityGroupRuleService(self.repo, self.security_groups)
-        self.ports = PortService(self.repo, self.networks, self.security_groups)
+        self.ports = PortService(self.repo, self.networks, self.security_groups, self.agents)
         self.routers = RouterService(self.repo, self.networks, self.subnets, self.ports)
         self.floatingips = FloatingIPService(
             self.repo, self.networks, self.ports, self.routers.topology

@@ -13,7 +13,13 @@ where none is given; a MAC may change while the port is not bound to a host (``n
 makes a new one); port security off excludes security groups and address pairs.
 Which addresses a port may hold through address pairs, and who may set them, is decided
 in :mod:`routeplane.services.core.held_addresses` (one flat routed space).
-A PUT that changes nothing keeps the revision. The attribute table and the validators
+A PUT that changes nothing keeps the revision.
+
+A port bound to a host without a live agent (``services.agents``) shows Neutron's
+``binding:vif_type`` ``binding_failed`` and no ``vif_details``, so Nova does not plug a
+tap nobody will serve; it shows ``tap`` as soon as the host's agent is alive (the binding
+is decided when shown, not stored). Its endpoint record is written all the same: the
+agent finds it when it starts and the port goes ACTIVE then, with no second request. The attribute table and the validators
 of MACs and address pairs are in :mod:`routeplane.services.core.port_attrs`.
 """
 
@@ -24,6 +30,7 @@ from typing import Any, ClassVar
 
 from routeplane.ipam.pools import IPAddress
 from routeplane.model.endpoint import encode
+from routeplane.services.agents import AgentService
 from routeplane.services.common import bump, new_doc, require_write
 from routeplane.services.context import Context
 from routeplane.services.core.endpoints import endpoint_key, endpoint_record, record_inputs
@@ -69,10 +76,17 @@ class PortService(DocService):
     not_found_type = "PortNotFound"
     not_found_message = "Port {id} could not be found."
 
-    def __init__(self, repo: Repo, networks: NetworkService, groups: SecurityGroupService) -> None:
+    def __init__(
+        self,
+        repo: Repo,
+        networks: NetworkService,
+        groups: SecurityGroupService,
+        agents: AgentService,
+    ) -> None:
         super().__init__(repo)
         self.networks = networks
         self.groups = groups
+        self.agents = agents
         self._hints: dict[str, IPAddress] = {}
         self.held = HeldAddresses(repo)
 
@@ -92,16 +106,27 @@ class PortService(DocService):
         return "ACTIVE" if self.repo.get_key(key("status", host, doc["id"])) else "DOWN"
 
     def render(
-        self, ctx: Context, doc: dict[str, Any], programmed: set[str] | None = None
+        self,
+        ctx: Context,
+        doc: dict[str, Any],
+        programmed: set[str] | None = None,
+        live: set[str] | None = None,
     ) -> dict[str, Any]:
         shown = public(doc)  # without the make-before-break bookkeeping (move_hints)
         shown["status"] = self._status(doc, programmed)
+        host = doc.get("binding:host_id")
+        if host and doc.get("binding:vif_type") == "tap":
+            alive = host in live if live is not None else self.agents.is_live(host)
+            if not alive:  # no agent to plug it: Neutron's failed binding, for now
+                shown["binding:vif_type"] = "binding_failed"
+                shown["binding:vif_details"] = {}
         return super().render(ctx, shown)
 
     def list_visible(self, ctx: Context) -> list[dict[str, Any]]:
         programmed = set(self.repo.keys("status"))
+        live = self.agents.live_hosts()
         return [
-            self.render(ctx, d.value, programmed)
+            self.render(ctx, d.value, programmed, live)
             for d in self.repo.list(self.kind)
             if self.visible_to(ctx, d.value)
         ]
