@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from routeplane.api import (
+    binding_routes,
     bodies,
     faults,
     fixed_ip_move_routes,
@@ -136,6 +137,7 @@ def create_app(
     router_actions.add_router_actions(app, services, wiring)
     fixed_ip_move_routes.add_move_route(app, services, wiring)
     quota_routes.add_quota_routes(app, services.quotas, wiring)
+    binding_routes.add_binding_routes(app, services.port_bindings, wiring)
     identity_routes.add_routes(app, identity, read_json)
     return app
 

@@ -28,7 +28,9 @@ from routeplane.model.jsontypes import JSONObject
 # 2: ``version`` written; otherwise the same fields
 # 3: what the host's DHCP server hands out: ``addressing`` (each fixed IP's subnet),
 #    ``mtu``, ``hostname``, ``extra_dhcp_opts``
-RECORD_VERSION = 3
+# 4: ``migration_target``: the record of a host a port is migrating to (an inactive
+#    binding, or ``binding:profile.migrating_to``), written beside its active host's
+RECORD_VERSION = 4
 TAP_PREFIX = "tap"
 
 
@@ -118,6 +120,10 @@ class EndpointRecord(TypedDict, total=False):
     mtu: int  # the network's mtu; 0: not known (no MTU option)
     hostname: str  # the port's dns_name, else its name; "" : neither
     extra_dhcp_opts: list[DhcpOption]
+    # version 4: True on the record of a host the port is migrating to (not yet its
+    # binding:host_id); older records: False. Its agent may prepare the port (the VM
+    # is not there yet); the active host's record is the other one.
+    migration_target: bool
 
 
 _LIST_FIELDS = (
@@ -136,6 +142,7 @@ _DEFAULTS: dict[str, bool | int | str] = {
     "port_revision": 0,
     "mtu": 0,
     "hostname": "",
+    "migration_target": False,
 }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from routeplane.services.agents import AgentService
 from routeplane.services.core.networks import NetworkService
+from routeplane.services.core.port_bindings import PortBindings
 from routeplane.services.core.ports import PortService
 from routeplane.services.core.subnets import SubnetService
 from routeplane.services.l3.floating_ips import FloatingIPService
@@ -28,6 +29,7 @@ class Services:
         self.security_groups = SecurityGroupService(self.repo)
         self.security_group_rules = SecurityGroupRuleService(self.repo, self.security_groups)
         self.ports = PortService(self.repo, self.networks, self.security_groups, self.agents)
+        self.port_bindings = PortBindings(self.ports, self.agents)
         self.routers = RouterService(self.repo, self.networks, self.subnets, self.ports)
         self.floatingips = FloatingIPService(
             self.repo, self.networks, self.ports, self.routers.topology

@@ -34,6 +34,12 @@ project = "alt"
 roles = ["member", "reader"]
 
 [[users]]
+name = "nova"
+password = "secret"
+project = "service"
+roles = ["service"]
+
+[[users]]
 name = "cloudadmin"
 password = "secret"
 project = "admin"

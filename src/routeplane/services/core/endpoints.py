@@ -30,6 +30,9 @@ from routeplane.model.keys import endpoint_key
 from routeplane.services.repo import Change, Repo
 from routeplane.services.service_ips.hints import endpoint_hints
 
+# a port's inactive bindings, by host (services.core.port_bindings); private: never shown
+BINDINGS_FIELD = "_bindings"
+
 
 @dataclass(frozen=True)
 class RecordInputs:
@@ -148,7 +151,28 @@ def endpoint_record(
         mtu=inputs.mtu,
         hostname=str(port.get("dns_name") or port.get("name") or ""),
         extra_dhcp_opts=_dhcp_options(port.get("extra_dhcp_opts")),
+        migration_target=False,
     )
+
+
+def endpoint_hosts(port: dict[str, Any] | None) -> dict[str, bool]:
+    """The hosts that hold the port's endpoint record, each with whether it is a
+    migration target: the bound host, and the hosts the port is migrating to (an
+    inactive binding Nova created, or ``binding:profile.migrating_to``)."""
+    if port is None:
+        return {}
+    hosts: dict[str, bool] = {}
+    for host, binding in (port.get(BINDINGS_FIELD) or {}).items():
+        if binding.get("target"):
+            hosts[host] = True
+    profile = port.get("binding:profile")
+    migrating_to = profile.get("migrating_to") if isinstance(profile, dict) else None
+    if isinstance(migrating_to, str) and migrating_to:
+        hosts[migrating_to] = True
+    active = port.get("binding:host_id") or ""
+    if active:
+        hosts[active] = False
+    return hosts
 
 
 def _dhcp_options(value: object) -> list[DhcpOption]:
@@ -164,4 +188,12 @@ def _dhcp_options(value: object) -> list[DhcpOption]:
     ]
 
 
-__all__ = ["RecordInputs", "endpoint_key", "endpoint_record", "interface_name", "record_inputs"]
+__all__ = [
+    "BINDINGS_FIELD",
+    "RecordInputs",
+    "endpoint_hosts",
+    "endpoint_key",
+    "endpoint_record",
+    "interface_name",
+    "record_inputs",
+]

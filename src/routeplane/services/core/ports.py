@@ -33,7 +33,12 @@ from routeplane.model.endpoint import encode
 from routeplane.services.agents import AgentService
 from routeplane.services.common import bump, new_doc, require_write
 from routeplane.services.context import Context
-from routeplane.services.core.endpoints import endpoint_key, endpoint_record, record_inputs
+from routeplane.services.core.endpoints import (
+    endpoint_hosts,
+    endpoint_key,
+    endpoint_record,
+    record_inputs,
+)
 from routeplane.services.core.fixed_ips import FixedIP, Resolver, clean, parse_held
 from routeplane.services.core.held_addresses import HeldAddresses, may_set_pairs
 from routeplane.services.core.networks import NetworkService
@@ -112,15 +117,21 @@ class PortService(DocService):
         programmed: set[str] | None = None,
         live: set[str] | None = None,
     ) -> dict[str, Any]:
-        shown = public(doc)  # without the make-before-break bookkeeping (move_hints)
+        shown = public(doc)  # without the private bookkeeping (move hints, bindings)
         shown["status"] = self._status(doc, programmed)
+        shown.update(self.render_binding(doc, live))
+        return super().render(ctx, shown)
+
+    def render_binding(self, doc: dict[str, Any], live: set[str] | None = None) -> dict[str, Any]:
+        """``binding:vif_type`` and ``vif_details`` as shown: a failed binding while the
+        host has no live agent to plug the tap."""
         host = doc.get("binding:host_id")
+        shown = {k: doc.get(k) for k in ("binding:vif_type", "binding:vif_details")}
         if host and doc.get("binding:vif_type") == "tap":
             alive = host in live if live is not None else self.agents.is_live(host)
-            if not alive:  # no agent to plug it: Neutron's failed binding, for now
-                shown["binding:vif_type"] = "binding_failed"
-                shown["binding:vif_details"] = {}
-        return super().render(ctx, shown)
+            if not alive:
+                shown = {"binding:vif_type": "binding_failed", "binding:vif_details": {}}
+        return shown
 
     def list_visible(self, ctx: Context) -> list[dict[str, Any]]:
         programmed = set(self.repo.keys("status"))
@@ -170,16 +181,23 @@ class PortService(DocService):
     def _write_endpoint(
         self, change: Change, old: dict[str, Any] | None, new: dict[str, Any] | None
     ) -> None:
-        """The endpoint records follow the port: on its host, gone from a host it left."""
-        old_host = (old or {}).get("binding:host_id") or ""
-        new_host = (new or {}).get("binding:host_id") or ""
-        if old is not None and old_host and old_host != new_host:
-            change.delete(endpoint_key(old_host, old["id"]))
-        if new is not None and new_host:
-            floating = [d.value for d in self.repo.list("fip_by_port", new["id"])]
-            inputs = record_inputs(self.repo, new, change=change)
-            record = endpoint_record(new, floating, inputs)
-            change.put(endpoint_key(new_host, new["id"]), encode(record))
+        """The endpoint records follow the port: on its host and the hosts it migrates to,
+        gone from a host it left."""
+        wanted = endpoint_hosts(new)
+        for host in endpoint_hosts(old):
+            if host not in wanted:
+                change.delete(endpoint_key(host, str((old or {})["id"])))
+        if new is None or not wanted:
+            return
+        floating = [d.value for d in self.repo.list("fip_by_port", new["id"])]
+        inputs = record_inputs(self.repo, new, change=change)
+        record = endpoint_record(new, floating, inputs)
+        for host, target in wanted.items():
+            written = record
+            if target:
+                written = record.copy()
+                written["migration_target"] = True
+            change.put(endpoint_key(host, new["id"]), encode(written))
 
     def after_update(self, change: Change, old: dict[str, Any], new: dict[str, Any]) -> None:
         self._write_endpoint(change, old, new)
@@ -450,4 +468,4 @@ class PortService(DocService):
         return doc
 
 
-__all__ = ["ATTRS", "PortService"]
+__all__ = ["ATTRS", "PortService", "vif_details"]
