@@ -9,7 +9,7 @@ run in the thread pool and slow store round trips (etcd) overlap between request
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
@@ -34,7 +34,12 @@ from routeplane.services.errors import ApiFault, http_not_found
 from routeplane.services.registry import Services
 from routeplane.services.security.identity import Identity
 
+if TYPE_CHECKING:  # keystonemiddleware is imported only by an api configured for it
+    from routeplane.api.keystone import KeystoneAuth
+
 Handler = Callable[[Request], Awaitable[Response]]
+# where api.keystone's middleware leaves its verdict (its SCOPE_KEY)
+KEYSTONE_VERDICT = "routeplane.keystone"
 T = TypeVar("T")
 
 
@@ -72,10 +77,17 @@ async def inline(func: Callable[..., T], *args: Any) -> T:
 
 
 def create_app(
-    services: Services, identity: Identity, *, noauth: bool = False, threaded: bool = True
+    services: Services,
+    identity: Identity,
+    *,
+    noauth: bool = False,
+    threaded: bool = True,
+    keystone: KeystoneAuth | None = None,
 ) -> FastAPI:
     """The application. ``threaded``: run service calls in the thread pool, so that slow
-    store round trips (etcd) of concurrent requests overlap."""
+    store round trips (etcd) of concurrent requests overlap. ``keystone``: tokens are
+    Keystone's, validated by keystonemiddleware (``api.keystone``), not the built-in
+    identity's."""
     app = FastAPI(
         title="routeplane",
         version="2.0",
@@ -89,9 +101,20 @@ def create_app(
     app.add_exception_handler(Exception, faults.on_unexpected)
 
     app.add_middleware(StripJsonSuffix)
+    if keystone is not None and not noauth:
+        from routeplane.api.keystone import KeystoneMiddleware  # noqa: PLC0415
+
+        app.add_middleware(KeystoneMiddleware, auth=keystone, scope_key=KEYSTONE_VERDICT)
 
     def context(request: Request) -> Context:
         token = request.headers.get("x-auth-token")
+        if keystone is not None and not noauth:
+            verdict = request.scope.get(KEYSTONE_VERDICT)
+            if isinstance(verdict, ApiFault):
+                raise verdict
+            if not isinstance(verdict, Context):
+                raise ApiFault("HTTPUnauthorized", 401, "Authentication required")
+            return verdict
         if noauth:
             return identity.context(identity.config.admin_token) or Context(
                 "admin", frozenset({"admin", "member", "reader"}), "admin"

@@ -49,9 +49,16 @@ def _run(args: argparse.Namespace) -> int:
     store = open_creating(store_url)
     try:
         identity = Identity(config, shared_secret(store))
+        keystone = None
+        if "keystone_authtoken" in raw:  # Keystone's tokens instead of the built-in ones
+            from routeplane.api.keystone import KeystoneAuth  # noqa: PLC0415
+
+            keystone = KeystoneAuth(raw["keystone_authtoken"])
         # the embedded store answers in microseconds: run it inline, not in threads
         threaded = not store_url.startswith("sqlite:")
-        app = create_app(Services(store), identity, noauth=args.noauth, threaded=threaded)
+        app = create_app(
+            Services(store), identity, noauth=args.noauth, threaded=threaded, keystone=keystone
+        )
         host, port = args.listen
         logging.basicConfig(
             level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s"
@@ -73,7 +80,11 @@ def add_parser(commands: Any) -> None:
         metavar="HOST:PORT",
         help="address to serve on (default 127.0.0.1:9696)",
     )
-    parser.add_argument("--config", help="TOML file: users, projects, roles, admin_token, store")
+    parser.add_argument(
+        "--config",
+        help="TOML file: users, projects, roles, admin_token, store; a [keystone_authtoken] "
+        "table (keystonemiddleware's options) takes Keystone's tokens instead",
+    )
     parser.add_argument("--admin-token", help="a static token that acts as admin")
     parser.add_argument(
         "--noauth",
