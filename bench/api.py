@@ -65,7 +65,11 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def setup(http: httpx.Client) -> tuple[str, str]:
-    net = ok(http.post("/v2.0/networks", json={"network": {"name": "bench"}}))["network"]["id"]
+    network = ok(http.post("/v2.0/networks", json={"network": {"name": "bench"}}))["network"]
+    net = network["id"]
+    # Room for every port, yet a limit, so each create is checked against the quota.
+    quota = {"quota": {"port": PORTS * 2}}
+    ok(http.put(f"/v2.0/quotas/{network['project_id']}", json=quota))
     body = {"subnet": {"network_id": net, "ip_version": 4, "cidr": "10.60.0.0/16"}}
     subnet = ok(http.post("/v2.0/subnets", json=body))["subnet"]["id"]
     return net, subnet

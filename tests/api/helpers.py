@@ -3,10 +3,15 @@ store look-ups."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
 
+from routeplane.agent.registration import Registration
+from routeplane.agent.settings import AgentSettings
 from routeplane.store import Store
 from routeplane.testing.api import ApiServer
 
@@ -44,3 +49,20 @@ def stored(store: Store, path: str) -> dict[str, Any] | None:
 
 
 __all__ = ["assert_fault", "client", "post", "stored"]
+
+
+@contextmanager
+def live_agents(store: Store, *hosts: str) -> Iterator[list[Registration]]:
+    """The hosts' agents registered as the real agent registers (leased liveness records),
+    without the rest of an agent; they leave (lease revoked) when the block ends."""
+    registered = [
+        Registration(store, AgentSettings(host=h, bgp_address=f"10.255.0.{i + 1}"))
+        for i, h in enumerate(hosts)
+    ]
+    for registration in registered:
+        registration.keep(time.monotonic())
+    try:
+        yield registered
+    finally:
+        for registration in registered:
+            registration.close()

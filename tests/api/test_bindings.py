@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from routeplane.store import Store
-from tests.api.helpers import stored
+from tests.api.helpers import live_agents, stored
 
 pytestmark = pytest.mark.api
 
@@ -37,8 +37,11 @@ def bound_port(http: httpx.Client, net: str, host: str) -> dict[str, object]:
     return port
 
 
-def test_a_bound_port_has_a_tap_with_a_mac_of_its_own(admin_v2: httpx.Client, net: str) -> None:
-    port = bound_port(admin_v2, net, "compute1")
+def test_a_bound_port_has_a_tap_with_a_mac_of_its_own(
+    admin_v2: httpx.Client, net: str, store: Store
+) -> None:
+    with live_agents(store, "compute1"):
+        port = bound_port(admin_v2, net, "compute1")
     mac = str(port["mac_address"])
     assert port["binding:vif_type"] == "tap"
     assert port["binding:vif_details"] == {"port_filter": True, "mac_address": "fe" + mac[2:]}

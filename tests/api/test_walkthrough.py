@@ -13,7 +13,7 @@ import pytest
 
 from routeplane.store import Store
 from tests.api.conftest import Cli
-from tests.api.helpers import stored
+from tests.api.helpers import live_agents, stored
 
 pytestmark = pytest.mark.api
 
@@ -59,7 +59,8 @@ def test_network_and_subnets(admin_cli: Cli, demo_net: dict[str, str]) -> None:
 def test_bound_port_gets_both_families_and_an_endpoint_record(
     admin_cli: Cli, store: Store, demo_net: dict[str, str]
 ) -> None:
-    port = boot_port(admin_cli, "testvm1", "node1")
+    with live_agents(store, "node1"):
+        port = boot_port(admin_cli, "testvm1", "node1")
     ips = addresses(port)
     assert len(ips) == 2
     assert ips[0].startswith("10.28.")

@@ -3,11 +3,15 @@
 Two api processes (two ``Services`` on one store) create a router for a project whose
 quota has room for one more. The second create is made to land exactly between the
 first one's check and its commit: the first must then lose its compare, count again
-and answer ``OverQuota``, so the project never holds more than its limit.
+and answer ``OverQuota``, so the project never holds more than its limit. A delete
+landing there frees the unit instead. The usage kept in ``quota_usage`` follows creates
+and deletes exactly, and is recounted from the documents when it is missing or was
+written by the older scheme. Each test has projects of its own (the etcd is shared).
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 
 import pytest
@@ -15,8 +19,8 @@ import pytest
 from routeplane.services.context import Context
 from routeplane.services.errors import ApiFault
 from routeplane.services.registry import Services
-from routeplane.services.repo import Change
-from routeplane.store import Store
+from routeplane.services.repo import Change, key
+from routeplane.store import Delete, Store
 
 ADMIN = Context("admin", frozenset({"admin", "member", "reader"}), "admin")
 
@@ -43,3 +47,72 @@ def test_a_create_between_check_and_commit_takes_the_last_unit(
     )
     names = sorted(r["name"] for r in one.routers.list_visible(ADMIN) if r["project_id"] == "p1")
     assert names == ["r0", "r2"]
+
+
+def project() -> str:
+    return f"p-{uuid.uuid4().hex[:8]}"
+
+
+def test_a_delete_between_check_and_commit_is_counted(
+    store_url: str, open_url: Callable[[str], Store]
+) -> None:
+    one, two = Services(open_url(store_url)), Services(open_url(store_url))
+    p = project()
+    r0 = one.routers.create(ADMIN, {"project_id": p, "name": "r0"})
+    one.quotas.update(ADMIN, p, {"quota": {"router": 2}})
+    deleted: list[str] = []
+
+    def competitor(change: Change) -> None:
+        if not deleted:  # once, after the first attempt counted r0
+            two.routers.delete(ADMIN, r0["id"], None)
+            deleted.append(r0["id"])
+
+    one.repo.before_commit.append(competitor)
+    one.routers.create(ADMIN, {"project_id": p, "name": "r1"})
+    assert two.quotas.details(ADMIN, p)["router"]["used"] == 1
+    two.routers.create(ADMIN, {"project_id": p, "name": "r2"})
+    with pytest.raises(ApiFault):
+        two.routers.create(ADMIN, {"project_id": p, "name": "r3"})
+
+
+def test_usage_follows_creates_and_deletes_and_is_repaired(
+    store_url: str, open_url: Callable[[str], Store]
+) -> None:
+    store = open_url(store_url)
+    api = Services(store)
+    p = project()
+    ids = [api.routers.create(ADMIN, {"project_id": p, "name": f"r{i}"})["id"] for i in range(3)]
+    api.routers.delete(ADMIN, ids[0], None)
+    usage = key("quota_usage", p, "router")
+    assert store.get(usage).value == {"in_use": 2}  # type: ignore[union-attr]
+    store.txn([], [Delete(usage)])  # lost: recounted from the documents on next use
+    assert api.quotas.details(ADMIN, p)["router"]["used"] == 2
+    api.routers.create(ADMIN, {"project_id": p, "name": "r3"})
+    assert store.get(usage).value == {"in_use": 3}  # type: ignore[union-attr]
+    store.put(usage, {"used": 99})  # the older scheme's count, stale after deletes
+    api.quotas.update(ADMIN, p, {"quota": {"router": 4}})
+    api.routers.create(ADMIN, {"project_id": p, "name": "r4"})
+    assert store.get(usage).value == {"in_use": 4}  # type: ignore[union-attr]
+
+
+def test_a_groups_rules_are_counted_with_it_and_leave_with_it(
+    store_url: str, open_url: Callable[[str], Store]
+) -> None:
+    api = Services(open_url(store_url))
+    p = project()
+    group = api.security_groups.create(ADMIN, {"project_id": p, "name": "web"})
+    defaults = len(group["security_group_rules"])
+    rule = {"security_group_id": group["id"], "direction": "ingress", "protocol": "tcp"}
+    api.security_group_rules.create(ADMIN, rule)
+    used = api.quotas.details(ADMIN, p)["security_group_rule"]["used"]
+    # the project's default group came with the first group, with rules of its own
+    groups = [g for g in api.security_groups.list_visible(ADMIN) if g["project_id"] == p]
+    assert used == sum(len(g["security_group_rules"]) for g in groups) > defaults + 1
+    rules = used
+    api.quotas.update(ADMIN, p, {"quota": {"security_group_rule": rules}})
+    with pytest.raises(ApiFault) as refused:
+        api.security_group_rules.create(ADMIN, {**rule, "protocol": "udp"})
+    assert refused.value.message == "Quota exceeded for resources: ['security_group_rule']."
+    api.security_groups.delete(ADMIN, group["id"], None)
+    after = api.quotas.details(ADMIN, p)["security_group_rule"]["used"]
+    assert after == rules - defaults - 1

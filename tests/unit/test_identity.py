@@ -14,6 +14,8 @@ CONFIG = {
     "users": [
         {"name": "demo", "password": "secret", "project": "demo", "roles": ["member"]},
         {"name": "viewer", "password": "secret", "project": "demo", "roles": ["reader"]},
+        {"name": "boss", "password": "secret", "project": "demo", "roles": ["manager"]},
+        {"name": "nova", "password": "secret", "project": "service", "roles": ["service"]},
     ],
 }
 
@@ -79,3 +81,23 @@ def test_static_admin_token() -> None:
     ctx = identity.context("static-admin")
     assert ctx is not None
     assert ctx.is_admin
+
+
+def test_keystones_manager_and_service_roles_are_known() -> None:
+    """Keystone's default roles: a manager is a member (and a reader) of its project; a
+    service user (Nova's) holds only ``service``, which port bindings ask for."""
+    identity, _ = make()
+    roles = {}
+    for user, project in (("boss", "demo"), ("nova", "service")):
+        token = identity.authenticate(user, "secret", project)
+        assert token is not None
+        ctx = identity.context(token.value)
+        assert ctx is not None
+        roles[user] = ctx.roles
+    assert roles == {
+        "boss": frozenset({"manager", "member", "reader"}),
+        "nova": frozenset({"service"}),
+    }
+    bad = {"users": [{"name": "x", "password": "p", "project": "p", "roles": ["owner"]}]}
+    with pytest.raises(ValueError, match="unknown roles"):
+        IdentityConfig.from_dict(bad)

@@ -1,5 +1,7 @@
 """The host's registration: a durable ``hosts/<host>`` record and a leased
-``agents/<host>`` record that the agent keeps alive.
+``agents/<host>`` record that the agent keeps alive (with an unleased copy in
+``agent_info/<host>``, so the api still lists the agent, dead, once the lease is gone;
+the record's shape and the names the agent gives itself: ``model.agent``).
 
 Two records, because they answer two questions. ``hosts/<host>`` (BGP address, AS) is
 what the other hosts build their BGP configuration from: it must *not* vanish when an
@@ -14,12 +16,14 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import cast
 
 from routeplane import __version__
 from routeplane.agent.settings import AgentSettings
+from routeplane.model.agent import AGENT_TYPE, BINARY, TIME_FORMAT, TOPIC, AgentRecord
 from routeplane.model.errors import LeaseNotFound
 from routeplane.model.jsontypes import JSONObject
-from routeplane.model.keys import agent_key, host_key
+from routeplane.model.keys import agent_info_key, agent_key, host_key
 from routeplane.store import Store
 
 LOG = logging.getLogger("routeplane.agent")
@@ -42,6 +46,23 @@ class Registration:
             "as_number": self.settings.as_number,
         }
 
+    def agent_record(self) -> AgentRecord:
+        return {
+            "host": self.settings.host,
+            "agent_version": __version__,
+            "registered_at": time.strftime(TIME_FORMAT, time.gmtime()),
+            "agent_type": AGENT_TYPE,
+            "binary": BINARY,
+            "topic": TOPIC,
+            "availability_zone": None,
+            "configurations": {
+                "bgp_address": self.settings.bgp_address,
+                "bgp_address6": self.settings.bgp_address6,
+                "as_number": self.settings.as_number,
+                "agent_version": __version__,
+            },
+        }
+
     def keep(self, now: float) -> None:
         """Register, or renew the lease when a third of its TTL has passed."""
         if now < self._next:
@@ -58,12 +79,14 @@ class Registration:
             if current is None or current.value != record:
                 self.store.put(self.host_key, record)
             self.lease = self.store.grant_lease(self.settings.lease_ttl)
-            alive: JSONObject = {
-                "host": self.settings.host,
-                "agent_version": __version__,
-                "registered_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            }
-            self.store.put(self.key, alive, lease=self.lease)
+            alive = self.agent_record()
+            known = self.store.get(agent_info_key(self.settings.host))
+            first = (
+                known.value.get("created_at") if known and isinstance(known.value, dict) else None
+            )
+            alive["created_at"] = first if isinstance(first, str) else alive["registered_at"]
+            self.store.put(agent_info_key(self.settings.host), cast(JSONObject, alive))
+            self.store.put(self.key, cast(JSONObject, alive), lease=self.lease)
         self._next = now + self.settings.lease_ttl / 3
 
     def close(self) -> None:

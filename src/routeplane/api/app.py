@@ -9,7 +9,7 @@ run in the thread pool and slow store round trips (etcd) overlap between request
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from routeplane.api import (
+    binding_routes,
     bodies,
     faults,
     fixed_ip_move_routes,
@@ -34,7 +35,12 @@ from routeplane.services.errors import ApiFault, http_not_found
 from routeplane.services.registry import Services
 from routeplane.services.security.identity import Identity
 
+if TYPE_CHECKING:  # keystonemiddleware is imported only by an api configured for it
+    from routeplane.api.keystone import KeystoneAuth
+
 Handler = Callable[[Request], Awaitable[Response]]
+# where api.keystone's middleware leaves its verdict (its SCOPE_KEY)
+KEYSTONE_VERDICT = "routeplane.keystone"
 T = TypeVar("T")
 
 
@@ -78,11 +84,13 @@ def create_app(
     noauth: bool = False,
     threaded: bool = True,
     metrics: ApiMetrics | None = None,
+    keystone: KeystoneAuth | None = None,
 ) -> FastAPI:
     """The application. ``threaded``: run service calls in the thread pool, so that slow
     store round trips (etcd) of concurrent requests overlap. ``metrics``: count and time
     the requests (inside the ``.json`` stripping, so ``/v2.0/ports.json`` is the route
-    ``/v2.0/ports``)."""
+    ``/v2.0/ports``). ``keystone``: tokens are Keystone's, validated by keystonemiddleware
+    (``api.keystone``), not the built-in identity's."""
     app = FastAPI(
         title="routeplane",
         version="2.0",
@@ -98,9 +106,20 @@ def create_app(
     if metrics is not None:
         app.add_middleware(RequestMetrics, metrics=metrics)
     app.add_middleware(StripJsonSuffix)
+    if keystone is not None and not noauth:
+        from routeplane.api.keystone import KeystoneMiddleware  # noqa: PLC0415
+
+        app.add_middleware(KeystoneMiddleware, auth=keystone, scope_key=KEYSTONE_VERDICT)
 
     def context(request: Request) -> Context:
         token = request.headers.get("x-auth-token")
+        if keystone is not None and not noauth:
+            verdict = request.scope.get(KEYSTONE_VERDICT)
+            if isinstance(verdict, ApiFault):
+                raise verdict
+            if not isinstance(verdict, Context):
+                raise ApiFault("HTTPUnauthorized", 401, "Authentication required")
+            return verdict
         if noauth:
             return identity.context(identity.config.admin_token) or Context(
                 "admin", frozenset({"admin", "member", "reader"}), "admin"
@@ -141,9 +160,12 @@ def create_app(
     wiring = Wiring(context, run_in_threadpool if threaded else inline)
     for path, service in services.by_path.items():
         ResourceRoutes(path, service, wiring).register(app)
+    # not in by_path: Neutron's resource list (GET /v2.0/) names no agents
+    ResourceRoutes("agents", services.agents, wiring).register(app)
     router_actions.add_router_actions(app, services, wiring)
     fixed_ip_move_routes.add_move_route(app, services, wiring)
     quota_routes.add_quota_routes(app, services.quotas, wiring)
+    binding_routes.add_binding_routes(app, services.port_bindings, wiring)
     identity_routes.add_routes(app, identity, read_json)
     return app
 

@@ -25,6 +25,18 @@ EXTENSIONS: list[tuple[str, str, str, str]] = [
         "2017-02-10T10:00:00-00:00",
     ),
     (
+        "agent",
+        "agent",
+        "The agent management extension.",
+        "2013-02-03T10:00:00-00:00",
+    ),
+    (
+        "binding-extended",
+        "Port Bindings Extended",
+        "Expose port bindings of a virtual port to external application",
+        "2017-07-17T10:00:00-00:00",
+    ),
+    (
         "allowed-address-pairs",
         "Allowed Address Pairs",
         "Provides allowed address pairs",

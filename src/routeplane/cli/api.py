@@ -34,7 +34,11 @@ IDENTITY_KEYS: dict[str, type | tuple[type, ...]] = {
     "region": str,
 }
 # and the subnet pools it creates at start: [{prefixes = [...], default_prefixlen = n}]
-API_KEYS: dict[str, type | tuple[type, ...]] = {**IDENTITY_KEYS, "default_subnet_pools": list}
+API_KEYS: dict[str, type | tuple[type, ...]] = {
+    **IDENTITY_KEYS,
+    "default_subnet_pools": list,
+    "keystone_authtoken": dict,  # keystonemiddleware's options: Keystone's tokens
+}
 
 
 def identity_config(args: argparse.Namespace) -> IdentityConfig:
@@ -99,6 +103,12 @@ def _run(args: argparse.Namespace) -> int:
     listener = None
     try:
         identity = Identity(config, shared_secret(store))
+        keystone = None
+        authtoken = args.config_values.get("keystone_authtoken")
+        if authtoken is not None:  # Keystone's tokens instead of the built-in ones
+            from routeplane.api.keystone import KeystoneAuth  # noqa: PLC0415
+
+            keystone = KeystoneAuth(authtoken)
         # the embedded store answers in microseconds: run it inline, not in threads
         threaded = not store_url.startswith("sqlite:")
         services = Services(store)
@@ -111,7 +121,14 @@ def _run(args: argparse.Namespace) -> int:
             listener = observe.serve(
                 args.metrics_listen, registry, lambda: observe.store_ready(store)
             )
-        app = create_app(services, identity, noauth=args.noauth, threaded=threaded, metrics=metrics)
+        app = create_app(
+            services,
+            identity,
+            noauth=args.noauth,
+            threaded=threaded,
+            metrics=metrics,
+            keystone=keystone,
+        )
         host, port = args.listen
         logging.basicConfig(
             level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s"
@@ -139,7 +156,11 @@ def add_parser(commands: Any) -> None:
         help="address to serve on (default 127.0.0.1:9696)",
     )
     daemon.add_options(
-        parser, "api", "; also users, projects and their roles, default_subnet_pools"
+        parser,
+        "api",
+        "; also users, projects and their roles, default_subnet_pools; a"
+        " [keystone_authtoken] table (keystonemiddleware's options) takes Keystone's tokens"
+        " instead of the built-in identity's",
     )
     parser.add_argument("--admin-token", help="a static token that acts as admin")
     parser.add_argument(

@@ -30,7 +30,9 @@ from routeplane.model.jsontypes import JSONObject
 #    ``mtu``, ``hostname``, ``extra_dhcp_opts``
 # 4: each addressing entry names its subnet's ``ipv6_address_mode`` and ``ipv6_ra_mode``
 #    (router advertisements, DHCPv6 and ``network_data.json`` follow them)
-RECORD_VERSION = 4
+# 5: ``migration_target``: the record of a host a port is migrating to (an inactive
+#    binding, or ``binding:profile.migrating_to``), written beside its active host's
+RECORD_VERSION = 5
 TAP_PREFIX = "tap"
 
 
@@ -122,6 +124,10 @@ class EndpointRecord(TypedDict, total=False):
     mtu: int  # the network's mtu; 0: not known (no MTU option)
     hostname: str  # the port's dns_name, else its name; "" : neither
     extra_dhcp_opts: list[DhcpOption]
+    # version 4: True on the record of a host the port is migrating to (not yet its
+    # binding:host_id); older records: False. Its agent may prepare the port (the VM
+    # is not there yet); the active host's record is the other one.
+    migration_target: bool
 
 
 _LIST_FIELDS = (
@@ -140,6 +146,7 @@ _DEFAULTS: dict[str, bool | int | str] = {
     "port_revision": 0,
     "mtu": 0,
     "hostname": "",
+    "migration_target": False,
 }
 
 

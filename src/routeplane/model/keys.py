@@ -12,6 +12,8 @@ else spells ``/routeplane/v1/`` or joins key parts by hand. The layout::
     /routeplane/v1/sgmembers/<group>/<port>    a bound port's addresses, per security group
     /routeplane/v1/hosts/<host>                a host's BGP addresses and AS (leased)
     /routeplane/v1/agents/<host>               an agent's liveness record (leased)
+    /routeplane/v1/agent_info/<host>           the same record, unleased: a dead agent stays listed
+    /routeplane/v1/agent_admin/<host>          an operator's settings of that agent (the api)
     /routeplane/v1/health/<host>/<sip>/<port>  a health checker's verdict
     /routeplane/v1/controller/leader           the failover controller's leadership (leased)
     /routeplane/v1/config/token_secret         the built-in identity's signing secret
@@ -36,6 +38,8 @@ STATUS = "status"
 SG_MEMBERS = "sgmembers"
 HOSTS = "hosts"
 AGENTS = "agents"
+AGENT_INFO = "agent_info"
+AGENT_ADMIN = "agent_admin"
 HEALTH = "health"
 IPAM = "ipam"
 MACS = "macs"
@@ -91,6 +95,14 @@ def agent_key(host: str) -> str:
     return key(AGENTS, host)
 
 
+def agent_info_key(host: str) -> str:
+    return key(AGENT_INFO, host)
+
+
+def agent_admin_key(host: str) -> str:
+    return key(AGENT_ADMIN, host)
+
+
 def health_prefix(host: str) -> str:
     return prefix(HEALTH, host)
 
@@ -124,6 +136,8 @@ TOKEN_SECRET_KEY = key(CONFIG, "token_secret")
 
 __all__ = [
     "AGENTS",
+    "AGENT_ADMIN",
+    "AGENT_INFO",
     "CONFIG",
     "CONTROLLER",
     "ENDPOINTS",
@@ -143,6 +157,8 @@ __all__ = [
     "STATUS",
     "SUBNETS",
     "TOKEN_SECRET_KEY",
+    "agent_admin_key",
+    "agent_info_key",
     "agent_key",
     "endpoint_key",
     "endpoints_prefix",

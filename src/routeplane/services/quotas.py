@@ -4,18 +4,28 @@ Neutron's quota API (``quotas``, ``quota_details``): per project limits over Neu
 defaults, ``-1`` for unlimited; admins set and reset them, a project reads its own.
 Stored as ``quotas/<project>`` = the limits that differ from the defaults.
 
-Enforcement happens in the transaction that creates the resource, so two racing creates
-cannot both take the last unit. Every create that counts against a limit writes the key
-``quota_usage/<project>/<resource>`` (its value is the use after the create, for show) on
-condition that the key is unchanged since the create counted the project's resources; the
-loser of a race fails that compare, runs again, counts the winner's resource and gets
-``OverQuota``. The count itself is always taken from the documents, so it cannot drift;
-deletes need not write the key (a stale count only errs on the strict side). The same
+Usage is kept, not counted: ``quota_usage/<project>/<resource>`` = ``{"in_use": n}`` is
+written in the same store transaction as every create and delete of a counted resource,
+on condition that it is unchanged since it was read (its ``mod_revision``). A create is
+then O(1) in the number of documents, and enforcement is exact: of two racing creates
+for the last unit the loser fails that compare, runs again, reads the winner's count and
+gets ``OverQuota``; a racing delete makes the other side run again too. The same
 compare-and-write works on every store backend (sqlite and etcd transactions alike).
 
-What is charged: every resource document created with a compare-absent claim (see
-:meth:`Change.claim`) of a counted kind, with its ``project_id``, plus what a use case
-charges itself (security group rules, which live inside their group's document).
+Repair: a missing usage key (a project's first resource, a store written before usage
+was kept, or an operator deleting the key after editing documents by hand) is recounted
+from the documents once and then created with a compare-absent, so two recounts cannot
+both land. A key written by the older "count on every create" scheme (``{"used": n}``,
+stale after deletes) is recounted the same way.
+
+What is counted: every document of a counted kind (:data:`KINDS`) with its
+``project_id``, and the rules embedded in each security group document. A change's
+effect on usage is derived from its operations (:func:`usage_deltas`): a create is a
+compare-absent claim (:meth:`Change.claim`), a delete reads the document it removes, a
+security group write compares its rule count before and after. Only what the request
+asks to create is checked against the limit (a document claimed, a rule added to an
+existing group); the default rules of a new group are counted but not refused, as in
+Neutron, where only the API resource being created is checked.
 """
 
 from __future__ import annotations
@@ -27,7 +37,8 @@ from typing import Any
 from routeplane.services.attributes import Invalid, to_int
 from routeplane.services.context import Context
 from routeplane.services.errors import ApiFault, bad_request, forbidden, invalid_input
-from routeplane.services.repo import ROOT, Change, Outcome, Repo, key
+from routeplane.services.repo import ROOT, Change, Doc, Outcome, Repo, key
+from routeplane.store import Delete, Put
 
 # Neutron's defaults, in the order Neutron answers with.
 DEFAULTS: dict[str, int] = {
@@ -70,7 +81,8 @@ class Quotas:
         stored = {} if doc is None else doc.value
         return {name: int(stored.get(name, default)) for name, default in DEFAULTS.items()}
 
-    def used(self, project: str, resource: str) -> int:
+    def recount(self, project: str, resource: str) -> int:
+        """The use counted from the documents: O(all documents of the kind), the repair."""
         if resource == "security_group_rule":
             return sum(
                 len(d.value.get("security_group_rules", []))
@@ -82,37 +94,44 @@ class Quotas:
             1 for k in kinds for d in self.repo.list(k) if d.value.get("project_id") == project
         )
 
+    def _usage(self, project: str, resource: str) -> tuple[Doc | None, int | None]:
+        """The usage key as stored, and its count if it is one this scheme kept."""
+        doc = self.repo.get_key(key("quota_usage", project, resource))
+        kept = None if doc is None else doc.value.get("in_use")
+        return doc, kept if isinstance(kept, int) else None
+
+    def used(self, project: str, resource: str) -> int:
+        _doc, kept = self._usage(project, resource)
+        return self.recount(project, resource) if kept is None else kept
+
     # enforcement -------------------------------------------------------------------------
-    @staticmethod
-    def _created(change: Change) -> list[tuple[str, str]]:
-        """(project, resource) of each counted document the change creates."""
-        claimed = {c.key for c in change.compares if c.target == "create_revision"}
-        charged: list[tuple[str, str]] = list(change.charges)
-        for op_key, value in change.puts():
-            if op_key not in claimed or not isinstance(value, dict):
-                continue
-            kind, _, rest = op_key[len(ROOT) :].partition("/")
-            if kind in KINDS and rest and "/" not in rest and value.get("project_id"):
-                charged.append((str(value["project_id"]), KINDS[kind]))
-        return charged
+    def _old(self, change: Change, op_key: str, claimed: set[str]) -> dict[str, Any] | None:
+        """What a written key held before the change, compared so the delta stays true."""
+        if op_key in claimed:
+            return None
+        doc = self.repo.get_key(op_key)
+        change.depends_on(doc, op_key)
+        return None if doc is None else doc.value
 
     def enforce(self, change: Change) -> None:
-        """Refuse a change that takes a project over a limit; otherwise make it depend on
-        the counts it was checked against (the ``quota_usage`` keys)."""
-        wanted = Counter(self._created(change))
+        """Write the usage of every project and resource the change affects, each compared
+        on its revision; refuse a change that takes a project over a limit."""
+        deltas, checked = usage_deltas(change, lambda k, claimed: self._old(change, k, claimed))
         over: list[str] = []
-        for (project, resource), count in sorted(wanted.items()):
-            quota_key = key("quotas", project)
-            change.depends_on(self.repo.get_key(quota_key), quota_key)
-            limit = self.limits(project)[resource]
-            if limit < 0:
+        for (project, resource), delta in sorted(deltas.items()):
+            if delta == 0:
                 continue
             usage_key = key("quota_usage", project, resource)
-            change.depends_on(self.repo.get_key(usage_key), usage_key)
-            used = self.used(project, resource) + count
-            if used > limit:
-                over.append(resource)
-            change.put(usage_key, {"used": used})
+            doc, kept = self._usage(project, resource)
+            change.depends_on(doc, usage_key)
+            used = (self.recount(project, resource) if kept is None else kept) + delta
+            if delta > 0 and (project, resource) in checked:
+                quota_key = key("quotas", project)
+                change.depends_on(self.repo.get_key(quota_key), quota_key)
+                limit = self.limits(project)[resource]
+                if 0 <= limit < used:
+                    over.append(resource)
+            change.put(usage_key, {"in_use": max(used, 0)})
         if over:
             raise over_quota(over)
 
@@ -199,4 +218,48 @@ class Quotas:
         self._write(ctx, project, lambda _stored: {})
 
 
-__all__ = ["DEFAULTS", "Quotas", "over_quota"]
+def _counts(kind: str, value: Any) -> Counter[tuple[str, str]]:
+    """What one stored document counts for: itself, and a group's embedded rules."""
+    counts: Counter[tuple[str, str]] = Counter()
+    if not isinstance(value, dict) or not value.get("project_id"):
+        return counts
+    project = str(value["project_id"])
+    counts[(project, KINDS[kind])] += 1
+    if kind == "security_groups":
+        counts[(project, "security_group_rule")] += len(value.get("security_group_rules", []))
+    return counts
+
+
+def usage_deltas(
+    change: Change, old: Callable[[str, set[str]], dict[str, Any] | None]
+) -> tuple[Counter[tuple[str, str]], set[tuple[str, str]]]:
+    """How a change moves each (project, resource) usage, and which increases are asked
+    for (checked against the limit). ``old(key, claimed)`` reads what a written key held.
+
+    Pure over ``old``: a counted document's update other than a security group's cannot
+    change a count (the project of a document never changes), so it costs no read.
+    """
+    claimed = {c.key for c in change.compares if c.target == "create_revision"}
+    deltas: Counter[tuple[str, str]] = Counter()
+    checked: set[tuple[str, str]] = set()
+    for op in change.ops:
+        if not isinstance(op, Put | Delete):
+            continue
+        kind, _, rest = op.key[len(ROOT) :].partition("/")
+        if kind not in KINDS or not rest or "/" in rest:
+            continue
+        new = op.value if isinstance(op, Put) else None
+        if new is not None and op.key not in claimed and kind != "security_groups":
+            continue
+        before = old(op.key, claimed)
+        after_counts, before_counts = _counts(kind, new), _counts(kind, before)
+        deltas.update(after_counts)
+        deltas.subtract(before_counts)
+        if before is None:
+            checked.update(k for k in after_counts if k[1] == KINDS[kind])
+        else:
+            checked.update(k for k, n in after_counts.items() if n > before_counts[k])
+    return deltas, checked
+
+
+__all__ = ["DEFAULTS", "Quotas", "over_quota", "usage_deltas"]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from routeplane.services.agents import AgentService
 from routeplane.services.core.networks import NetworkService
+from routeplane.services.core.port_bindings import PortBindings
 from routeplane.services.core.ports import PortService
 from routeplane.services.core.rbac import RbacPolicyService
 from routeplane.services.core.subnet_pools import SubnetPoolService
@@ -26,13 +28,17 @@ class Services:
         self.store = store
         self.repo = Repo(store)
         self.quotas = Quotas(self.repo)
+        self.agents = AgentService(self.repo)
         self.networks = NetworkService(self.repo)
         self.subnetpools = SubnetPoolService(self.repo)
         self.subnets = SubnetService(self.repo, self.networks, self.subnetpools)
         self.rbac_policies = RbacPolicyService(self.repo)
         self.security_groups = SecurityGroupService(self.repo)
         self.security_group_rules = SecurityGroupRuleService(self.repo, self.security_groups)
-        self.ports = PortService(self.repo, self.networks, self.security_groups, mac_source)
+        self.ports = PortService(
+            self.repo, self.networks, self.security_groups, self.agents, mac_source
+        )
+        self.port_bindings = PortBindings(self.ports, self.agents)
         self.routers = RouterService(self.repo, self.networks, self.subnets, self.ports)
         self.floatingips = FloatingIPService(
             self.repo, self.networks, self.ports, self.routers.topology

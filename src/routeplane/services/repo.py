@@ -55,7 +55,6 @@ class Change:
 
     compares: list[Compare] = field(default_factory=list)
     ops: list[Op] = field(default_factory=list)
-    charges: list[tuple[str, str]] = field(default_factory=list)  # (project, resource)
     _written: set[str] = field(default_factory=set)
 
     def depends_on(self, doc: Doc | None, key_if_missing: str | None = None) -> None:
@@ -80,10 +79,6 @@ class Change:
 
     def writes(self, k: str) -> bool:
         return k in self._written
-
-    def charge(self, project: str, resource: str) -> None:
-        """Count one more ``resource`` against ``project``'s quota (``services.quotas``)."""
-        self.charges.append((project, resource))
 
     def puts(self) -> Iterator[tuple[str, JSONValue]]:
         return ((op.key, op.value) for op in self.ops if isinstance(op, Put))

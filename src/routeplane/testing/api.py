@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Self
 
 CONFIG = """\
 admin_token = "{admin_token}"
@@ -38,6 +39,12 @@ project = "alt"
 roles = ["member", "reader"]
 
 [[users]]
+name = "nova"
+password = "secret"
+project = "service"
+roles = ["service"]
+
+[[users]]
 name = "cloudadmin"
 password = "secret"
 project = "admin"
@@ -52,7 +59,80 @@ def free_port() -> int:
         return port
 
 
-class ApiServer:
+def answers(port: int, path: str) -> bool:
+    """Whether ``GET path`` on ``127.0.0.1:port`` answers 200."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+    try:
+        conn.request("GET", path)
+        return conn.getresponse().status == 200
+    except OSError:
+        return False
+    finally:
+        conn.close()
+
+
+def wait_until_answers(
+    proc: subprocess.Popen[bytes], port: int, path: str, timeout: float, log: Path
+) -> None:
+    """Until the server started as ``proc`` answers; RuntimeError (with its log's tail)
+    if it exits or stays silent for ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args!r} exited: {log.read_text()[-2000:]}")
+        if answers(port, path):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"no answer within {timeout}s: {log.read_text()[-2000:]}")
+
+
+def terminate(proc: subprocess.Popen[bytes] | None) -> None:
+    """Stop a server this process started: SIGTERM, then SIGKILL after 10 s."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=10)
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+def launch(
+    command: list[str], log: Path, port: int, path: str, *, timeout: float, env: dict[str, str]
+) -> subprocess.Popen[bytes]:
+    """Start a loopback server, its output to ``log``, and wait until it answers
+    ``GET path``; stopped again if it does not."""
+    with log.open("ab") as out:
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+    try:
+        wait_until_answers(proc, port, path, timeout, log)
+    except RuntimeError:
+        terminate(proc)
+        raise
+    return proc
+
+
+class LoopbackProcess:
+    """A server process this test process started and stops (by its PID)."""
+
+    _proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        terminate(proc)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class ApiServer(LoopbackProcess):
     """``routeplane api`` on 127.0.0.1 with the users above and a static admin token."""
 
     def __init__(
@@ -61,8 +141,11 @@ class ApiServer:
         *,
         admin_token: str = "s3cret",  # noqa: S107 (a test server's well-known token)
         workdir: Path | None = None,
+        extra_config: str = "",
     ) -> None:
+        """``extra_config``: TOML appended to the config (a ``[keystone_authtoken]``)."""
         self.store_url = store_url
+        self.extra_config = extra_config
         self.admin_token = admin_token
         self._tmp = None if workdir else tempfile.TemporaryDirectory(prefix="routeplane-api-")
         self.workdir = workdir or Path(self._tmp.name if self._tmp else ".")
@@ -81,50 +164,16 @@ class ApiServer:
         assert self._proc is not None, "the api is not started"
         return self._proc.pid
 
-    def start(self, timeout: float = 20.0) -> ApiServer:
-        self.config.write_text(CONFIG.format(admin_token=self.admin_token))
+    def start(self, timeout: float = 20.0) -> Self:
+        self.config.write_text(CONFIG.format(admin_token=self.admin_token) + self.extra_config)
         command = [
             sys.executable, "-m", "routeplane.cli.main", "--store", self.store_url,
             "api", "--listen", f"127.0.0.1:{self.port}", "--config", str(self.config),
         ]  # fmt: skip
-        with self.log.open("ab") as log:
-            self._proc = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy()
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise RuntimeError(f"routeplane api exited: {self.log.read_text()[-2000:]}")
-            if self._answers():
-                return self
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(
-            f"routeplane api did not answer within {timeout}s: {self.log.read_text()[-2000:]}"
+        self._proc = launch(
+            command, self.log, self.port, "/", timeout=timeout, env=os.environ.copy()
         )
-
-    def _answers(self) -> bool:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1)
-        try:
-            conn.request("GET", "/")
-            return conn.getresponse().status == 200
-        except OSError:
-            return False
-        finally:
-            conn.close()
-
-    def stop(self) -> None:
-        proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-    def __enter__(self) -> ApiServer:
-        return self.start()
+        return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
@@ -132,4 +181,12 @@ class ApiServer:
             self._tmp.cleanup()
 
 
-__all__ = ["ApiServer", "free_port"]
+__all__ = [
+    "ApiServer",
+    "LoopbackProcess",
+    "answers",
+    "free_port",
+    "launch",
+    "terminate",
+    "wait_until_answers",
+]

@@ -36,6 +36,9 @@ from routeplane.model.members import entries
 from routeplane.services.repo import Change, Repo
 from routeplane.services.service_ips.hints import endpoint_hints
 
+# a port's inactive bindings, by host (services.core.port_bindings); private: never shown
+BINDINGS_FIELD = "_bindings"
+
 
 @dataclass(frozen=True)
 class RecordInputs:
@@ -158,6 +161,7 @@ def endpoint_record(
         mtu=inputs.mtu,
         hostname=str(port.get("dns_name") or port.get("name") or ""),
         extra_dhcp_opts=_dhcp_options(port.get("extra_dhcp_opts")),
+        migration_target=False,
     )
 
 
@@ -187,6 +191,26 @@ def write_members(
             change.put(k, value)
 
 
+def endpoint_hosts(port: dict[str, Any] | None) -> dict[str, bool]:
+    """The hosts that hold the port's endpoint record, each with whether it is a
+    migration target: the bound host, and the hosts the port is migrating to (an
+    inactive binding Nova created, or ``binding:profile.migrating_to``)."""
+    if port is None:
+        return {}
+    hosts: dict[str, bool] = {}
+    for host, binding in (port.get(BINDINGS_FIELD) or {}).items():
+        if binding.get("target"):
+            hosts[host] = True
+    profile = port.get("binding:profile")
+    migrating_to = profile.get("migrating_to") if isinstance(profile, dict) else None
+    if isinstance(migrating_to, str) and migrating_to:
+        hosts[migrating_to] = True
+    active = port.get("binding:host_id") or ""
+    if active:
+        hosts[active] = False
+    return hosts
+
+
 def _dhcp_options(value: object) -> list[DhcpOption]:
     options = value if isinstance(value, list) else []
     return [
@@ -201,7 +225,9 @@ def _dhcp_options(value: object) -> list[DhcpOption]:
 
 
 __all__ = [
+    "BINDINGS_FIELD",
     "RecordInputs",
+    "endpoint_hosts",
     "endpoint_key",
     "endpoint_record",
     "interface_name",

@@ -13,7 +13,13 @@ where none is given; a MAC may change while the port is not bound to a host (``n
 makes a new one); port security off excludes security groups and address pairs.
 Which addresses a port may hold through address pairs, and who may set them, is decided
 in :mod:`routeplane.services.core.held_addresses` (one flat routed space).
-A PUT that changes nothing keeps the revision. The attribute table and the validators
+A PUT that changes nothing keeps the revision.
+
+A port bound to a host without a live agent (``services.agents``) shows Neutron's
+``binding:vif_type`` ``binding_failed`` and no ``vif_details``, so Nova does not plug a
+tap nobody will serve; it shows ``tap`` as soon as the host's agent is alive (the binding
+is decided when shown, not stored). Its endpoint record is written all the same: the
+agent finds it when it starts and the port goes ACTIVE then, with no second request. The attribute table and the validators
 of MACs and address pairs are in :mod:`routeplane.services.core.port_attrs`.
 """
 
@@ -24,9 +30,11 @@ from typing import Any, ClassVar
 
 from routeplane.ipam.pools import IPAddress
 from routeplane.model.endpoint import encode
+from routeplane.services.agents import AgentService
 from routeplane.services.common import bump, new_doc, require_write
 from routeplane.services.context import Context
 from routeplane.services.core.endpoints import (
+    endpoint_hosts,
     endpoint_key,
     endpoint_record,
     record_inputs,
@@ -80,12 +88,14 @@ class PortService(DocService):
         repo: Repo,
         networks: NetworkService,
         groups: SecurityGroupService,
+        agents: AgentService,
         mac_source: Callable[[], str] = new_mac,
     ) -> None:
         super().__init__(repo)
         self.mac_source = mac_source  # generated MACs (tests inject collisions)
         self.networks = networks
         self.groups = groups
+        self.agents = agents
         self._hints: dict[str, IPAddress] = {}
         self.held = HeldAddresses(repo)
 
@@ -105,16 +115,33 @@ class PortService(DocService):
         return "ACTIVE" if self.repo.get_key(key("status", host, doc["id"])) else "DOWN"
 
     def render(
-        self, ctx: Context, doc: dict[str, Any], programmed: set[str] | None = None
+        self,
+        ctx: Context,
+        doc: dict[str, Any],
+        programmed: set[str] | None = None,
+        live: set[str] | None = None,
     ) -> dict[str, Any]:
-        shown = public(doc)  # without the make-before-break bookkeeping (move_hints)
+        shown = public(doc)  # without the private bookkeeping (move hints, bindings)
         shown["status"] = self._status(doc, programmed)
+        shown.update(self.render_binding(doc, live))
         return super().render(ctx, shown)
+
+    def render_binding(self, doc: dict[str, Any], live: set[str] | None = None) -> dict[str, Any]:
+        """``binding:vif_type`` and ``vif_details`` as shown: a failed binding while the
+        host has no live agent to plug the tap."""
+        host = doc.get("binding:host_id")
+        shown = {k: doc.get(k) for k in ("binding:vif_type", "binding:vif_details")}
+        if host and doc.get("binding:vif_type") == "tap":
+            alive = host in live if live is not None else self.agents.is_live(host)
+            if not alive:
+                shown = {"binding:vif_type": "binding_failed", "binding:vif_details": {}}
+        return shown
 
     def list_visible(self, ctx: Context) -> list[dict[str, Any]]:
         programmed = set(self.repo.keys("status"))
+        live = self.agents.live_hosts()
         return [
-            self.render(ctx, d.value, programmed)
+            self.render(ctx, d.value, programmed, live)
             for d in self.repo.list(self.kind)
             if self.visible_to(ctx, d.value)
         ]
@@ -167,18 +194,25 @@ class PortService(DocService):
     def _write_endpoint(
         self, change: Change, old: dict[str, Any] | None, new: dict[str, Any] | None
     ) -> None:
-        """The endpoint records follow the port: on its host, gone from a host it left;
-        and its entries in the security-group member index with them."""
+        """The endpoint records follow the port: on its host and the hosts it migrates to,
+        gone from a host it left; and its entries in the security-group member index with
+        them."""
         write_members(change, old, new)
-        old_host = (old or {}).get("binding:host_id") or ""
-        new_host = (new or {}).get("binding:host_id") or ""
-        if old is not None and old_host and old_host != new_host:
-            change.delete(endpoint_key(old_host, old["id"]))
-        if new is not None and new_host:
-            floating = [d.value for d in self.repo.list("fip_by_port", new["id"])]
-            inputs = record_inputs(self.repo, new, change=change)
-            record = endpoint_record(new, floating, inputs)
-            change.put(endpoint_key(new_host, new["id"]), encode(record))
+        wanted = endpoint_hosts(new)
+        for host in endpoint_hosts(old):
+            if host not in wanted:
+                change.delete(endpoint_key(host, str((old or {})["id"])))
+        if new is None or not wanted:
+            return
+        floating = [d.value for d in self.repo.list("fip_by_port", new["id"])]
+        inputs = record_inputs(self.repo, new, change=change)
+        record = endpoint_record(new, floating, inputs)
+        for host, target in wanted.items():
+            written = record
+            if target:
+                written = record.copy()
+                written["migration_target"] = True
+            change.put(endpoint_key(host, new["id"]), encode(written))
 
     def after_update(self, change: Change, old: dict[str, Any], new: dict[str, Any]) -> None:
         self._write_endpoint(change, old, new)
@@ -468,4 +502,4 @@ class PortService(DocService):
         return doc
 
 
-__all__ = ["ATTRS", "PortService"]
+__all__ = ["ATTRS", "PortService", "vif_details"]

@@ -288,7 +288,6 @@ class SecurityGroupRuleService(DocService):
                 )
             change = Change()
             change.depends_on(group)
-            change.charge(str(group.value["project_id"]), "security_group_rule")
             updated = bump(group.value)
             updated["security_group_rules"] = [*group.value.get("security_group_rules", []), rule]
             change.put(group.key, updated)

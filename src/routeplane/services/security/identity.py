@@ -25,7 +25,9 @@ from routeplane.services.context import Context
 from routeplane.store import Get, Put, Store, absent
 
 SECRET_KEY = TOKEN_SECRET_KEY
-ROLES = ("admin", "member", "reader")
+# Keystone's default roles: ``manager`` (a project's manager, a member and more) and
+# ``service`` (another service's user: Nova's, for port bindings) as well
+ROLES = ("admin", "manager", "member", "reader", "service")
 
 
 @dataclass(frozen=True)
@@ -180,6 +182,8 @@ class Identity:
             return None
         roles = set(claims["r"])
         if "admin" in roles:
+            roles |= {"manager", "member", "reader"}
+        elif "manager" in roles:
             roles |= {"member", "reader"}
         elif "member" in roles:
             roles.add("reader")
