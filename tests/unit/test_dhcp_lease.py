@@ -12,7 +12,7 @@ from typing import Any, cast
 import pytest
 
 from routeplane.agent import dhcp_lease
-from routeplane.agent.dhcp import Leases
+from routeplane.agent.tap_service import Leases
 from routeplane.dataplane import dhcp_packet as wire
 from routeplane.model.endpoint import Addressing, EndpointRecord, encode
 from routeplane.services.core.endpoints import RecordInputs, endpoint_record
