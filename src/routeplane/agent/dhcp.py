@@ -23,11 +23,10 @@ any interface but the one a request came in on, or write anything to the store.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from typing import Protocol
 
 from routeplane.agent.dhcp_lease import answer
-from routeplane.agent.tap_service import BURST, RATE, Loop, TapService
+from routeplane.agent.tap_service import BURST, RATE, TapService
 from routeplane.dataplane.dhcp_packet import parse_request
 
 LOG = logging.getLogger("routeplane.agent.dhcp")
@@ -51,11 +50,8 @@ class DhcpService(TapService[PacketSocket]):
 
     def handle(self, tap: str, packet: bytes) -> None:
         """Answer one request that came in on ``tap`` (or drop it)."""
-        on_tap = self.leases.on_tap(tap)
+        on_tap = self.admitted(tap)
         if not on_tap:
-            return  # not a VM's tap (or none of its ports is known yet)
-        if not self.allowed(tap):  # before any work: a flood costs a lookup per packet
-            LOG.debug("dhcp: %s floods; request dropped", tap)
             return
         request = parse_request(packet)
         if request is None:
@@ -74,14 +70,6 @@ class DhcpService(TapService[PacketSocket]):
             self.answered += 1
         except OSError as exc:
             LOG.debug("dhcp: cannot answer on %s: %s", tap, exc)
-
-    def _serve(self) -> None:
-        got = self.sock.receive(0.2)
-        if got is not None:
-            self.handle(*got)
-
-    def _loops(self) -> Sequence[Loop]:
-        return [(self._serve, "receive", OSError)]
 
 
 __all__ = ["BURST", "RATE", "DhcpService", "PacketSocket"]

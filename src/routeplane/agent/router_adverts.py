@@ -91,18 +91,13 @@ class RouterAdverts(TapService[AdvertSocket]):
             return
         self.advertise(tap)
 
-    def _serve(self) -> None:
-        got = self.sock.receive(0.2)
-        if got is not None:
-            self.handle(*got)
-
     def _periodic(self) -> None:
         if self.leases.ready:
             self.tick()
         self._stop.wait(TICK)
 
     def _loops(self) -> Sequence[Loop]:
-        return [(self._serve, "receive", OSError), (self._periodic, "advertise", OSError)]
+        return [*super()._loops(), (self._periodic, "advertise", OSError)]
 
 
 __all__ = ["INTERVAL", "MIN_GAP", "AdvertSocket", "RouterAdverts"]

@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from routeplane.model.endpoint import EndpointRecord, decode_or_none
 from routeplane.model.errors import StoreError
@@ -27,11 +27,16 @@ from routeplane.store.watcher import Feed, Snapshot
 LOG = logging.getLogger("routeplane.agent")
 
 
-class Closable(Protocol):
+class TapSocket(Protocol):
+    """What every service's socket does: hand over what came in (a tuple of the tap's
+    name and what the service's :meth:`TapService.handle` takes), and close."""
+
+    def receive(self, timeout: float) -> tuple[Any, ...] | None: ...
+
     def close(self) -> None: ...
 
 
-S = TypeVar("S", bound=Closable)
+S = TypeVar("S", bound=TapSocket)
 BURST = 64.0  # requests a tap may have looked at at once
 RATE = 32.0  # requests a second a tap earns after that
 Loop = tuple[Callable[[], None], str, type[Exception]]  # (step, what fails, its errors)
@@ -94,6 +99,7 @@ class TapService(Generic[S]):
     ``endpoints`` (a feed of the host's endpoint records) in :attr:`leases`."""
 
     name = "tap service"  # in its log lines and thread names
+    handle: Callable[..., None]  # what came in on a tap, as ``sock.receive`` hands it over
 
     def __init__(
         self, host: str, sock: S, endpoints: Feed, clock: Callable[[], float] = time.monotonic
@@ -123,9 +129,23 @@ class TapService(Generic[S]):
         self._buckets[tap] = (tokens - 1.0, now)
         return True
 
+    def admitted(self, tap: str) -> list[EndpointRecord]:
+        """The records on ``tap`` if what came in on it is to be looked at: none when
+        it is no port's tap (or none of its ports is known yet), or it floods."""
+        on_tap = self.leases.on_tap(tap)
+        if on_tap and not self.allowed(tap):  # before any work: a lookup per packet
+            LOG.debug("%s: %s floods; dropped", self.name, tap)
+            return []
+        return on_tap
+
+    def _serve(self) -> None:
+        got = self.sock.receive(0.2)
+        if got is not None:
+            self.handle(*got)
+
     def _loops(self) -> Sequence[Loop]:
-        """The service's own loops, beside the follower's."""
-        return ()
+        """The service's own loops, beside the follower's: by default the server's."""
+        return [(self._serve, "receive", OSError)]
 
     def _repeat(self, step: Callable[[], None], what: str, errors: type[Exception]) -> None:
         """``step()`` until closed; its ``errors`` are said (once per try) and retried."""
@@ -161,4 +181,4 @@ class TapService(Generic[S]):
         self.sock.close()
 
 
-__all__ = ["BURST", "RATE", "Leases", "Loop", "TapService"]
+__all__ = ["BURST", "RATE", "Leases", "Loop", "TapService", "TapSocket"]

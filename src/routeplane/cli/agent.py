@@ -3,8 +3,8 @@
 The composition root of the agent: the store from ``--store``, the Linux kernel adapter
 (acting on ``--netns`` when given — the lab runs one agent per host namespace from the
 root namespace), the host's BIRD when ``--bird-dir`` is given, the health checker of the
-service IPs' ports on this host, the metadata service, the DHCP server and the router
-advertisements for its VMs (each in threads of its own), and the reconcile loop, until SIGTERM or SIGINT.
+service IPs' ports on this host, the metadata service, the DHCPv4 and DHCPv6 servers and
+the router advertisements for its VMs (each in threads of its own), and the reconcile loop, until SIGTERM or SIGINT.
 """
 
 from __future__ import annotations
@@ -98,16 +98,19 @@ def _nova_proxy(args: argparse.Namespace) -> NovaProxy | None:
 
 def _tap_services(args: argparse.Namespace, agent: Agent) -> list[TapService[Any]]:
     """The services on the VMs' taps, each on one socket in the host's namespace: the
-    DHCPv4 server and the router advertisements, unless disabled. One whose socket cannot
+    DHCPv4 server, the router advertisements and the DHCPv6 server, unless disabled. One whose socket cannot
     be opened is left out (its VMs go without it) and routing goes on."""
     from routeplane.agent.dhcp import DhcpService  # noqa: PLC0415
+    from routeplane.agent.dhcp6 import Dhcp6Service  # noqa: PLC0415
     from routeplane.agent.router_adverts import RouterAdverts  # noqa: PLC0415
+    from routeplane.dataplane.linux.dhcp6_socket import Dhcp6Socket  # noqa: PLC0415
     from routeplane.dataplane.linux.dhcp_socket import DhcpSocket  # noqa: PLC0415
     from routeplane.dataplane.linux.ra_socket import RaSocket  # noqa: PLC0415
 
     wanted: list[tuple[bool, Callable[[], Any], Callable[..., TapService[Any]]]] = [
         (args.no_dhcp, lambda: DhcpSocket(args.netns), DhcpService),
         (args.no_ra, lambda: RaSocket(args.netns), RouterAdverts),
+        (args.no_dhcp6, lambda: Dhcp6Socket(args.netns), Dhcp6Service),
     ]
     started: list[TapService[Any]] = []
     for disabled, open_socket, kind in wanted:
@@ -226,6 +229,9 @@ def add_parser(commands: Any) -> None:
     )
     parser.add_argument(
         "--no-ra", action="store_true", help="send no IPv6 router advertisements to the VMs"
+    )
+    parser.add_argument(
+        "--no-dhcp6", action="store_true", help="do not answer the VMs' DHCPv6 messages"
     )
     parser.add_argument("-v", "--verbose", action="store_true")
     parser.set_defaults(run=_run)

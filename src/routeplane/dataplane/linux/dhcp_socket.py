@@ -60,21 +60,24 @@ def attach_filter(sock: socket.socket, program: Sequence[tuple[int, int, int, in
             pass
 
 
-class DhcpSocket(HostSocket):
-    """DHCP requests in, replies out, in network namespace ``netns`` (None: our own)."""
+class FrameSocket(HostSocket):
+    """A packet socket for one ethertype (:attr:`ethertype`) behind a BPF filter
+    (:attr:`program`): whole packets in with the ingress interface and the sender's MAC,
+    whole packets out in a frame to one MAC on one interface."""
 
-    what = "DHCP packet socket"
+    ethertype = ETH_P_IP
+    program: Sequence[tuple[int, int, int, int]] = _FILTER
 
     def _new(self) -> socket.socket:
-        # every interface's IPv4 (a bind would name one)
-        return socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_IP))
+        # every interface's packets of the type (a bind would name one interface)
+        return socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(self.ethertype))
 
     def _configure(self, sock: socket.socket) -> None:
-        attach_filter(sock, _FILTER)
+        attach_filter(sock, self.program)
 
-    def receive(self, timeout: float) -> tuple[str, bytes] | None:
-        """The next request as (interface name, IPv4 packet); None after ``timeout``
-        seconds, or for a packet the host sent itself."""
+    def frame(self, timeout: float) -> tuple[str, str, bytes] | None:
+        """The next packet as (interface name, sender MAC, packet); None after
+        ``timeout`` seconds, or for a packet the host sent itself."""
         self.sock.settimeout(timeout)
         try:
             packet, address = self.sock.recvfrom(2048)
@@ -82,12 +85,24 @@ class DhcpSocket(HostSocket):
             return None
         if address[2] == PACKET_OUTGOING:
             return None
-        return str(address[0]), packet
+        return str(address[0]), bytes(address[4][:6]).hex(":"), packet
 
     def send(self, interface: str, mac: str, packet: bytes) -> None:
-        """``packet`` (a whole IPv4 packet) in a frame to ``mac`` on ``interface``;
+        """``packet`` (a whole packet) in a frame to ``mac`` on ``interface``;
         ``OSError`` when the interface is gone or its queue full."""
-        self.sock.sendto(packet, (interface, ETH_P_IP, 0, 0, bytes.fromhex(mac.replace(":", ""))))
+        destination = bytes.fromhex(mac.replace(":", ""))
+        self.sock.sendto(packet, (interface, self.ethertype, 0, 0, destination))
 
 
-__all__ = ["DhcpSocket", "attach_filter"]
+class DhcpSocket(FrameSocket):
+    """DHCP requests in, replies out, in network namespace ``netns`` (None: our own)."""
+
+    what = "DHCP packet socket"
+
+    def receive(self, timeout: float) -> tuple[str, bytes] | None:
+        """The next request as (interface name, IPv4 packet): the client's MAC is in it."""
+        got = self.frame(timeout)
+        return None if got is None else (got[0], got[2])
+
+
+__all__ = ["DhcpSocket", "FrameSocket", "attach_filter"]
