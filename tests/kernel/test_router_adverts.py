@@ -19,6 +19,7 @@ import pytest
 
 from routeplane.agent.router_adverts import RouterAdverts
 from routeplane.dataplane.linux.ra_socket import RaSocket
+from routeplane.dataplane.model import METADATA_ADDRESS6
 from routeplane.lab.netns import exec_in, ip
 from tests.kernel.vmlab import Lab, dual_stack_lab, pings, wait_for
 
@@ -75,8 +76,13 @@ def bare_vm(lab: Lab, name: str, subnet: dict[str, Any]) -> tuple[str, dict[str,
 
 
 def tap_link_local(lab: Lab, port: dict[str, Any]) -> str:
-    shown = ip(lab.hosts["node1"], "-6", "-o", "addr", "show", "dev", "tap" + port["id"][:11])
-    return shown.split("inet6 ")[1].split("/")[0]
+    """The host's own link-local address on the port's tap (not the metadata address)."""
+    tap = "tap" + port["id"][:11]
+    shown = ip(lab.hosts["node1"], "-6", "-o", "addr", "show", "dev", tap, "scope", "link")
+    found = [line.split("inet6 ")[1].split("/")[0] for line in shown.splitlines()]
+    assert METADATA_ADDRESS6 in found  # every tap holds it (nodad: at once)
+    (own,) = [address for address in found if address != METADATA_ADDRESS6]
+    return own
 
 
 def default_route(vm: str) -> str:

@@ -23,6 +23,7 @@ from routeplane.agent.loop import Agent
 from routeplane.agent.settings import AgentSettings
 from routeplane.bgp.bird import Bird
 from routeplane.cli import daemon
+from routeplane.dataplane.model import METADATA_ADDRESS6
 from routeplane.dataplane.nft_render import METADATA_ADDRESS
 from routeplane.model.errors import DataplaneError
 from routeplane.store import Store, open_store
@@ -56,8 +57,9 @@ def _metadata(
     args: argparse.Namespace, store: Store, agent: Agent, proxy: NovaProxy | None
 ) -> MetadataService | None:
     """The metadata service on 169.254.169.254 in the host's namespace (the agent holds
-    that address on the host's ``lo``), or None: disabled, or it cannot listen — then
-    the VMs go without it and routing goes on."""
+    that address on the host's ``lo``) and on ``fe80::a9fe:a9fe`` (every tap holds it),
+    or None: disabled, or it cannot listen — then the VMs go without it and routing goes
+    on. Without the IPv6 listener (the host's IPv6 port taken) it serves IPv4 alone."""
     # imported only now: the service's event loop (asyncio) is not needed before the
     # dataplane is programmed, and not at all with --no-metadata
     from routeplane.agent.metadata import MetadataService  # noqa: PLC0415
@@ -71,10 +73,15 @@ def _metadata(
     except DataplaneError as exc:
         logging.getLogger("routeplane.agent").error("metadata service not started: %s", exc)
         return None
+    listeners = [listener]
+    try:
+        listeners.append(NamespaceListener(args.netns, METADATA_ADDRESS6, args.metadata_port))
+    except DataplaneError as exc:
+        logging.getLogger("routeplane.agent").error("metadata not served over IPv6: %s", exc)
     if proxy is not None:  # connecting from the host's namespace
         proxy = proxy.using(listener.new_socket)
     service = MetadataService(
-        store, args.host, listener, endpoints=agent.endpoint_feed(), proxy=proxy
+        store, args.host, listeners, endpoints=agent.endpoint_feed(), proxy=proxy
     )
     service.start()
     return service

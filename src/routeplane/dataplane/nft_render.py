@@ -32,7 +32,8 @@ number of chains and sets does not grow with the taps, only the number of elemen
   interval sets (the ``tap . …`` concatenations use the kernel's pipapo sets, which it
   does not read either, but whose updates copy the whole set: hash again for addresses);
 - ``input``: from a tap in ``vm-taps`` only DHCP, DHCPv6, DNS, ICMPv6 neighbour discovery
-  and the metadata address (tcp 169.254.169.254:80) reach the host;
+  and the metadata address (tcp 169.254.169.254:80 and [fe80::a9fe:a9fe]:80) reach the
+  host;
 - floating IPs: ``dnat`` floating → fixed in prerouting and output (maps ``floating4``/
   ``floating6``), ``snat`` to the floating address only for hairpin (``hairpin4``/
   ``hairpin6``: the VM reaching its own floating IP).
@@ -53,6 +54,7 @@ from functools import lru_cache
 from typing import Any
 
 from routeplane.dataplane.addresses import parse_single
+from routeplane.dataplane.model import METADATA_ADDRESS6
 from routeplane.model.endpoint import EndpointRecord
 
 TABLE = "routeplane"
@@ -119,6 +121,7 @@ FIXED: dict[Key, str] = {
         "tcp dport 53 accept",
         f"icmpv6 type {{ {ND_TYPES} }} accept",
         f"ip daddr {METADATA_ADDRESS} tcp dport 80 accept",
+        f"ip6 daddr {METADATA_ADDRESS6} tcp dport 80 accept",
         "drop",
     ),
     ("chain", "forward"): _chain(

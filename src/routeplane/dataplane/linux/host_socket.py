@@ -10,22 +10,26 @@ module must not do: send or receive anything itself.
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 
 from routeplane.dataplane.linux.namespace import Namespace
+from routeplane.dataplane.model import METADATA_ADDRESS6
 from routeplane.model.errors import DataplaneError
 
 IF_INET6 = "/proc/thread-self/net/if_inet6"  # the calling thread's namespace's addresses
 SCOPE_LINK = 0x20
 _UNUSABLE = 0x40 | 0x08 | 0x20  # tentative, DAD failed, deprecated (IFA_F_*)
+_NOT_OURS = ipaddress.IPv6Address(METADATA_ADDRESS6).packed.hex()  # every tap's, a service's
 
 
 def link_local(if_inet6: str, index: int) -> bytes | None:
     """Interface ``index``'s usable link-local address (16 bytes) in the text of
-    ``/proc/net/if_inet6``; None while it has none (tentative, or IPv6 off)."""
+    ``/proc/net/if_inet6``; None while it has none (tentative, or IPv6 off). The
+    metadata address every tap also holds is never it."""
     for line in if_inet6.splitlines():
         fields = line.split()
-        if len(fields) < 6 or int(fields[1], 16) != index:
+        if len(fields) < 6 or int(fields[1], 16) != index or fields[0] == _NOT_OURS:
             continue
         if int(fields[3], 16) == SCOPE_LINK and not int(fields[4], 16) & _UNUSABLE:
             return bytes.fromhex(fields[0])
