@@ -24,7 +24,7 @@ from routeplane.store.watcher import Feed
 
 LOG = logging.getLogger("routeplane.agent.router_adverts")
 INTERVAL = 30.0  # seconds between unsolicited advertisements on a tap
-TICK = 1.0  # how often the taps are looked over
+TICK = 0.25  # how often the taps are looked over (a new tap waits at most this)
 MIN_GAP = 0.2  # seconds between two answers to one tap's solicitations
 
 
