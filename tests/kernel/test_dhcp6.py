@@ -25,6 +25,7 @@ from routeplane.agent.router_adverts import RouterAdverts
 from routeplane.dataplane.linux.dhcp6_socket import Dhcp6Socket
 from routeplane.dataplane.linux.ra_socket import RaSocket
 from routeplane.lab.netns import ip
+from routeplane.lab.vm_dhcp import dhclient6
 from tests.kernel.test_dhcp import lease
 from tests.kernel.test_router_adverts import bare_vm, default_route, network, tap_link_local
 from tests.kernel.vmlab import Lab, dual_stack_lab, wait_for
@@ -62,7 +63,7 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
         yield lab
 
 
-def dhclient6(lab: Lab, vm: str, tmp_path: Path, *flags: str) -> Path:
+def run_dhclient6(lab: Lab, vm: str, tmp_path: Path, *flags: str) -> Path:
     """``dhclient -6`` in ``vm`` (DUID-LL, no lease file of a former run), started once
     the VM's link-local address is usable; the file its hook writes."""
     wait_for(
@@ -77,21 +78,7 @@ def dhclient6(lab: Lab, vm: str, tmp_path: Path, *flags: str) -> Path:
     hook = tmp_path / "dhcp6.hook"
     hook.write_text(HOOK.format(out=out))
     hook.chmod(0o755)
-    command = [
-        "dhclient",
-        "-6",
-        "-d",
-        "-D",
-        "LL",
-        *flags,
-        "-sf",
-        str(hook),
-        "-lf",
-        str(tmp_path / "lf6"),
-        "-pf",
-        str(tmp_path / "pf6"),
-        "eth0",
-    ]
+    command = dhclient6(hook, tmp_path / "dhclient6", "eth0", *flags)
     lab.spawn(vm, *command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return out
 
@@ -102,7 +89,7 @@ def test_dhclient_gets_exactly_the_apis_address_and_routes_via_the_host(
     subnet = network(lab, "dhcpv6-stateful")
     vm, port = bare_vm(lab, "d6stateful", subnet)
     address = port["fixed_ips"][0]["ip_address"]
-    out = dhclient6(lab, vm, tmp_path)
+    out = run_dhclient6(lab, vm, tmp_path)
     wait_for(lambda: out.exists() and lease(out).get("reason") == "BOUND6", 10, "a binding")
     held = lease(out)
     assert held["new_ip6_address"] == address
@@ -119,7 +106,7 @@ def test_a_stateless_client_gets_its_dns_servers_and_forms_its_address(
 ) -> None:
     subnet = network(lab, "dhcpv6-stateless")
     vm, port = bare_vm(lab, "d6stateless", subnet)
-    out = dhclient6(lab, vm, tmp_path, "-S")  # Information-Request
+    out = run_dhclient6(lab, vm, tmp_path, "-S")  # Information-Request
     wait_for(lambda: out.exists() and "new_dhcp6_name_servers" in lease(out), 10, "options")
     assert lease(out)["new_dhcp6_name_servers"] == "fd5f:5d21:845:aa00::53"
     address = port["fixed_ips"][0]["ip_address"]  # the EUI-64 address the guest forms
@@ -134,7 +121,7 @@ def test_a_copied_mac_on_another_tap_gets_nothing(lab: Lab, tmp_path: Path) -> N
     ip(thief, "link", "set", "eth0", "address", port1["mac_address"])
     ip(thief, "link", "set", "eth0", "up")
     service: Dhcp6Service = lab.dhcp6  # type: ignore[attr-defined]
-    out = dhclient6(lab, thief, tmp_path)
+    out = run_dhclient6(lab, thief, tmp_path)
     subprocess.run(["sleep", "3"], check=True)  # Solicits go out at once, then ~1 s apart
     assert "new_ip6_address" not in (lease(out) if out.exists() else {})
     assert service.answered == 0
