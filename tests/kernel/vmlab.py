@@ -34,6 +34,7 @@ from routeplane.agent.nova_proxy import NovaProxy
 from routeplane.agent.settings import AgentSettings
 from routeplane.dataplane.linux import LinuxKernel, NftTable
 from routeplane.dataplane.linux.listener import NamespaceListener, hold_address
+from routeplane.dataplane.model import METADATA_ADDRESS6
 from routeplane.lab.netns import Cleanup, add_veth, exec_in, ip
 from routeplane.services.attributes import check_create, check_update
 from routeplane.services.context import ADMIN
@@ -155,14 +156,15 @@ class Lab:
         return running
 
     def start_metadata(self, host: str, proxy: NovaProxy | None = None) -> MetadataService:
-        """The host's metadata service on 169.254.169.254, fed from its agent's follower
+        """The host's metadata service on 169.254.169.254 and fe80::a9fe:a9fe, fed from its agent's follower
         (start the agent first) as ``routeplane agent`` feeds it; stopped with the lab."""
         namespace = self.hosts[host]
         hold_address(namespace, ADDRESS)
         listener = NamespaceListener(namespace, ADDRESS, 80)
+        listeners = [listener, NamespaceListener(namespace, METADATA_ADDRESS6, 80)]
         feed = self.agents[host].agent.endpoint_feed()
         proxy = None if proxy is None else proxy.using(listener.new_socket)
-        service = MetadataService(self.store, host, listener, endpoints=feed, proxy=proxy)
+        service = MetadataService(self.store, host, listeners, endpoints=feed, proxy=proxy)
         service.start()
         self.cleanup.add(f"stop {host}'s metadata service", service.close)
         return service

@@ -175,11 +175,15 @@ def test_vm_is_configured_as_the_walkthrough_shows(lab: Lab) -> None:
     vm1 = lab.address("testvm1", 4)
     assert f"inet {vm1}/16 brd 10.28.255.255 scope global eth0" in shown
     assert f"link/ether {lab.state().vms['testvm1'].mac}" in shown
-    assert "noprefixroute" in shown
+    assert f"inet6 {lab.address('testvm1', 6)}/128 scope global" in shown  # DHCPv6's
     assert "default via 10.28.0.1 dev eth0" in lab.exec("testvm1", "ip", "route").stdout
-    # nothing configured it by hand: its DHCP client holds a lease from node1's agent
+    routes6 = lab.exec("testvm1", "ip", "-6", "route", "show", "default").stdout
+    assert routes6.startswith("default via fe80::")  # node1's link-local address on the tap
+    assert "proto ra" in routes6
+    # nothing configured it by hand: its DHCP clients hold leases from node1's agent
     lab_state = lab.state()
     assert processes.alive(lab_state.processes["dhcp-testvm1"])
+    assert processes.alive(lab_state.processes["dhcp6-testvm1"])
     lease = (STATE_ROOT / lab.name / "dhcp-testvm1.lease").read_text().splitlines()
     assert f"address {vm1}/16" in lease
     assert "router 10.28.0.1" in lease

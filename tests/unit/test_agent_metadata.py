@@ -55,6 +55,9 @@ ALL = [VM1, VM2, VM3]
         ("tapccc", "10.28.7.7", VM3),  # an allowed-address pair of one port only
         ("tapaaa", "10.28.9.5", VM1),  # a pair prefix shared with a port on another tap
         ("tapaaa", "not an address", None),
+        ("tapccc", "fe80::f816:3eff:fe00:15", VM3),  # link-local: the tap's one port
+        (None, "fe80::f816:3eff:fe00:15", None),
+        ("tapeee", "fe80::1", None),  # no port's tap
     ],
 )
 def test_find_port(interface: str | None, source: str, expected: Endpoint | None) -> None:
@@ -66,6 +69,7 @@ def test_find_port_refuses_a_pair_two_ports_of_one_tap_share() -> None:
     b = endpoint("pb", "tapddd", "10.28.0.21", pairs=("10.28.8.8",))
     assert find_port([a, b], "tapddd", "10.28.8.8") is None
     assert find_port([a, b], "tapddd", "10.28.0.21") == b  # fixed IPs still decide
+    assert find_port([a, b], "tapddd", "fe80::1") is None  # two ports: a link-local names neither
 
 
 # --- the mirror and the responder --------------------------------------------------------

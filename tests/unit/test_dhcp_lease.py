@@ -12,7 +12,7 @@ from typing import Any, cast
 import pytest
 
 from routeplane.agent import dhcp_lease
-from routeplane.agent.dhcp import Leases
+from routeplane.agent.tap_service import Leases
 from routeplane.dataplane import dhcp_packet as wire
 from routeplane.model.endpoint import Addressing, EndpointRecord, encode
 from routeplane.services.core.endpoints import RecordInputs, endpoint_record
@@ -75,11 +75,11 @@ def test_the_reply_has_valid_ip_and_udp_checksums_and_goes_to_the_client_mac() -
     assert reply is not None
     assert reply.mac == MAC
     header = reply.packet[:20]
-    assert wire._checksum(header) == 0
+    assert wire.checksum(header) == 0
     assert header[16:20] == bytes((10, 28, 0, 13))  # to the offered address
     udp = reply.packet[20:]
     pseudo = header[12:20] + struct.pack("!BBH", 0, 17, len(udp))
-    assert wire._checksum(pseudo + udp) == 0
+    assert wire.checksum(pseudo + udp) == 0
 
 
 def test_a_request_for_its_address_is_acked_and_for_another_nakked() -> None:

@@ -37,7 +37,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import threading
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -93,7 +93,9 @@ def _covers(pair: object, source: _Address) -> bool:
 
 def find_port(endpoints: Iterable[Endpoint], interface: str | None, source: str) -> Endpoint | None:
     """The endpoint that asks: on ``interface``, holding ``source`` as a fixed IP, or else
-    covering it by an allowed-address pair of exactly one endpoint there. Pure."""
+    covering it by an allowed-address pair of exactly one endpoint there, or else — a
+    link-local source, asking ``fe80::a9fe:a9fe`` — the one endpoint on the tap (a
+    link-local packet cannot have come from beyond the tap's far end, the VM). Pure."""
     asker = _address(source)
     if interface is None or asker is None:
         return None
@@ -106,6 +108,8 @@ def find_port(endpoints: Iterable[Endpoint], interface: str | None, source: str)
     pairs = [
         e for e in on_tap if any(_covers(p, asker) for p in e.record.get("allowed_addresses", []))
     ]
+    if not pairs and asker.is_link_local and len(on_tap) == 1:
+        return on_tap[0]
     return pairs[0] if len(pairs) == 1 else None  # two ports sharing a pair: refuse both
 
 
@@ -317,7 +321,7 @@ class MetadataService:
         self,
         store: Store,
         host: str,
-        listener: Listener,
+        listener: Listener | Sequence[Listener],
         *,
         wait_limit: float = WAIT_LIMIT,
         endpoints: Feed | None = None,
@@ -326,12 +330,12 @@ class MetadataService:
         proxy: NovaProxy | None = None,
     ) -> None:
         self.prefix = endpoints_prefix(host)
-        self.listener = listener
+        self.listeners = list(listener) if isinstance(listener, Sequence) else [listener]
         self.mirror = Mirror()
         self.responder = Responder(self.mirror, store, wait_limit, proxy=proxy)
         self.follower = endpoints if endpoints is not None else Follower(store, self.prefix)
         self.server = Server(
-            listener,
+            self.listeners,
             self.responder,
             max_connections=max_connections,
             request_timeout=request_timeout,
@@ -364,7 +368,8 @@ class MetadataService:
         if self._follower is not None:
             self._follower.join(timeout=5)
         self.follower.close()
-        self.listener.close()
+        for listener in self.listeners:
+            listener.close()
 
 
 __all__ = [

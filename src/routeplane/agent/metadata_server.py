@@ -32,7 +32,7 @@ import logging
 import resource
 import socket
 import threading
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Protocol
 
@@ -70,17 +70,18 @@ def connection_limit(wanted: int) -> int:
 
 
 class Server:
-    """Serves ``listener``'s connections with ``handler``'s answers from one thread."""
+    """Serves the connections of ``listener`` (one, or several: IPv4 and IPv6) with
+    ``handler``'s answers from one thread."""
 
     def __init__(
         self,
-        listener: Listener,
+        listener: Listener | Sequence[Listener],
         handler: Handler,
         *,
         max_connections: int = MAX_CONNECTIONS,
         request_timeout: float = REQUEST_TIMEOUT,
     ) -> None:
-        self.listener = listener
+        self.listeners = list(listener) if isinstance(listener, Sequence) else [listener]
         self.handler = handler
         self.max_connections = connection_limit(max_connections)
         self.request_timeout = request_timeout
@@ -90,7 +91,6 @@ class Server:
         self._pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="metadata-store")
         self._thread: threading.Thread | None = None
         self._full = False  # refusing connections (logged once per episode)
-        self._listening = -1  # the listener's file descriptor, once started
         self._closing = False
 
     @property
@@ -101,9 +101,9 @@ class Server:
     # from other threads -----------------------------------------------------------------
     def start(self) -> None:
         self.loop = asyncio.new_event_loop()
-        self._listening = self.listener.sock.fileno()
-        self.listener.sock.setblocking(False)
-        self.loop.add_reader(self._listening, self._accept)
+        for listener in self.listeners:
+            listener.sock.setblocking(False)
+            self.loop.add_reader(listener.sock.fileno(), self._accept, listener)
         self._thread = threading.Thread(target=self._run, name="metadata", daemon=True)
         self._thread.start()
 
@@ -135,17 +135,17 @@ class Server:
                 conn.close()
             self.loop.close()
 
-    def _accept(self) -> None:
+    def _accept(self, listener: Listener) -> None:
         for _ in range(ACCEPT_BATCH):
             try:
-                sock, peer = self.listener.sock.accept()
+                sock, peer = listener.sock.accept()
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
                 if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
                     LOG.warning("metadata: cannot accept: %s; pausing %.1fs", exc, ACCEPT_PAUSE)
-                    self.loop.remove_reader(self._listening)
-                    self.loop.call_later(ACCEPT_PAUSE, self._resume)
+                    self.loop.remove_reader(listener.sock.fileno())
+                    self.loop.call_later(ACCEPT_PAUSE, self._resume, listener)
                     return
                 continue  # the client gave up before we took it (ECONNABORTED and such)
             sock.setblocking(False)
@@ -154,7 +154,7 @@ class Server:
                 continue
             self._full = False
             try:
-                interface = self.listener.interface_of(sock)
+                interface = listener.interface_of(sock)
             except Exception:  # asked of a closing listener: the VM is not known
                 LOG.exception("metadata: no interface for %s", peer[0])
                 interface = None
@@ -163,9 +163,9 @@ class Server:
             self.loop.add_reader(conn.fd, conn.readable)
             conn.set_timer(self.request_timeout, conn.expire)
 
-    def _resume(self) -> None:
+    def _resume(self, listener: Listener) -> None:
         if not self._closing:
-            self.loop.add_reader(self._listening, self._accept)
+            self.loop.add_reader(listener.sock.fileno(), self._accept, listener)
 
     def _refuse(self, sock: socket.socket, source: str) -> None:
         if not self._full:
@@ -211,7 +211,8 @@ class Server:
 
     def _shutdown(self) -> None:
         self._closing = True
-        self.loop.remove_reader(self._listening)
+        for listener in self.listeners:
+            self.loop.remove_reader(listener.sock.fileno())
         self.waits.release_all()  # with what is known now
         for conn in list(self.connections):
             conn.close()

@@ -3,8 +3,8 @@
 The composition root of the agent: the store from ``--store``, the Linux kernel adapter
 (acting on ``--netns`` when given — the lab runs one agent per host namespace from the
 root namespace), the host's BIRD when ``--bird-dir`` is given, the health checker of the
-service IPs' ports on this host, the metadata service and the DHCP server for its VMs
-(each in threads of its own), and the reconcile loop, until SIGTERM or SIGINT.
+service IPs' ports on this host, the metadata service, the DHCPv4 and DHCPv6 servers and
+the router advertisements for its VMs (each in threads of its own), and the reconcile loop, until SIGTERM or SIGINT.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import argparse
 import logging
 import resource
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,15 +24,16 @@ from routeplane.agent.policy import PolicyTable
 from routeplane.agent.settings import AgentSettings
 from routeplane.bgp.bird import Bird
 from routeplane.cli import daemon
+from routeplane.dataplane.model import METADATA_ADDRESS6
 from routeplane.dataplane.nft_render import METADATA_ADDRESS
 from routeplane.model.errors import DataplaneError
 from routeplane.store import Store, open_store
 
 if TYPE_CHECKING:
-    from routeplane.agent.dhcp import DhcpService
     from routeplane.agent.metadata import MetadataService
     from routeplane.agent.metrics import AgentMetrics
     from routeplane.agent.nova_proxy import NovaProxy
+    from routeplane.agent.tap_service import TapService
     from routeplane.cli.observe import Observer
 
 
@@ -58,8 +60,9 @@ def _metadata(
     args: argparse.Namespace, store: Store, agent: Agent, proxy: NovaProxy | None
 ) -> MetadataService | None:
     """The metadata service on 169.254.169.254 in the host's namespace (the agent holds
-    that address on the host's ``lo``), or None: disabled, or it cannot listen — then
-    the VMs go without it and routing goes on."""
+    that address on the host's ``lo``) and on ``fe80::a9fe:a9fe`` (every tap holds it),
+    or None: disabled, or it cannot listen — then the VMs go without it and routing goes
+    on. Without the IPv6 listener (the host's IPv6 port taken) it serves IPv4 alone."""
     # imported only now: the service's event loop (asyncio) is not needed before the
     # dataplane is programmed, and not at all with --no-metadata
     from routeplane.agent.metadata import MetadataService  # noqa: PLC0415
@@ -73,10 +76,15 @@ def _metadata(
     except DataplaneError as exc:
         logging.getLogger("routeplane.agent").error("metadata service not started: %s", exc)
         return None
+    listeners = [listener]
+    try:
+        listeners.append(NamespaceListener(args.netns, METADATA_ADDRESS6, args.metadata_port))
+    except DataplaneError as exc:
+        logging.getLogger("routeplane.agent").error("metadata not served over IPv6: %s", exc)
     if proxy is not None:  # connecting from the host's namespace
         proxy = proxy.using(listener.new_socket)
     service = MetadataService(
-        store, args.host, listener, endpoints=agent.endpoint_feed(), proxy=proxy
+        store, args.host, listeners, endpoints=agent.endpoint_feed(), proxy=proxy
     )
     service.start()
     return service
@@ -98,22 +106,35 @@ def _nova_proxy(args: argparse.Namespace) -> NovaProxy | None:
         raise SystemExit(f"routeplane agent: metadata proxy: {exc}") from exc
 
 
-def _dhcp(args: argparse.Namespace, agent: Agent) -> DhcpService | None:
-    """The DHCPv4 server for the host's VMs (one packet socket in its namespace), or
-    None: disabled, or the socket cannot be opened — then the VMs go without it."""
+def _tap_services(args: argparse.Namespace, agent: Agent) -> list[TapService[Any]]:
+    """The services on the VMs' taps, each on one socket in the host's namespace: the
+    DHCPv4 server, the router advertisements and the DHCPv6 server, unless disabled. One whose socket cannot
+    be opened is left out (its VMs go without it) and routing goes on."""
     from routeplane.agent.dhcp import DhcpService  # noqa: PLC0415
+    from routeplane.agent.dhcp6 import Dhcp6Service  # noqa: PLC0415
+    from routeplane.agent.router_adverts import RouterAdverts  # noqa: PLC0415
+    from routeplane.dataplane.linux.dhcp6_socket import Dhcp6Socket  # noqa: PLC0415
     from routeplane.dataplane.linux.dhcp_socket import DhcpSocket  # noqa: PLC0415
+    from routeplane.dataplane.linux.ra_socket import RaSocket  # noqa: PLC0415
 
-    if args.no_dhcp:
-        return None
-    try:
-        sock = DhcpSocket(args.netns)
-    except DataplaneError as exc:
-        logging.getLogger("routeplane.agent").error("DHCP server not started: %s", exc)
-        return None
-    service = DhcpService(args.host, sock, agent.endpoint_feed())
-    service.start()
-    return service
+    wanted: list[tuple[bool, Callable[[], Any], Callable[..., TapService[Any]]]] = [
+        (args.no_dhcp, lambda: DhcpSocket(args.netns), DhcpService),
+        (args.no_ra, lambda: RaSocket(args.netns), RouterAdverts),
+        (args.no_dhcp6, lambda: Dhcp6Socket(args.netns), Dhcp6Service),
+    ]
+    started: list[TapService[Any]] = []
+    for disabled, open_socket, kind in wanted:
+        if disabled:
+            continue
+        try:
+            sock = open_socket()
+        except DataplaneError as exc:
+            logging.getLogger("routeplane.agent").error("%s not started: %s", kind.__name__, exc)
+            continue
+        service = kind(args.host, sock, agent.endpoint_feed())
+        service.start()
+        started.append(service)
+    return started
 
 
 def _metrics(args: argparse.Namespace) -> AgentMetrics | None:
@@ -194,8 +215,8 @@ def _run(args: argparse.Namespace) -> int:
     probe = NamespaceProbe(args.netns)
     health = HealthChecker(store, args.host, probe, endpoints=agent.endpoint_feed())
     metadata: list[MetadataService] = []
-    dhcp: list[DhcpService] = []
     listener = _observe(args, metrics, agent, bgp, metadata)
+    on_taps: list[TapService[Any]] = []
 
     def start_services() -> None:
         """Once the dataplane is programmed: the health checker and the metadata service
@@ -206,9 +227,7 @@ def _run(args: argparse.Namespace) -> int:
         service = _metadata(args, store, agent, proxy)
         if service is not None:
             metadata.append(service)
-        server = _dhcp(args, agent)
-        if server is not None:
-            dhcp.append(server)
+        on_taps.extend(_tap_services(args, agent))
 
     try:
         agent.run(stop.is_set, synced=start_services)
@@ -217,7 +236,7 @@ def _run(args: argparse.Namespace) -> int:
             listener.close()
         for service in metadata:
             service.close()
-        for server in dhcp:
+        for server in on_taps:
             server.close()
         health.close()
         probe.close()
@@ -269,6 +288,12 @@ def add_parser(commands: Any) -> None:
     )
     parser.add_argument(
         "--no-dhcp", action="store_true", help="do not answer the VMs' DHCPv4 requests"
+    )
+    parser.add_argument(
+        "--no-ra", action="store_true", help="send no IPv6 router advertisements to the VMs"
+    )
+    parser.add_argument(
+        "--no-dhcp6", action="store_true", help="do not answer the VMs' DHCPv6 messages"
     )
     daemon.add_options(parser, "agent")
     parser.add_argument("-v", "--verbose", action="store_true")

@@ -138,7 +138,8 @@ def parse_request(packet: bytes) -> Request | None:
     )
 
 
-def _checksum(data: bytes) -> int:
+def checksum(data: bytes) -> int:
+    """The Internet checksum (RFC 1071) of ``data``."""
     if len(data) % 2:
         data += b"\0"
     total: int = sum(int.from_bytes(data[i : i + 2]) for i in range(0, len(data), 2))
@@ -207,10 +208,10 @@ def build_reply(
     udp_length = _UDP.size + len(payload)
     pseudo = server.packed + dst.packed + struct.pack("!BBH", 0, UDP, udp_length)
     udp = _UDP.pack(SERVER_PORT, CLIENT_PORT, udp_length, 0) + payload
-    udp_sum = _checksum(pseudo + udp) or 0xFFFF
+    udp_sum = checksum(pseudo + udp) or 0xFFFF
     udp = udp[:6] + struct.pack("!H", udp_sum) + udp[8:]
     header = _IP.pack(0x45, 0x10, _IP.size + len(udp), 0, 0, 64, UDP, 0, server.packed, dst.packed)
-    header = header[:10] + struct.pack("!H", _checksum(header)) + header[12:]
+    header = header[:10] + struct.pack("!H", checksum(header)) + header[12:]
     return Reply(mac, header + udp)
 
 
@@ -252,6 +253,7 @@ __all__ = [
     "Request",
     "build_reply",
     "build_request",
+    "checksum",
     "encode_options",
     "parse_options",
     "parse_reply",

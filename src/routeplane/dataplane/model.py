@@ -54,6 +54,12 @@ TAP_SYSCTLS: tuple[tuple[str, str], ...] = (
     ("net/ipv6/conf/{}/accept_ra", "0"),  # a VM must not become the host's router
     ("net/ipv6/conf/{}/forwarding", "1"),
 )
+# Every tap also holds this link-local address (nodad, no prefix route): the metadata
+# service's IPv6 address, as Neutron's (``fe80::a9fe:a9fe``, 169.254.169.254 in IPv6
+# dress). The host owns it on each tap, so it answers neighbour solicitations for it and
+# takes the guest's connections to it locally; it is never a source of the host's own
+# (``dataplane.linux.host_socket.link_local`` passes over it).
+METADATA_ADDRESS6 = "fe80::a9fe:a9fe"
 HOST_SYSCTLS: tuple[tuple[str, str], ...] = (
     ("net/ipv4/ip_forward", "1"),
     ("net/ipv6/conf/all/forwarding", "1"),
@@ -216,6 +222,7 @@ def describe(op: object) -> str:
 __all__ = [
     "BIRD_METRIC",
     "HOST_SYSCTLS",
+    "METADATA_ADDRESS6",
     "PREFERRED_METRIC",
     "ROUTE_METRIC",
     "ROUTE_PROTO",

@@ -62,12 +62,12 @@ from functools import lru_cache
 from typing import Any
 
 from routeplane.dataplane.addresses import parse_single
+from routeplane.dataplane.model import METADATA_ADDRESS6
 from routeplane.model.endpoint import EndpointRecord
 
 TABLE = "routeplane"
 FAMILY = "inet"
 METADATA_ADDRESS = "169.254.169.254"
-METADATA_ADDRESS6 = "fe80::a9fe:a9fe"
 
 PROTOCOLS = {
     "ah": 51, "dccp": 33, "egp": 8, "esp": 50, "gre": 47, "hopopt": 0, "icmp": 1, "igmp": 2,

@@ -338,12 +338,37 @@ def _boot(
     if not wait_until(lambda: vm_dhcp.leased(topology, vm_name, interface), vm_dhcp.LEASE_TIMEOUT):
         log = topology.log(vm_dhcp.dhcp_key(vm_name))
         raise netns.LabError(f"{vm_name} got no DHCP lease from {node.name}; {log}:\n{_tail(log)}")
+    _ipv6_from_host(recorder, record, node, addresses)
     recorder.start(f"vm-{vm_name}", topology.vm_service_command(vm_name))
     recorder.start(vm.guest_key(vm_name), vm.guest_command(topology, vm_name))
     if not wait_until(lambda: vm.listening(record.namespace), SERVICE_TIMEOUT):
         raise netns.LabError(f"{vm_name}'s service does not listen on port 22")
     api.wait_port_status(port["id"], "ACTIVE", ACTIVE_TIMEOUT)
     return record
+
+
+def _ipv6_from_host(
+    recorder: Recorder, record: VmRecord, node: Node, addresses: list[vm.GuestAddress]
+) -> None:
+    """The VM's IPv6 addresses on subnets with a mode, from its host: ``dhclient -6`` for
+    ``dhcpv6-stateful`` ones (the kernel forms the others from the advertisements);
+    returns once the VM holds them all."""
+    wanted = [a.address.split("/")[0] for a in addresses if a.version == 6 and a.mode]
+    if not wanted:
+        return
+    topology, interface = recorder.topology, vm.GUEST_INTERFACE
+    if any(a.mode == "dhcpv6-stateful" for a in addresses):
+        if not wait_until(
+            lambda: vm_dhcp.link_local_ready(record.namespace, interface), vm_dhcp.LEASE_TIMEOUT
+        ):
+            raise netns.LabError(f"{record.name} has no usable link-local address")
+        key = vm_dhcp.dhcp6_key(record.name)
+        recorder.start(key, vm_dhcp.client6_command(topology, record.name, interface))
+    if not wait_until(
+        lambda: vm_dhcp.holds(record.namespace, interface, wanted), vm_dhcp.LEASE_TIMEOUT
+    ):
+        log = topology.log(vm_dhcp.dhcp6_key(record.name))
+        raise netns.LabError(f"{record.name} did not get {wanted} from {node.name}; {log}")
 
 
 def _boot_qemu(
@@ -369,7 +394,8 @@ def _boot_qemu(
 def _unboot(recorder: Recorder, api: Neutron, vm_name: str) -> None:
     """Undo a failed boot: the service, the namespace, the port, the records."""
     lab_state = recorder.state
-    for key in (f"vm-{vm_name}", vm.guest_key(vm_name), vm_dhcp.dhcp_key(vm_name)):
+    keys = (vm.guest_key(vm_name), vm_dhcp.dhcp_key(vm_name), vm_dhcp.dhcp6_key(vm_name))
+    for key in (f"vm-{vm_name}", *keys):
         started = lab_state.processes.pop(key, None)
         if started is not None:
             processes.stop(started)

@@ -54,7 +54,15 @@ def seed(api: Neutron, access: Node) -> Seeded:
     )
     v6 = api.create(
         "subnet",
-        {"network_id": net["id"], "name": "demo-v6", "ip_version": 6, "cidr": DEMO_V6},
+        {
+            "network_id": net["id"],
+            "name": "demo-v6",
+            "ip_version": 6,
+            "cidr": DEMO_V6,
+            # the VMs' addresses from the hosts' DHCPv6 servers, routes from their adverts
+            "ipv6_address_mode": "dhcpv6-stateful",
+            "ipv6_ra_mode": "dhcpv6-stateful",
+        },
     )
     public = api.create("network", {"name": PUBLIC_NET, "router:external": True})
     api.create(

@@ -9,8 +9,13 @@ walkthrough's VM shows:
     inet 10.28.0.13/16 brd 10.28.255.255 scope global eth0
     default via 10.28.0.1 dev eth0
 
-IPv6 is still configured here: the address as a /64 with ``noprefixroute`` (nothing is
-on-link: every packet goes to the host) and a default route via the v6 subnet's gateway
+IPv6 on a subnet with an ``ipv6_address_mode`` comes from the host too: its router
+advertisements give the default route (via the host's link-local address on the tap)
+and, on ``slaac``/``dhcpv6-stateless`` subnets, the address the guest's kernel forms;
+on ``dhcpv6-stateful`` subnets ISC ``dhclient -6`` asks the host's DHCPv6 server
+(:mod:`~routeplane.lab.vm_dhcp`). Only an IPv6 address on a subnet *without* a mode is
+configured here, as before: a /64 with ``noprefixroute`` (nothing is on-link: every
+packet goes to the host) and a default route via the subnet's gateway
 (``guest_commands``, which can write both families). After that the VM runs
 ``routeplane guest`` (``guest_command``), which adds and removes the port's further
 addresses — a service IP moved onto it or away — as a cloud image would.
@@ -38,6 +43,7 @@ class GuestAddress:
     address: str  # with the subnet's prefix length: 10.28.0.13/16
     version: int
     gateway: str | None
+    mode: str = ""  # IPv6: the subnet's ipv6_address_mode ("": none, configured by hand)
 
 
 def guest_addresses(port: dict[str, Any], subnets: dict[str, dict[str, Any]]) -> list[GuestAddress]:
@@ -51,6 +57,7 @@ def guest_addresses(port: dict[str, Any], subnets: dict[str, dict[str, Any]]) ->
                 f"{fixed['ip_address']}/{network.prefixlen}",
                 network.version,
                 subnet.get("gateway_ip") or None,
+                subnet.get("ipv6_address_mode") or "",
             )
         )
     return found
@@ -77,7 +84,8 @@ def guest_commands(addresses: list[GuestAddress]) -> list[str]:
 
 def build(namespace: str, host: Node, port: dict[str, Any], addresses: list[GuestAddress]) -> str:
     """The VM's namespace wired to ``host`` through the port's tap, with its IPv6
-    addresses (IPv4 is the DHCP client's); the tap's name."""
+    addresses on subnets without a mode (IPv4 and the rest are the host's to give: DHCP,
+    router advertisements, DHCPv6); the tap's name."""
     tap = interface_name(port["id"])
     netns.create(namespace)
     netns.add_veth(
@@ -88,7 +96,7 @@ def build(namespace: str, host: Node, port: dict[str, Any], addresses: list[Gues
         peer_mac=port["mac_address"],
         up=True,
     )
-    commands = guest_commands([a for a in addresses if a.version == 6])  # IPv4: DHCP
+    commands = guest_commands([a for a in addresses if a.version == 6 and not a.mode])
     if commands:
         netns.ip(namespace, "-batch", "-", input="\n".join(commands) + "\n")
     return tap

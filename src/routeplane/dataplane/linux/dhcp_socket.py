@@ -24,9 +24,9 @@ import contextlib
 import ctypes
 import socket
 import struct
+from collections.abc import Sequence
 
-from routeplane.dataplane.linux.namespace import Namespace
-from routeplane.model.errors import DataplaneError
+from routeplane.dataplane.linux.host_socket import HostSocket
 
 ETH_P_IP = 0x0800
 SO_ATTACH_FILTER = 26
@@ -47,44 +47,37 @@ _FILTER = (
 )
 
 
-def _attach_filter(sock: socket.socket) -> None:
-    code = b"".join(struct.pack("HBBI", *insn) for insn in _FILTER)
-    program = ctypes.create_string_buffer(code)
-    fprog = struct.pack("HL", len(_FILTER), ctypes.addressof(program))
+def attach_filter(sock: socket.socket, program: Sequence[tuple[int, int, int, int]]) -> None:
+    """Attach the classic BPF ``program``, size the receive buffer, and read away what
+    arrived before: every packet read later has passed the filter."""
+    code = ctypes.create_string_buffer(b"".join(struct.pack("HBBI", *i) for i in program))
+    fprog = struct.pack("HL", len(program), ctypes.addressof(code))
     sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+    sock.setblocking(False)
+    with contextlib.suppress(BlockingIOError):
+        while sock.recv(1):
+            pass
 
 
-class DhcpSocket:
-    """DHCP requests in, replies out, in network namespace ``netns`` (None: our own)."""
+class FrameSocket(HostSocket):
+    """A packet socket for one ethertype (:attr:`ethertype`) behind a BPF filter
+    (:attr:`program`): whole packets in with the ingress interface and the sender's MAC,
+    whole packets out in a frame to one MAC on one interface."""
 
-    def __init__(self, netns: str | None) -> None:
-        self.namespace = Namespace(netns)
-        try:
-            self.sock = self.namespace.run(self._open)
-        except OSError as exc:
-            self.namespace.close()
-            raise DataplaneError(f"DHCP packet socket: {exc}") from exc
+    ethertype = ETH_P_IP
+    program: Sequence[tuple[int, int, int, int]] = _FILTER
 
-    @staticmethod
-    def _open() -> socket.socket:
-        # every interface's IPv4 (a bind would name one); what arrived before the filter
-        # was attached is read away, so every packet read later has passed the filter
-        sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_IP))
-        try:
-            _attach_filter(sock)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
-            sock.setblocking(False)
-            with contextlib.suppress(BlockingIOError):
-                while sock.recv(1):
-                    pass
-        except OSError:
-            sock.close()
-            raise
-        return sock
+    def _new(self) -> socket.socket:
+        # every interface's packets of the type (a bind would name one interface)
+        return socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(self.ethertype))
 
-    def receive(self, timeout: float) -> tuple[str, bytes] | None:
-        """The next request as (interface name, IPv4 packet); None after ``timeout``
-        seconds, or for a packet the host sent itself."""
+    def _configure(self, sock: socket.socket) -> None:
+        attach_filter(sock, self.program)
+
+    def frame(self, timeout: float) -> tuple[str, str, bytes] | None:
+        """The next packet as (interface name, sender MAC, packet); None after
+        ``timeout`` seconds, or for a packet the host sent itself."""
         self.sock.settimeout(timeout)
         try:
             packet, address = self.sock.recvfrom(2048)
@@ -92,16 +85,24 @@ class DhcpSocket:
             return None
         if address[2] == PACKET_OUTGOING:
             return None
-        return str(address[0]), packet
+        return str(address[0]), bytes(address[4][:6]).hex(":"), packet
 
     def send(self, interface: str, mac: str, packet: bytes) -> None:
-        """``packet`` (a whole IPv4 packet) in a frame to ``mac`` on ``interface``;
+        """``packet`` (a whole packet) in a frame to ``mac`` on ``interface``;
         ``OSError`` when the interface is gone or its queue full."""
-        self.sock.sendto(packet, (interface, ETH_P_IP, 0, 0, bytes.fromhex(mac.replace(":", ""))))
-
-    def close(self) -> None:
-        self.sock.close()
-        self.namespace.close()
+        destination = bytes.fromhex(mac.replace(":", ""))
+        self.sock.sendto(packet, (interface, self.ethertype, 0, 0, destination))
 
 
-__all__ = ["DhcpSocket"]
+class DhcpSocket(FrameSocket):
+    """DHCP requests in, replies out, in network namespace ``netns`` (None: our own)."""
+
+    what = "DHCP packet socket"
+
+    def receive(self, timeout: float) -> tuple[str, bytes] | None:
+        """The next request as (interface name, IPv4 packet): the client's MAC is in it."""
+        got = self.frame(timeout)
+        return None if got is None else (got[0], got[2])
+
+
+__all__ = ["DhcpSocket", "FrameSocket", "attach_filter"]

@@ -43,6 +43,7 @@ from routeplane.dataplane.linux.monitor import LinkMonitor
 from routeplane.dataplane.linux.namespace import NETNS_DIR, Namespace
 from routeplane.dataplane.model import (
     HOST_SYSCTLS,
+    METADATA_ADDRESS6,
     ROUTE_PROTO,
     TAP_PREFIX,
     Link,
@@ -88,6 +89,10 @@ def _proxy_del(proxy: Proxy, index: int) -> rtnl.Request:
 
 def _link_up(name: str, index: int) -> rtnl.Request:
     return rtnl.link_up(index)
+
+
+def _metadata_address(name: str, index: int) -> rtnl.Request:
+    return rtnl.link_local_replace(METADATA_ADDRESS6, index)
 
 
 def _link(info: rtnl.LinkInfo) -> Link:
@@ -297,6 +302,7 @@ class LinuxKernel:
         batch = _Batch(indexes)
         on = attrgetter("interface")
         batch.add("configure", plan.configure, str, _link_up)
+        batch.add("configure", plan.configure, str, _metadata_address)
         batch.add("neighbours_set", plan.neighbours_set, on, _neigh_set)
         batch.add("proxies_set", plan.proxies_set, on, _proxy_set)
         batch.add("routes_set", plan.routes_set, on, _route_set)

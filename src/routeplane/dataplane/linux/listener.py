@@ -8,6 +8,13 @@ accepted connection returns an ``in_pktinfo`` whose ``ipi_ifindex`` is the inter
 handshake arrived on (``tcp_v4_syn_recv_sock`` records it for every child socket). The
 index is turned into a name inside the host's namespace, where it means something.
 
+IPv6 (``fe80::a9fe:a9fe``, the address every tap holds: ``dataplane.model``): a
+link-local address can only be bound together with one interface, and there are as many
+as there are taps, so the listener is bound to ``[::]``, IPv6 only, and a connection's
+local address tells both what it was made to and (its scope) the tap it came in on. A
+connection to any other of the host's IPv6 addresses is named no interface, so it is
+answered as from no VM (the host's policy lets the VMs reach only the metadata address).
+
 The socket is created by the namespace's own thread (``Namespace.run``: a socket belongs
 for its life to the namespace it was made in) and then used from any thread, as the
 health probes do. ``hold_address`` puts the listening address on the host's ``lo`` when
@@ -65,15 +72,21 @@ class NamespaceListener:
     (``None``: the caller's own) that names each connection's incoming interface."""
 
     def __init__(self, netns: str | None, address: str, port: int, backlog: int = 128) -> None:
-        if ipaddress.ip_address(address).version != 4:
-            raise ValueError("the metadata listener is IPv4 (169.254.169.254)")
         self.address, self.port = address, port
+        self.ipv6 = ipaddress.ip_address(address).version == 6
+        if self.ipv6 and not ipaddress.IPv6Address(address).is_link_local:
+            raise ValueError("the metadata listener's IPv6 address is link-local")
+        family = socket.AF_INET6 if self.ipv6 else socket.AF_INET
         self.namespace = Namespace(netns)
-        sock = self.namespace.run(lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+        sock = self.namespace.run(lambda: socket.socket(family, socket.SOCK_STREAM))
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
-            sock.bind((address, port))
+            if self.ipv6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.bind(("::", port))
+            else:
+                sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+                sock.bind((address, port))
             sock.listen(backlog)
         except OSError as exc:
             sock.close()
@@ -82,9 +95,15 @@ class NamespaceListener:
         self.sock = sock
 
     def interface_of(self, conn: socket.socket) -> str | None:
-        """The name of the interface ``conn`` came in on (None: not known)."""
+        """The name of the interface ``conn`` came in on (None: not known, or an IPv6
+        connection not made to the listener's address)."""
         try:
-            index = ingress_index(conn.getsockopt(socket.IPPROTO_IP, IP_PKTOPTIONS, 256))
+            if self.ipv6:
+                local, _port, _flow, index = conn.getsockname()
+                if ipaddress.ip_address(local.split("%")[0]) != ipaddress.ip_address(self.address):
+                    return None
+            else:
+                index = ingress_index(conn.getsockopt(socket.IPPROTO_IP, IP_PKTOPTIONS, 256))
         except OSError:
             return None
         if index is None:

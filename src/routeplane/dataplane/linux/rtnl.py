@@ -44,6 +44,9 @@ RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
 RTNLGRP_LINK = 1
 RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
 RTM_NEWNEIGH, RTM_DELNEIGH, RTM_GETNEIGH = 28, 29, 30
+RTM_NEWADDR = 20
+IFA_ADDRESS, IFA_FLAGS = 1, 8
+IFA_F_NODAD, IFA_F_NOPREFIXROUTE = 0x02, 0x200
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_DUMP_INTR = 0x1, 0x4, 0x10
 NLM_F_DUMP, NLM_F_REPLACE, NLM_F_CREATE = 0x300, 0x100, 0x400
 NLM_F_CAPPED, NLM_F_ACK_TLVS = 0x100, 0x200  # in the flags of an NLMSG_ERROR answer
@@ -63,6 +66,7 @@ _HEADER = struct.Struct("=IHHII")  # nlmsghdr: length, type, flags, seq, pid
 _ATTR = struct.Struct("=HH")  # rtattr: length, type
 _IFINFO = struct.Struct("=BxHiII")  # ifinfomsg: family, type, index, flags, change
 _RTMSG = struct.Struct("=BBBBBBBBI")  # family dst_len src_len tos table proto scope type flags
+_IFADDRMSG = struct.Struct("=BBBBi")  # ifaddrmsg: family, prefixlen, flags, scope, index
 _NDMSG = struct.Struct("=BxxxiHBB")  # ndmsg: family, ifindex, state, flags, type
 _ERRNO = struct.Struct("=i")
 
@@ -245,6 +249,16 @@ def proxy_replace(address: str, index: int, protocol: int) -> Request:
     body = _NDMSG.pack(_family(ip), index, NUD_PERMANENT, NTF_PROXY | NTF_ROUTER, 0)
     body += _attr(NDA_DST, ip.packed) + _attr(NDA_PROTOCOL, struct.pack("=B", protocol))
     return Request(RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_REPLACE, body)
+
+
+def link_local_replace(address: str, index: int) -> Request:
+    """``addr replace <address>/64 dev <index> scope link nodad noprefixroute``: an
+    extra link-local address, usable at once, adding no route."""
+    ip = _ip(address)
+    body = _IFADDRMSG.pack(socket.AF_INET6, 64, IFA_F_NODAD, RT_SCOPE_LINK, index)
+    body += _attr(IFA_ADDRESS, ip.packed)
+    body += _attr(IFA_FLAGS, struct.pack("=I", IFA_F_NODAD | IFA_F_NOPREFIXROUTE))
+    return Request(RTM_NEWADDR, NLM_F_CREATE | NLM_F_REPLACE, body)
 
 
 def proxy_delete(address: str, index: int) -> Request:
