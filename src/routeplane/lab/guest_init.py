@@ -30,10 +30,13 @@ This module is pure text: it runs nothing.
 
 from __future__ import annotations
 
+from routeplane.lab import guest_follower
+
 NAME_PORT = 2222
 CONTROL_PORT = "rp.ctl"
 READY = "rp-guest-ready"
 PROBE_OK = "rp-probe-ok"
+LEASE = "rp-dhcp"  # the DHCP script's console line: rp-dhcp bound 10.28.0.2/16 router …
 
 INIT_SCRIPT = r"""#!/bin/busybox sh
 # routeplane guest init (routeplane.lab.guest_init): see that module's docstring
@@ -85,6 +88,9 @@ dropbear -R -s -E -p 22 2>/var/log/dropbear.log
 
 nc -ll -p @NAME_PORT@ -e /bin/hostname &
 
+# the service-IP follower: what `routeplane guest` does, in busybox sh (see FOLLOWER)
+sh /bin/rp-follow eth0 >/dev/console 2>&1 &
+
 control_port() {
     for tries in $(seq 50); do
         for port in /sys/class/virtio-ports/*; do
@@ -132,12 +138,13 @@ UDHCPC_SCRIPT = r"""#!/bin/sh
 # udhcpc's script: apply a lease as a cloud image would (address, mask, routers,
 # classless static routes, DNS, MTU, hostname). deconfig keeps the command line's
 # static address, so a guest without a DHCP server stays reachable.
-case "$1" in
+event=$1
+case "$event" in
 deconfig)
     ip link set "$interface" up
     ;;
 bound|renew)
-    if [ "$1" = bound ]; then
+    if [ "$event" = bound ]; then
         ip -4 addr flush dev "$interface"
     fi
     ip addr add "$ip/${mask:-32}" dev "$interface" 2>/dev/null
@@ -156,6 +163,9 @@ bound|renew)
     [ -n "$domain" ] && echo "search $domain" >>/etc/resolv.conf
     for server in $dns; do echo "nameserver $server" >>/etc/resolv.conf; done
     [ -n "$hostname" ] && hostname "$hostname"
+    echo "@LEASE@ $event $ip/${mask:-32} router ${router:-none} server ${serverid:-none}" \
+        "lease ${lease:-0}" >/dev/console
+    echo "$event $ip/${mask:-32} $serverid" >/run/rp-lease
     ;;
 esac
 exit 0
@@ -170,6 +180,20 @@ def init_script() -> str:
         .replace("@CONTROL_PORT@", CONTROL_PORT)
         .replace("@READY@", READY)
     )
+
+
+def udhcpc_script() -> str:
+    """The DHCP client's script with this module's console mark filled in."""
+    return UDHCPC_SCRIPT.replace("@LEASE@", LEASE)
+
+
+def scripts() -> dict[str, str]:
+    """Every script of the image, by its path there (what the image's key hashes)."""
+    return {
+        "init": init_script(),
+        "etc/udhcpc.script": udhcpc_script(),
+        guest_follower.PATH: guest_follower.follower_script(),
+    }
 
 
 def kernel_cmdline(
@@ -198,10 +222,13 @@ def kernel_cmdline(
 __all__ = [
     "CONTROL_PORT",
     "INIT_SCRIPT",
+    "LEASE",
     "NAME_PORT",
     "PROBE_OK",
     "READY",
     "UDHCPC_SCRIPT",
     "init_script",
     "kernel_cmdline",
+    "scripts",
+    "udhcpc_script",
 ]

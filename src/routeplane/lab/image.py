@@ -115,7 +115,7 @@ def inputs() -> dict[str, str]:
     found = {"kernel": f"{name}={version}", "build": str(BUILD_VERSION)}
     for package in RUNTIME_PACKAGES:
         found[package] = installed_version(package)
-    scripts = guest_init.init_script() + guest_init.UDHCPC_SCRIPT
+    scripts = "".join(text for _, text in sorted(guest_init.scripts().items()))
     found["scripts"] = hashlib.sha256(scripts.encode()).hexdigest()[:16]
     return found
 
@@ -197,8 +197,8 @@ def _stage(kernel: Path, root: Path) -> str:
     (root / "etc" / "modules.load").write_text("\n".join(order) + "\n")
     for path, text in ETC_FILES.items():
         (root / path).write_text(text)
-    _write_script(root / "init", guest_init.init_script())
-    _write_script(root / "etc" / "udhcpc.script", guest_init.UDHCPC_SCRIPT)
+    for path, text in guest_init.scripts().items():
+        _write_script(root / path, text)
     _copy_binary(BUSYBOX, root, "busybox-static")
     _copy_binary(DROPBEAR, root, "dropbear-bin")
     for library in _libraries(DROPBEAR):
