@@ -79,6 +79,7 @@ bench: system-deps venv
 	$(BIN)/python bench/agent.py
 	$(BIN)/python bench/dataplane.py
 	$(BIN)/python bench/convergence.py
+	$(BIN)/python bench/convergence.py --qemu
 	$(BIN)/python bench/failover.py
 
 clean:

@@ -43,17 +43,20 @@ pytestmark = [
 SERVICE_IP = "10.28.0.23"
 CONNECT = [sys.executable, "-m", "routeplane.lab.vm_service", "connect"]
 MOVES = 4
-# on the access node: the source of every ICMP echo request that arrives, until 4 s pass without one
+# on the access node: the source of every ICMP echo request that arrives, until one of
+# 99 bytes of data (the guest's "done") or 20 s
 LISTEN = """
 import socket
 s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
-s.settimeout(4)
+s.settimeout(20)
 print("listening", flush=True)
 try:
     while True:
-        packet, (source, _) = s.recvfrom(128)
+        packet, (source, _) = s.recvfrom(256)
         if packet[20] == 8:
             print(source, flush=True)
+            if len(packet) == 20 + 8 + 99:
+                break
 except TimeoutError:
     pass
 """
@@ -190,7 +193,7 @@ def test_the_service_ip_moves_between_guests_and_the_old_one_never_answers_after
     rule = api.create("security_group_rule", name_service)
     qlab.set_fixed_ips("testvm1", SERVICE_IP)
     prober = Prober(
-        qlab.topology.access.namespace, SERVICE_IP, 120, guest_init.NAME_PORT, every=0.01
+        qlab.topology.access.namespace, SERVICE_IP, 120, guest_init.NAME_PORT, every=0.05
     )
     try:
         wait_for(lambda: prober.first("testvm1", 0) is not None, 30, "testvm1 on the service IP")
@@ -245,13 +248,13 @@ def test_a_guest_sending_from_an_address_not_its_own_is_dropped(qlab: QemuLab) -
     )  # fmt: skip
     assert listener.stdout is not None
     assert listener.stdout.readline().strip() == "listening"
-    qlab.run("testvm1", f"ip addr add {spoofed}/32 dev eth0")
-    try:
-        for source in (spoofed, own, spoofed):
-            qlab.run("testvm1", f"ping -c 1 -W 1 -I {source} 192.168.8.1; true")
-    finally:
-        qlab.run("testvm1", f"ip addr del {spoofed}/32 dev eth0")
-    out, _ = listener.communicate(timeout=15)
+    pings = [f"ping -c 1 -W 1 -I {source} 192.168.8.1" for source in (spoofed, own, spoofed)]
+    pings.append(f"ping -c 1 -W 1 -s 99 -I {own} 192.168.8.1")  # done
+    qlab.run(  # one command: the listener's idle timeout cannot run out between them
+        "testvm1",
+        f"ip addr add {spoofed}/32 dev eth0; {'; '.join(pings)}; ip addr del {spoofed}/32 dev eth0",
+    )
+    out, _ = listener.communicate(timeout=30)
     assert own in out.split()  # the guest's own address gets through...
     assert spoofed not in out.split()  # ...an address that is not its own does not
 
