@@ -162,7 +162,7 @@ def test_the_port_turns_active_only_once_its_tap_is_up(qlab: QemuLab) -> None:
         {"network_id": net["id"], "name": "late", "binding:host_id": "node1",
          "device_owner": "compute:nova", "device_id": str(uuid.uuid4())},
     )  # fmt: skip
-    spec = qemu_vm.spec(qlab.topology, node, vm_name="late", port=port, addresses=[])
+    spec = qemu_vm.spec(qlab.topology, node, vm_name="late", port=port)
     try:
         time.sleep(2)
         assert qlab.api.show("port", port["id"])["status"] == "DOWN"  # no tap

@@ -61,7 +61,8 @@ class Prober:
         self.process = subprocess.Popen([*command, *options], stdout=subprocess.PIPE, text=True)
         self.answers: list[tuple[float, str]] = []
         self._lock = threading.Lock()
-        threading.Thread(target=self._read, daemon=True).start()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
 
     def _read(self) -> None:
         assert self.process.stdout is not None
@@ -91,6 +92,9 @@ class Prober:
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(timeout=5)
+        self._reader.join(timeout=5)  # it has read the last line
+        if self.process.stdout is not None:
+            self.process.stdout.close()
 
 
 def main(argv: Sequence[str] | None = None) -> None:

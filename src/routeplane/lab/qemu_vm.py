@@ -20,7 +20,6 @@ from routeplane.lab import guest_control, guest_init, image, netns, qemu
 from routeplane.lab.netns import LabError
 from routeplane.lab.state import LabState, VmRecord
 from routeplane.lab.topology import Node, Topology
-from routeplane.lab.vm import GuestAddress
 from routeplane.lab.waiting import wait_until
 
 KIND = "qemu"
@@ -50,22 +49,16 @@ def spec(
     *,
     vm_name: str,
     port: dict[str, Any],
-    addresses: list[GuestAddress],
     accel: str = "tcg",
-    fallback: bool = False,
 ) -> qemu.GuestSpec:
-    """The guest of ``port`` on ``node``. With ``fallback`` its first IPv4 address and
-    gateway go on its kernel command line, for a lab whose hosts serve no DHCP; a lab's
-    guests take theirs by DHCP only."""
-    first = next((a for a in addresses if a.version == 4), None) if fallback else None
+    """The guest of ``port`` on ``node``: it takes its addresses by DHCP and from its
+    follower, so none goes on its kernel command line (as Nova puts none there)."""
     return qemu.GuestSpec(
         name=vm_name,
         namespace=node.namespace,
         port_id=port["id"],
         mac=port["mac_address"],
         directory=guest_dir(topology, vm_name),
-        address=first.address if first else None,
-        gateway=first.gateway if first else None,
         ssh_key=ssh_key(topology).with_suffix(".pub").read_text(),
         accel=accel,
     )
