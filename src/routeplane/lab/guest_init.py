@@ -6,14 +6,16 @@ a cloud image's boot does, in the order a user would see it on the serial consol
 1. mount proc, sys, devtmpfs, devpts, /tmp and /run; load the kernel modules listed in
    ``/etc/modules.load`` (virtio's PCI transport, virtio-net, virtio-console, vsock,
    virtio-rng — the builder's order, dependencies first);
-2. name itself (``rp.name=``) and bring up ``eth0``; an address given on the command line
-   (``rp.ip=10.28.0.13/16 rp.gw=10.28.0.1``) is configured at once, and busybox's
-   ``udhcpc`` runs in the background: a lease, when one comes, replaces it (see
-   :data:`UDHCPC_SCRIPT`);
+2. name itself (``rp.name=``) and bring up ``eth0``; busybox's ``udhcpc`` runs in the
+   background and its script applies the lease and prints it (:data:`LEASE`; see
+   :data:`UDHCPC_SCRIPT`). An address on the command line (``rp.ip=10.28.0.13/16
+   rp.gw=10.28.0.1``), for a tap with no DHCP server, is configured at once and replaced
+   by a lease when one comes; a lab's guests get none;
 3. start the services: ``dropbear`` on tcp/22 (a real SSH server; its host key is made at
    the first connection, so every guest has its own; ``rp.ssh_key=`` authorises one key
    for root), the name service on tcp/:data:`NAME_PORT` (answers the guest's hostname,
-   the lab's stand-in for ``ssh … hostname``), and the control channel's command runner;
+   the lab's stand-in for ``ssh … hostname``), the service-IP follower
+   (:mod:`routeplane.lab.guest_follower`) and the control channel's command runner;
 4. print :data:`READY` on the console and idle (``/init`` must never exit).
 
 The control channel is a virtio-serial port named :data:`CONTROL_PORT` — not the network
