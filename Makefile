@@ -17,7 +17,8 @@ BIN := $(VENV)/bin
 # the metrics tests start.
 DEB_PACKAGES := etcd-server python3-venv iproute2 nftables conntrack iputils-ping procps util-linux \
 	bird2 keepalived isc-dhcp-client dhcpcd-base cloud-init qemu-system-x86 busybox-static \
-	dropbear-bin cpio openssh-client curl systemd prometheus
+	dropbear-bin cpio openssh-client curl systemd prometheus \
+	mmdebstrap e2fsprogs
 PYTEST_ARGS ?=
 
 .PHONY: demo test check lint fmt typecheck imports unit contract kernel bench system-deps venv clean
@@ -82,6 +83,7 @@ bench: system-deps venv
 	$(BIN)/python bench/scale.py
 	$(BIN)/python bench/dataplane.py
 	$(BIN)/python bench/convergence.py
+	$(BIN)/python bench/convergence.py --qemu
 	$(BIN)/python bench/failover.py
 	$(BIN)/python bench/dhcp.py
 

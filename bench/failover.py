@@ -49,9 +49,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from convergence import Prober, free_port  # bench/convergence.py: the same prober
+from convergence import PROBE_SECONDS, free_port  # bench/convergence.py
 from routeplane.lab import lab, netns, processes
 from routeplane.lab.neutron import Neutron
+from routeplane.lab.prober import Prober
 from routeplane.lab.service import service_key, start_service
 from routeplane.lab.state import VmRecord
 from routeplane.lab.teardown import down
@@ -211,7 +212,7 @@ def run_routeplane(rounds: int) -> Results:
         the = Routeplane(name, api, vms)
         the.create_service_ip()
         guest = the.ensure_addresses()
-        prober = Prober(the.topology.access.namespace)
+        prober = Prober(the.topology.access.namespace, SERVICE_IP, PROBE_SECONDS)
         if not wait_until(lambda: prober.first("testvm1", 0) is not None, READY_TIMEOUT, 0.02):
             raise netns.LabError("testvm1 never answered on the service IP")
         for _ in range(rounds):
@@ -292,7 +293,7 @@ def run_keepalived(rounds: int) -> Results:
     with tempfile.TemporaryDirectory(prefix="rp-vrrp-") as directory, netns.Cleanup() as cleanup:
         pair = VrrpPair(cleanup, Path(directory))
         pair.build()
-        prober = Prober(pair.client)
+        prober = Prober(pair.client, SERVICE_IP, PROBE_SECONDS)
         try:
             master = pair.holders()[0]
             if not wait_until(lambda: prober.first(master, 0) is not None, READY_TIMEOUT, 0.02):

@@ -1,4 +1,5 @@
-"""``routeplane demo`` (what ``make demo`` plays): the whole walkthrough in its own lab.
+"""``routeplane demo`` (what ``make demo`` plays): the whole walkthrough in its own lab;
+``routeplane demo --qemu``: the same with QEMU guests, DHCP and real SSH.
 
 The demo checks each answer itself (a step whose expected output never comes fails it),
 so this asserts it exits 0, that the answers a newcomer reads are there — the routes on
@@ -39,5 +40,21 @@ def test_the_demo_plays_the_walkthrough_and_leaves_nothing_behind() -> None:
     assert "scope link" in out
     assert "default via 10.28.0.1 dev eth0" in out  # testvm1's lease, shown by `ip route`
     assert '"name": "testvm1"' in out  # its meta_data.json, read with curl inside it
+    assert not [ns for ns in netns.names() if ns.startswith(f"rp-{LAB}-")]
+    assert not (STATE_ROOT / LAB).exists()
+
+
+def test_the_demo_with_qemu_guests_answers_real_ssh_before_and_after_the_move() -> None:
+    routeplane = str(Path(sys.executable).with_name("routeplane"))
+    done = subprocess.run(
+        [routeplane, "demo", "--qemu"], capture_output=True, text=True, timeout=420, check=False
+    )
+    out = done.stdout
+    assert done.returncode == 0, out[-3000:] + done.stderr[-3000:]
+    assert out.count("bound 10.28.0.") == 2  # each guest's DHCP lease, from its host
+    assert "root@10.28.0.23 hostname" in out
+    assert "WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!" in out
+    answers = [line for line in out.splitlines() if line in ("testvm1", "testvm2")]
+    assert answers == ["testvm1", "testvm2", "testvm1"]  # before, after the move, by its FIP
     assert not [ns for ns in netns.names() if ns.startswith(f"rp-{LAB}-")]
     assert not (STATE_ROOT / LAB).exists()

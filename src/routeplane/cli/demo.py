@@ -118,7 +118,7 @@ def _run(args: argparse.Namespace) -> int:
     from routeplane.cli.demo_lab import walkthrough  # noqa: PLC0415
 
     if args.scenario == "walkthrough":
-        return walkthrough()
+        return walkthrough(qemu=args.qemu)
     if args.use_store:
         return _store_scenario(args.store)
     with tempfile.TemporaryDirectory(prefix="routeplane-demo-") as tmp:
@@ -136,6 +136,11 @@ def add_parser(commands: Any) -> None:
     )
     parser.add_argument(
         "scenario", nargs="?", choices=["walkthrough", "all", "store", "api"], default="walkthrough"
+    )
+    parser.add_argument(
+        "--qemu",
+        action="store_true",
+        help="walkthrough: testvm1 and testvm2 are QEMU guests (DHCP, real SSH; issue #15)",
     )
     parser.add_argument(
         "--use-store",

@@ -18,6 +18,14 @@ the real ``openstack`` CLI for Neutron's — printing each command and what it a
    guest adds it, testvm1's drops it (both shown), and ``testvm2`` answers;
 6. a floating IP on testvm1: it answers on the floating address, which it never sees.
 
+``--qemu``: testvm1 and testvm2 are real machines (``lab boot --kind qemu``): each shows
+the DHCP lease its host's agent gave it, the follower in each guest adds and drops the
+service IP, and the check from the access node is the walkthrough's own ``ssh …
+10.28.0.23 hostname`` (the lab's key; a known_hosts file of the demo's own). After the
+move SSH refuses testvm2's host key with the walkthrough's "REMOTE HOST IDENTIFICATION
+HAS CHANGED" warning; the demo removes the known_hosts file, as the walkthrough does, and
+``testvm2`` answers.
+
 Then the lab comes down, also when a step fails. A step whose expected answer does not
 come within its time makes the demo fail (exit 1), so the demo is also a check.
 """
@@ -48,11 +56,14 @@ class StepFailed(RuntimeError):
 
 
 class Walkthrough:
-    def __init__(self, env: dict[str, str], state_root: Path) -> None:
+    def __init__(self, env: dict[str, str], state_root: Path, qemu: bool = False) -> None:
         self.env = env
         self.bin = Path(sys.executable).parent
         self.state_root = state_root
+        self.qemu = qemu
         self.client = [sys.executable, "-m", "routeplane.lab.vm_service", "connect"]
+        self.ssh_key = state_root / LAB / "ssh" / "id_ed25519"  # qemu_vm.ssh_key's
+        self.known_hosts = state_root / LAB / "ssh" / "known_hosts"
 
     def say(self, text: str) -> None:
         print(f"\n== {text}", flush=True)
@@ -72,7 +83,7 @@ class Walkthrough:
 
         while True:
             done = subprocess.run(
-                argv, env=self.env, capture_output=True, text=True, check=False, timeout=60
+                argv, env=self.env, capture_output=True, text=True, check=False, timeout=180
             )
             out = (done.stdout + done.stderr).rstrip()
             if good(out) or time.monotonic() > deadline:
@@ -100,12 +111,29 @@ class Walkthrough:
         )  # fmt: skip
 
     def connect(self, node: str, address: str, expect: str) -> str:
+        if self.qemu:
+            return self.ssh(node, address, expect)
         print(f"# from {node}, connect to {address} port 22 (the walkthrough's `ssh … hostname`)")
         return self.lab("exec", node, "--", *self.client, address, expect=expect)
 
+    def ssh(self, node: str, address: str, expect: str) -> str:
+        """The walkthrough's ``ssh … hostname``, for real, from ``node``."""
+        options = ["-i", str(self.ssh_key), "-o", "BatchMode=yes", "-o", "ConnectTimeout=5"]
+        options += ["-o", f"UserKnownHostsFile={self.known_hosts}"]
+        options += ["-o", "StrictHostKeyChecking=accept-new"]
+        argv = ["ssh", *options, f"root@{address}", "hostname"]
+        return self.lab("exec", node, "--", *argv, expect=expect, timeout=30)
+
+    def boot(self, vm: str, host: str) -> None:
+        kind = ["--kind", "qemu"] if self.qemu else []
+        self.lab("boot", vm, "--network", "demo-net", "--host", host, *kind)
+        if self.qemu:
+            self.say(f"{vm} is a QEMU guest: its address came by DHCP from {host}'s agent")
+            self.lab("exec", vm, "--", "cat", "/run/rp-lease", expect="bound", timeout=30)
+
     def play(self) -> None:
         self.say("boot testvm1 on node1 (Nova's part: a port bound to node1, a tap, a VM)")
-        self.lab("boot", "testvm1", "--network", "demo-net", "--host", "node1")
+        self.boot("testvm1", "node1")
         self.openstack("port", "show", "testvm1", "-c", "fixed_ips", "-c", "status",
                        "-c", "binding_host_id", expect="ACTIVE")  # fmt: skip
         self.say("testvm1 configured itself: nothing set its address by hand, its DHCP client"
@@ -128,7 +156,7 @@ class Walkthrough:
         self.connect("access", SERVICE_IP, expect="testvm1")
 
         self.say("boot testvm2 on node2, and move the service IP to it")
-        self.lab("boot", "testvm2", "--network", "demo-net", "--host", "node2")
+        self.boot("testvm2", "node2")
         self.openstack("port", "unset", "--fixed-ip", FIXED_IP, "testvm1")
         self.openstack("port", "set", "--fixed-ip", FIXED_IP, "testvm2")
         self.say("the guests follow: testvm2's adds the address, testvm1's drops it")
@@ -136,6 +164,11 @@ class Walkthrough:
         self.lab("exec", "testvm1", "--", "ip", "addr", "show", "eth0", absent=HELD)
         self.lab("exec", "access", "--", "ip", "route", "show", SERVICE_IP,
                  expect="via 192.168.8.4")  # fmt: skip
+        if self.qemu:
+            self.say("testvm2 is another machine, with its own host key: SSH refuses it")
+            self.ssh("access", SERVICE_IP, expect="REMOTE HOST IDENTIFICATION HAS CHANGED")
+            self.say("as the walkthrough does: remove the known_hosts file, and try again")
+            self.run(f"rm {self.known_hosts}", ["rm", "-f", str(self.known_hosts)])
         self.connect("access", SERVICE_IP, expect="testvm2")
 
         self.say("a floating IP on testvm1: DNAT'd on node1 to 10.28.0.x; the VM never sees it")
@@ -149,7 +182,7 @@ class Walkthrough:
         print(f"(testvm1 holds its fixed address only: {floating} is not on it)", flush=True)
 
 
-def walkthrough(state_root: Path = STATE_ROOT) -> int:
+def walkthrough(state_root: Path = STATE_ROOT, *, qemu: bool = False) -> int:
     print(f"== routeplane lab up --name {LAB} --hosts 2", flush=True)
     teardown.down(LAB, state_root=state_root)  # a demo left over by a crash
     try:
@@ -158,7 +191,7 @@ def walkthrough(state_root: Path = STATE_ROOT) -> int:
         env.update(report.env(lab_state))
         print(f'(the openstack CLI is pointed at it as `eval "$(routeplane lab env --name {LAB})"`'
               " would)", flush=True)  # fmt: skip
-        Walkthrough(env, state_root).play()
+        Walkthrough(env, state_root, qemu).play()
         print("\n== the walkthrough worked; bringing the lab down", flush=True)
         return 0
     except StepFailed as exc:

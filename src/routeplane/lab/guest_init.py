@@ -6,14 +6,16 @@ a cloud image's boot does, in the order a user would see it on the serial consol
 1. mount proc, sys, devtmpfs, devpts, /tmp and /run; load the kernel modules listed in
    ``/etc/modules.load`` (virtio's PCI transport, virtio-net, virtio-console, vsock,
    virtio-rng — the builder's order, dependencies first);
-2. name itself (``rp.name=``) and bring up ``eth0``; an address given on the command line
-   (``rp.ip=10.28.0.13/16 rp.gw=10.28.0.1``) is configured at once, and busybox's
-   ``udhcpc`` runs in the background: a lease, when one comes, replaces it (see
-   :data:`UDHCPC_SCRIPT`);
+2. name itself (``rp.name=``) and bring up ``eth0``; busybox's ``udhcpc`` runs in the
+   background and its script applies the lease and prints it (:data:`LEASE`; see
+   :data:`UDHCPC_SCRIPT`). An address on the command line (``rp.ip=10.28.0.13/16
+   rp.gw=10.28.0.1``), for a tap with no DHCP server, is configured at once and replaced
+   by a lease when one comes; a lab's guests get none;
 3. start the services: ``dropbear`` on tcp/22 (a real SSH server; its host key is made at
    the first connection, so every guest has its own; ``rp.ssh_key=`` authorises one key
    for root), the name service on tcp/:data:`NAME_PORT` (answers the guest's hostname,
-   the lab's stand-in for ``ssh … hostname``), and the control channel's command runner;
+   the lab's stand-in for ``ssh … hostname``), the service-IP follower
+   (:mod:`routeplane.lab.guest_follower`) and the control channel's command runner;
 4. print :data:`READY` on the console and idle (``/init`` must never exit).
 
 The control channel is a virtio-serial port named :data:`CONTROL_PORT` — not the network
@@ -30,10 +32,13 @@ This module is pure text: it runs nothing.
 
 from __future__ import annotations
 
+from routeplane.lab import guest_follower
+
 NAME_PORT = 2222
 CONTROL_PORT = "rp.ctl"
 READY = "rp-guest-ready"
 PROBE_OK = "rp-probe-ok"
+LEASE = "rp-dhcp"  # the DHCP script's console line: rp-dhcp bound 10.28.0.2/16 router …
 
 INIT_SCRIPT = r"""#!/bin/busybox sh
 # routeplane guest init (routeplane.lab.guest_init): see that module's docstring
@@ -84,6 +89,9 @@ mkdir -p /etc/dropbear
 dropbear -R -s -E -p 22 2>/var/log/dropbear.log
 
 nc -ll -p @NAME_PORT@ -e /bin/hostname &
+
+# the service-IP follower: what `routeplane guest` does, in busybox sh (see FOLLOWER)
+sh /bin/rp-follow eth0 >/dev/console 2>&1 &
 
 control_port() {
     for tries in $(seq 50); do
@@ -147,12 +155,13 @@ UDHCPC_SCRIPT = (
 # udhcpc's script: apply a lease as a cloud image would (address, mask, routers,
 # classless static routes, DNS, MTU, hostname). deconfig keeps the command line's
 # static address, so a guest without a DHCP server stays reachable.
-case "$1" in
+event=$1
+case "$event" in
 deconfig)
     ip link set "$interface" up
     ;;
 bound|renew)
-    if [ "$1" = bound ]; then
+    if [ "$event" = bound ]; then
         ip -4 addr flush dev "$interface"
     fi
     ip addr add "$ip/${mask:-32}" dev "$interface" 2>/dev/null
@@ -162,6 +171,9 @@ bound|renew)
     [ -n "$domain" ] && echo "search $domain" >>/etc/resolv.conf
     for server in $dns; do echo "nameserver $server" >>/etc/resolv.conf; done
     [ -n "$hostname" ] && hostname "$hostname"
+    echo "@LEASE@ $event $ip/${mask:-32} router ${router:-none} server ${serverid:-none}" \
+        "lease ${lease:-0}" >/dev/console
+    echo "$event $ip/${mask:-32} $serverid" >/run/rp-lease
     ;;
 esac
 exit 0
@@ -177,6 +189,20 @@ def init_script() -> str:
         .replace("@CONTROL_PORT@", CONTROL_PORT)
         .replace("@READY@", READY)
     )
+
+
+def udhcpc_script() -> str:
+    """The DHCP client's script with this module's console mark filled in."""
+    return UDHCPC_SCRIPT.replace("@LEASE@", LEASE)
+
+
+def scripts() -> dict[str, str]:
+    """Every script of the image, by its path there (what the image's key hashes)."""
+    return {
+        "init": init_script(),
+        "etc/udhcpc.script": udhcpc_script(),
+        guest_follower.PATH: guest_follower.follower_script(),
+    }
 
 
 def kernel_cmdline(
@@ -205,6 +231,7 @@ def kernel_cmdline(
 __all__ = [
     "CONTROL_PORT",
     "INIT_SCRIPT",
+    "LEASE",
     "LEASE_ROUTES",
     "NAME_PORT",
     "PROBE_OK",
@@ -212,4 +239,6 @@ __all__ = [
     "UDHCPC_SCRIPT",
     "init_script",
     "kernel_cmdline",
+    "scripts",
+    "udhcpc_script",
 ]

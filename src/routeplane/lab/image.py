@@ -115,7 +115,7 @@ def inputs() -> dict[str, str]:
     found = {"kernel": f"{name}={version}", "build": str(BUILD_VERSION)}
     for package in RUNTIME_PACKAGES:
         found[package] = installed_version(package)
-    scripts = guest_init.init_script() + guest_init.UDHCPC_SCRIPT
+    scripts = "".join(text for _, text in sorted(guest_init.scripts().items()))
     found["scripts"] = hashlib.sha256(scripts.encode()).hexdigest()[:16]
     return found
 
@@ -144,26 +144,37 @@ def build(cache_root: Path = CACHE_ROOT, say: Callable[[str], None] = _say_nothi
     if ready is not None:
         return ready
     say(f"building the guest image {directory.name} ({found['kernel']})")
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=directory.parent, prefix=".build-") as scratch:
-        work = Path(scratch)
+
+    def make(work: Path, out: Path) -> None:
         deb = _download(cache_root / "debs", found["kernel"])
         run(["dpkg-deb", "-x", str(deb), str(work / "kernel")], timeout=300)
-        out = work / "image"
-        out.mkdir()
         release = _stage(work / "kernel", work / "root")
         _pack(work / "root", out / "initrd.gz")
         shutil.copyfile(work / "kernel" / "boot" / f"vmlinuz-{release}", out / "vmlinuz")
-        (out / "inputs.json").write_text(json.dumps(found, indent=1, sort_keys=True) + "\n")
         (out / "release").write_text(release)
-        # built concurrently by another process: theirs is as good
-        with contextlib.suppress(OSError):
-            out.rename(directory)
+
+    build_once(directory, found, make)
     image = _image(directory)
     if image is None:
         raise LabError(f"guest image {directory}: not built")
     say(f"guest image ready: {directory}")
     return image
+
+
+def build_once(directory: Path, found: dict[str, str], make: Callable[[Path, Path], None]) -> None:
+    """Build an image into ``directory``: ``make(work, out)`` fills ``out`` inside a
+    scratch directory next to it, ``inputs.json`` records ``found``, and ``out`` is
+    renamed into place, so a half-built image is never used; of two builders racing,
+    the second rename fails and both end with one good image."""
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=directory.parent, prefix=".build-") as scratch:
+        work = Path(scratch)
+        out = work / "image"
+        out.mkdir()
+        make(work, out)
+        (out / "inputs.json").write_text(json.dumps(found, indent=1, sort_keys=True) + "\n")
+        with contextlib.suppress(OSError):  # built concurrently: theirs is as good
+            out.rename(directory)
 
 
 def _download(debs: Path, package: str) -> Path:
@@ -197,8 +208,8 @@ def _stage(kernel: Path, root: Path) -> str:
     (root / "etc" / "modules.load").write_text("\n".join(order) + "\n")
     for path, text in ETC_FILES.items():
         (root / path).write_text(text)
-    _write_script(root / "init", guest_init.init_script())
-    _write_script(root / "etc" / "udhcpc.script", guest_init.UDHCPC_SCRIPT)
+    for path, text in guest_init.scripts().items():
+        _write_script(root / path, text)
     _copy_binary(BUSYBOX, root, "busybox-static")
     _copy_binary(DROPBEAR, root, "dropbear-bin")
     for library in _libraries(DROPBEAR):
@@ -256,6 +267,7 @@ __all__ = [
     "CACHE_ROOT",
     "Image",
     "build",
+    "build_once",
     "cached",
     "image_key",
     "inputs",

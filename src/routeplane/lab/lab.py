@@ -378,12 +378,11 @@ def _boot_qemu(
     accel: str | None,
     say: Callable[[str], None],
 ) -> VmRecord:
-    """The hypervisor's part for a QEMU guest: tap and QEMU in the host's namespace."""
-    record, port, addresses = created
+    """The hypervisor's part for a QEMU guest: tap and QEMU in the host's namespace (the
+    guest configures its addresses itself)."""
+    record, port, _ = created
     node = recorder.topology.host(record.host)
-    spec = qemu_vm.spec(
-        recorder.topology, node, vm_name=record.name, port=port, addresses=addresses
-    )
+    spec = qemu_vm.spec(recorder.topology, node, vm_name=record.name, port=port)
     guest = qemu_vm.start(spec, accel, say)
     recorder.state.processes[f"vm-{record.name}"] = guest.process
     recorder.save()

@@ -18,6 +18,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Sequence
 
@@ -46,6 +49,54 @@ async def probe(address: str, seconds: float, port: int = 22, every: float = 0.0
         await asyncio.wait(running)
 
 
+class Prober:
+    """This prober run in a namespace (the access node), and what it reports: the
+    answers as (start, name), for the benchmarks and tests to question."""
+
+    def __init__(
+        self, namespace: str, address: str, seconds: float, port: int = 22, every: float = 0.003
+    ) -> None:
+        command = ["ip", "netns", "exec", namespace, sys.executable, "-m", __name__]
+        options = [address, str(seconds), "--port", str(port), "--every", str(every)]
+        self.process = subprocess.Popen([*command, *options], stdout=subprocess.PIPE, text=True)
+        self.answers: list[tuple[float, str]] = []
+        self._lock = threading.Lock()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            started, _, name = line.split()
+            with self._lock:
+                self.answers.append((float(started), name))
+
+    def first(self, name: str, after: float) -> float | None:
+        with self._lock:
+            hits = [t for t, n in self.answers if n == name and t >= after]
+        return min(hits) if hits else None
+
+    def count_all(self, start: float, end: float) -> int:
+        with self._lock:
+            return sum(1 for t, _ in self.answers if start <= t < end)
+
+    def count(self, name: str, start: float, end: float) -> int:
+        with self._lock:
+            return sum(1 for t, n in self.answers if n == name and start <= t < end)
+
+    def last_answer_before(self, moment: float) -> float | None:
+        with self._lock:
+            hits = [t for t, n in self.answers if n != "-" and t < moment]
+        return max(hits) if hits else None
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=5)
+        self._reader.join(timeout=5)  # it has read the last line
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m routeplane.lab.prober")
     parser.add_argument("address")
@@ -60,4 +111,4 @@ if __name__ == "__main__":
     main()
 
 
-__all__ = ["main", "probe"]
+__all__ = ["Prober", "main", "probe"]

@@ -53,6 +53,7 @@ class GuestSpec:
     gateway: str | None = None
     ssh_key: str | None = None  # an OpenSSH public key authorised for root
     accel: str = "tcg"
+    memory_mb: int = MEMORY_MB
 
     @property
     def tap(self) -> str:
@@ -76,16 +77,21 @@ def tap_mac(mac: str) -> str:
     return "fe" + mac[2:]
 
 
-def command(spec: GuestSpec, image: Image) -> list[str]:
-    """QEMU's command line for ``spec``, run inside the host's namespace."""
+def command(spec: GuestSpec, image: Image | None, boot: list[str] | None = None) -> list[str]:
+    """QEMU's command line for ``spec``, run inside the host's namespace: the busybox
+    ``image`` booted with the guest's ``rp.`` settings, or what ``boot`` says (another
+    image's kernel, initramfs and disk)."""
     if spec.accel not in ACCELERATORS:
         raise ValueError(f"accelerator {spec.accel!r}: one of {', '.join(ACCELERATORS)}")
-    append = guest_init.kernel_cmdline(spec.name, spec.address, spec.gateway, spec.ssh_key)
+    if boot is None:
+        if image is None:
+            raise ValueError("a guest boots the busybox image or what boot says")
+        append = guest_init.kernel_cmdline(spec.name, spec.address, spec.gateway, spec.ssh_key)
+        boot = ["-kernel", str(image.kernel), "-initrd", str(image.initrd), "-append", append]
     return [
         *("ip", "netns", "exec", netns.check(spec.namespace), QEMU, "-name", spec.name),
         *("-nodefaults", "-no-user-config", "-nographic", "-monitor", "none", "-no-reboot"),
-        *("-accel", spec.accel, "-m", str(MEMORY_MB)),
-        *("-kernel", str(image.kernel), "-initrd", str(image.initrd), "-append", append),
+        *("-accel", spec.accel, "-m", str(spec.memory_mb), *boot),
         *("-chardev", f"file,id=console,path={spec.console}", "-serial", "chardev:console"),
         *("-netdev", f"tap,id=net0,ifname={spec.tap},script=no,downscript=no"),
         *("-device", f"virtio-net-pci,netdev=net0,mac={spec.mac},romfile="),
@@ -114,14 +120,15 @@ class Guest:
     process: ProcessRecord
 
 
-def start(spec: GuestSpec, image: Image) -> Guest:
-    """Plug the tap and start QEMU on it; the guest boots in the background."""
+def start(spec: GuestSpec, image: Image | None, boot: list[str] | None = None) -> Guest:
+    """Plug the tap and start QEMU on it; the guest boots in the background (``boot``:
+    as for :func:`command`)."""
     spec.directory.mkdir(parents=True, exist_ok=True)
     for stale in (spec.console, spec.control):
         stale.unlink(missing_ok=True)
     plug(spec.namespace, spec.tap, spec.mac)
     try:
-        record = processes.start(command(spec, image), spec.directory / "qemu.log")
+        record = processes.start(command(spec, image, boot), spec.directory / "qemu.log")
         raw = {"spec": {**asdict(spec), "directory": str(spec.directory)}}
         raw["process"] = asdict(record)
         spec.record_file.write_text(json.dumps(raw, indent=1) + "\n")

@@ -2,14 +2,12 @@
 
 Where a namespace VM gets a veth pair and a configured ``eth0``, a QEMU guest gets what a
 Nova compute host gives it: the tap made by the "hypervisor" in the host's namespace and
-QEMU on it (:mod:`routeplane.lab.qemu`). The guest configures itself at boot: by DHCP
-once the hosts serve it, until then from its kernel command line (its port's first IPv4
-address and that subnet's gateway). QEMU is recorded as the VM's process
-(``vm-<name>``), so ``lab down`` stops it by PID, and its tap goes with the host's
-namespace; the guest's files are in ``<state>/guests/<name>``.
-
-Not yet in the guest: ``routeplane guest`` (the service-IP follower needs a Python the
-image does not ship; docs/design/guests.md).
+QEMU on it (:mod:`routeplane.lab.qemu`). The guest configures itself at boot, as a cloud
+image does: its address, mask, router and MTU by DHCP from its host's agent (nothing on
+its kernel command line), and its port's further addresses — a service IP — by its
+follower (:mod:`routeplane.lab.guest_follower`) from the host's metadata service. QEMU is
+recorded as the VM's process (``vm-<name>``), so ``lab down`` stops it by PID, and its
+tap goes with the host's namespace; the guest's files are in ``<state>/guests/<name>``.
 """
 
 from __future__ import annotations
@@ -18,11 +16,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from routeplane.lab import guest_control, guest_init, image, qemu
+from routeplane.lab import guest_control, guest_init, image, netns, qemu
 from routeplane.lab.netns import LabError
 from routeplane.lab.state import LabState, VmRecord
 from routeplane.lab.topology import Node, Topology
-from routeplane.lab.vm import GuestAddress
 from routeplane.lab.waiting import wait_until
 
 KIND = "qemu"
@@ -33,25 +30,36 @@ def guest_dir(topology: Topology, vm_name: str) -> Path:
     return topology.state_dir / "guests" / vm_name
 
 
+def ssh_key(topology: Topology) -> Path:
+    """The lab's SSH key (private half), made at its first QEMU guest: every guest
+    authorises its public half for root, so ``ssh -i <key> root@<guest>`` logs in from
+    any node of the lab (they share this machine's files)."""
+    key = topology.state_dir / "ssh" / "id_ed25519"
+    if not key.exists():
+        key.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        netns.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", topology.lab, "-f", str(key)]
+        )
+    return key
+
+
 def spec(
     topology: Topology,
     node: Node,
     *,
     vm_name: str,
     port: dict[str, Any],
-    addresses: list[GuestAddress],
     accel: str = "tcg",
 ) -> qemu.GuestSpec:
-    """The guest of ``port`` on ``node``, its fallback address its first IPv4 one."""
-    first = next((a for a in addresses if a.version == 4), None)
+    """The guest of ``port`` on ``node``: it takes its addresses by DHCP and from its
+    follower, so none goes on its kernel command line (as Nova puts none there)."""
     return qemu.GuestSpec(
         name=vm_name,
         namespace=node.namespace,
         port_id=port["id"],
         mac=port["mac_address"],
         directory=guest_dir(topology, vm_name),
-        address=first.address if first else None,
-        gateway=first.gateway if first else None,
+        ssh_key=ssh_key(topology).with_suffix(".pub").read_text(),
         accel=accel,
     )
 
@@ -85,4 +93,4 @@ def run(guest: qemu.GuestSpec, command: list[str]) -> guest_control.Completed:
     return guest_control.execute(guest.control, command)
 
 
-__all__ = ["KIND", "find", "guest_dir", "run", "spec", "start"]
+__all__ = ["KIND", "find", "guest_dir", "run", "spec", "ssh_key", "start"]
