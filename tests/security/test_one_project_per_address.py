@@ -280,7 +280,9 @@ def test_no_address_is_routed_to_two_projects(tenants: Tenants, store: Store) ->
     # quotas (100 networks each), which is not what this test is about
     unlimited = {"network": -1, "subnet": -1, "port": -1, "floatingip": -1}
     for client in (tenants.a, tenants.b, tenants.admin):
-        project = project_of(client)
+        project_of(client)  # each project has its default group (and so shows up below)
+    groups = tenants.admin.get("/security-groups", params={"name": "default"})
+    for project in {g["project_id"] for g in groups.json()["security_groups"]}:
         answer = tenants.admin.put(f"/quotas/{project}", json={"quota": unlimited})
         assert answer.status_code == 200, answer.text
     public = tenants.network(tenants.admin, name="prop-public", **{"router:external": True})
