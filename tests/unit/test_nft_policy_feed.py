@@ -2,7 +2,8 @@
 it keeps is always exactly what a full render of everything gives.
 
 Random sequences of store changes (this host's and another host's endpoints with their
-member index entries, as the api writes them, and security groups) go through an
+member index entries, as the api writes them, security groups, and host records with
+their fabric addresses) go through an
 embedded store into ``PolicyFeed``; after each round the feed's
 table must equal ``render`` of the same inputs, and the script it hands the executor must
 equal ``delta`` between the previous and the new full renders (which the kernel test
@@ -41,6 +42,8 @@ ADDRESSES = [
     "fd00::1", "fd00::2", "fd00::/120", "not-an-address",
 ]  # fmt: skip
 FLOATING = ["203.0.113.1", "203.0.113.2", "2001:db8:ff::1"]
+HOSTS = ["node1", "node2", "node3"]
+FABRIC4, FABRIC6 = ["192.0.2.1", "192.0.2.2", ""], ["2001:db8:f::1", "2001:db8:f::2", ""]
 
 
 def _rule(direction: str, ethertype: str = "IPv4", **fields: Any) -> dict[str, Any]:
@@ -66,11 +69,16 @@ class World:
         self.store, self.rng = store, rng
         self.endpoints: dict[str, EndpointRecord] = {}  # "host/port" -> record
         self.groups: dict[str, dict[str, Any]] = {}
+        self.hosts: dict[str, dict[str, Any]] = {}
         self.changed: set[str] = set()  # local ports changed since the last round
-        self.written = {"groups": 0}  # the last revision written under each (group: index)
+        self.written = {
+            "groups": 0,
+            "hosts": 0,
+        }  # the last revision written under each (group: index)
 
     def write(self, what: str, key: str, value: Mapping[str, Any] | None) -> None:
-        prefix = f"{ROOT}{'endpoints' if what == 'endpoints' else 'security_groups'}/"
+        folder = {"endpoints": "endpoints", "hosts": "hosts"}.get(what, "security_groups")
+        prefix = f"{ROOT}{folder}/"
         ops: list[Op] = [Delete(prefix + key) if value is None else Put(prefix + key, dict(value))]
         touched = set()
         if what == "endpoints":  # its member index entries, in the same transaction
@@ -82,7 +90,7 @@ class World:
             ops += [Put(k, v) for k, v in after.items() if before.get(k) != v]
             touched = {k.split("/")[-2] for k in {*before, *after}}
         revision = self.store.txn((), ops).revision
-        for name in touched if what == "endpoints" else {"groups"}:
+        for name in touched if what == "endpoints" else {"hosts" if what == "hosts" else "groups"}:
             self.written[name] = revision
 
     def endpoint(self, port: str) -> EndpointRecord:
@@ -115,6 +123,15 @@ class World:
             else:
                 self.endpoints[key] = self.endpoint(port)
                 self.write("endpoints", key, self.endpoints[key])
+        elif what < 0.7:
+            host = rng.choice(HOSTS)
+            if host in self.hosts and rng.random() < 0.3:
+                del self.hosts[host]
+                self.write("hosts", host, None)
+            else:
+                v4, v6 = rng.choice(FABRIC4), rng.choice(FABRIC6)
+                self.hosts[host] = {"bgp_address": v4, "bgp_address6": v6, "as_number": 64512}
+                self.write("hosts", host, self.hosts[host])
         else:
             group = rng.choice(GROUPS)
             if group in self.groups and rng.random() < 0.2:
@@ -127,7 +144,11 @@ class World:
 
     def caught_up(self, feed: PolicyFeed) -> bool:
         """Has the feed read the groups and the index of every group it follows?"""
-        followers = {"groups": feed.groups_follower, **feed.members.followers}
+        followers = {
+            "groups": feed.groups_follower,
+            "hosts": feed.hosts_follower,
+            **feed.members.followers,
+        }
         return all(f.revision >= self.written.get(name, 0) for name, f in followers.items())
 
     def local(self) -> dict[str, EndpointRecord]:
@@ -138,7 +159,8 @@ class World:
         for record in self.endpoints.values():
             for group in record["security_groups"]:
                 members.setdefault(group, []).extend(endpoint_addresses(record))
-        return render(list(self.local().values()), self.groups, members)
+        fabric = [a for h in self.hosts.values() for a in (h["bgp_address"], h["bgp_address6"])]
+        return render(list(self.local().values()), self.groups, members, [a for a in fabric if a])
 
     def round(self, feed: PolicyFeed) -> str:
         """What the agent does with its policy in one round: the script it would apply."""

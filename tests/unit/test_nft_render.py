@@ -22,7 +22,7 @@ CASES = sorted(p.name for p in GOLDEN.iterdir() if (p / "input.json").exists())
 
 def _render(case: str) -> str:
     data = json.loads((GOLDEN / case / "input.json").read_text())
-    return render(data["endpoints"], data["groups"], data["members"])
+    return render(data["endpoints"], data["groups"], data["members"], data.get("fabric", ()))
 
 
 @pytest.mark.parametrize("case", CASES)

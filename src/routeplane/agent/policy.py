@@ -16,7 +16,10 @@ programmed:
 - a member index entry changes only that port's addresses in that group's member sets;
 - a security group's change re-renders only the profiles that include it; a remote group
   gets its member sets, and its index is followed, while some profile's rule names it
-  (its members are read as it is first named, so the set is complete when it appears).
+  (its members are read as it is first named, so the set is complete when it appears);
+- a host record's change (``hosts/``: every host's fabric addresses, a few dozen to a few
+  thousand) changes only that host's addresses in ``fabric4``/``fabric6``, which
+  ``forward`` keeps VMs from reaching.
 
 ``script()`` then writes only the difference (``dataplane.nft_delta``), or the whole table
 when nothing is known to be programmed (at start, after a failure): either way one atomic
@@ -42,6 +45,7 @@ from routeplane.dataplane.nft_render import (
     TapPolicy,
     canonical,
     classify,
+    fabric_elements,
     group_set_names,
     group_sets,
     profile_chains,
@@ -50,11 +54,13 @@ from routeplane.dataplane.nft_render import (
     tap_policy,
 )
 from routeplane.model.endpoint import EndpointRecord
-from routeplane.model.keys import SECURITY_GROUPS, prefix
+from routeplane.model.keys import HOSTS, SECURITY_GROUPS, prefix
 from routeplane.store import Event, EventType, Store
 from routeplane.store.watcher import Bell, Follower, Snapshot
 
 GROUPS = prefix(SECURITY_GROUPS)
+HOST_RECORDS = prefix(HOSTS)
+FABRIC_FIELDS = ("bgp_address", "bgp_address6")  # a host record's fabric addresses
 VERSIONS = (4, 6)
 # One member's IPv4 addresses, IPv4 prefixes, IPv6 addresses, IPv6 prefixes.
 _Member = tuple[frozenset[str], ...]
@@ -163,6 +169,8 @@ class PolicyFeed:
         # loop waits on it beside its own endpoints)
         self.groups_follower = Follower(store, GROUPS, bell)
         self.members = GroupMembers(store, bell)
+        self.hosts_follower = Follower(store, HOST_RECORDS, bell)
+        self.fabric: dict[str, dict[Key, frozenset[str]]] = {}  # host -> its elements
         self.groups: dict[str, dict[str, Any]] = {}
         self.want = _Wanted()
         self.port_taps: dict[str, str] = {}  # this host's port id -> its tap
@@ -173,6 +181,7 @@ class PolicyFeed:
     def poll(self) -> None:
         """Take in whatever changed, without waiting (raises ``StoreError``)."""
         self._take_groups(self.groups_follower.poll(0))
+        self._take_hosts(self.hosts_follower.poll(0))
         for news in self.members.poll():
             self._take_members(news)
 
@@ -198,6 +207,31 @@ class PolicyFeed:
         for group_id in touched:
             for profile in self.want.by_group.get(group_id, set()).copy():
                 self._render_profile(profile)
+
+    def _take_hosts(self, news: Snapshot | list[Event]) -> None:
+        if isinstance(news, Snapshot):
+            fresh = {k[len(HOST_RECORDS) :]: kv.value for k, kv in news.items.items()}
+            for host in {*self.fabric, *fresh}:
+                self._host(host, fresh.get(host))
+            return
+        for event in news:
+            value = event.value if event.type is EventType.PUT else None
+            self._host(event.key[len(HOST_RECORDS) :], value)
+
+    def _host(self, host: str, record: Any) -> None:
+        """Host ``host``'s record is now ``record`` (None: gone): its fabric addresses."""
+        fields = record if isinstance(record, dict) else {}
+        after = fabric_elements(str(fields[f]) for f in FABRIC_FIELDS if fields.get(f))
+        before = self.fabric.pop(host, {})
+        if after:
+            self.fabric[host] = after
+        if before == after:
+            return
+        for key in {*before, *after}:
+            self.want.elements.replace(
+                key, before.get(key, frozenset()), after.get(key, frozenset())
+            )
+        self.dirty = True
 
     def _take_members(self, news: GroupNews) -> None:
         group_id = news.group_id
@@ -370,6 +404,7 @@ class PolicyFeed:
     def close(self) -> None:
         self.members.close()
         self.groups_follower.close()
+        self.hosts_follower.close()
 
 
 def _split(elements: Mapping[str, bool], key: Key, update: Update) -> None:

@@ -44,7 +44,12 @@ number of chains and sets does not grow with the taps, only the number of elemen
   ``DefaultEndpointToHostAction`` drop);
 - floating IPs: ``dnat`` floating → fixed in prerouting and output (maps ``floating4``/
   ``floating6``), ``snat`` to the floating address only for hairpin (``hairpin4``/
-  ``hairpin6``: the VM reaching its own floating IP).
+  ``hairpin6``: the VM reaching its own floating IP);
+- the fabric: ``fabric4``/``fabric6`` hold every host's fabric addresses (``hosts/``
+  records: ``bgp_address``, ``bgp_address6``); ``forward`` drops what any tap in
+  ``vm-taps`` sends to them — first, before the established accept — so a VM reaches no
+  host's BGP, SSH or agent through its own host (its own host it reaches only by
+  ``input``'s few services).
 
 Everything is sorted, so the same input always renders the same text. What this module
 must not do: any I/O, or name anything outside ``table inet routeplane``.
@@ -96,6 +101,7 @@ FROM_VM: Key = ("map", "from-vm")
 TO_VM: Key = ("map", "to-vm")
 FLOATING: dict[int, Key] = {4: ("map", "floating4"), 6: ("map", "floating6")}
 HAIRPIN: dict[int, Key] = {4: ("map", "hairpin4"), 6: ("map", "hairpin6")}
+FABRIC: dict[int, Key] = {4: ("set", "fabric4"), 6: ("set", "fabric6")}
 
 _Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _SAFE = re.compile(r"[A-Za-z0-9_-]{1,200}")
@@ -123,6 +129,8 @@ FIXED: dict[Key, str] = {
     SOURCE_NETS[6]: _head("ifname . ipv6_addr", interval=True),
     GUARDED: _head("ifname"),
     VM_TAPS: _head("ifname"),
+    FABRIC[4]: _head("ipv4_addr"),
+    FABRIC[6]: _head("ipv6_addr"),
     FLOATING[4]: _head("ipv4_addr : ipv4_addr"),
     FLOATING[6]: _head("ipv6_addr : ipv6_addr"),
     HAIRPIN[4]: _head("ipv4_addr . ipv4_addr . ipv4_addr : ipv4_addr"),
@@ -148,6 +156,10 @@ FIXED: dict[Key, str] = {
     ),
     ("chain", "forward"): _chain(
         "type filter hook forward priority filter; policy accept;",
+        # no host of the fabric is reached through this one, not even on a connection
+        # the VM had before the address became a host's
+        "iifname @vm-taps ip daddr @fabric4 drop",
+        "iifname @vm-taps ip6 daddr @fabric6 drop",
         # anti-spoofing before the established accept: a VM whose address moved away is
         # fenced at its next packet, also on connections it already had
         f"iifname @guarded {SPOOFED4}",
@@ -426,22 +438,31 @@ def table_script(heads: Mapping[Key, str], elements: Mapping[Key, Collection[str
     )
 
 
+def fabric_elements(addresses: Iterable[object]) -> dict[Key, frozenset[str]]:
+    """The elements of ``fabric4``/``fabric6`` for these host fabric addresses (what is
+    not a single address is left out: a host record names addresses, not prefixes)."""
+    found = classify(addresses)
+    return {FABRIC[v]: frozenset(found[v][0]) for v in (4, 6) if found[v][0]}
+
+
 def render(
     endpoints: Sequence[EndpointRecord],
     groups: Mapping[str, Mapping[str, Any]],
     members: Mapping[str, Sequence[str]],
+    fabric: Iterable[str] = (),
 ) -> str:
     """The complete ``nft -f`` script for the host's table ``inet routeplane``.
 
     ``endpoints``: the host's endpoint records; ``groups``: security-group documents by
-    id; ``members``: security-group id → the addresses of the ports in it.
+    id; ``members``: security-group id → the addresses of the ports in it; ``fabric``:
+    every host's fabric addresses.
     """
     by_tap: dict[str, list[EndpointRecord]] = {}
     for endpoint in endpoints:
         if endpoint.get("interface"):
             by_tap.setdefault(str(endpoint["interface"]), []).append(endpoint)
     heads = dict(FIXED)
-    elements: dict[Key, set[str]] = {}
+    elements: dict[Key, set[str]] = {k: set(v) for k, v in fabric_elements(fabric).items()}
     profiles = set()
     for tap, on_tap in by_tap.items():
         policy = tap_policy(on_tap)
@@ -469,6 +490,7 @@ def render(
 
 
 __all__ = [
+    "FABRIC",
     "FAMILY",
     "FIXED",
     "FLOATING",
@@ -481,6 +503,7 @@ __all__ = [
     "canonical",
     "classify",
     "endpoint_addresses",
+    "fabric_elements",
     "group_set_names",
     "group_sets",
     "profile_chains",
