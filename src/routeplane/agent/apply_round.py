@@ -4,7 +4,9 @@ The reconcile loop (``agent/loop.py``) decides when a round runs and which endpo
 covers; this module runs it (STYLE G3, G4):
 
 1. the endpoints sharing a tap with a dirty one join it (a tap's state is decided by all
-   of its endpoints at once);
+   of its endpoints at once), and so do those sharing an address that became contested
+   or settled with the change (``agent/claims.py``: an address endpoints of two
+   projects claim is routed to none);
 2. the policy is brought up to date (``agent/policy_runner.py``), a big transaction
    beside the planning;
 3. the desired state of those endpoints is computed (``desired``) and diffed against the
@@ -28,6 +30,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping, Set
 
+from routeplane.agent.claims import Claims
 from routeplane.agent.desired import endpoint_state, merged
 from routeplane.agent.drains import Drains
 from routeplane.agent.endpoint_cache import EndpointCache
@@ -72,6 +75,7 @@ class ApplyRound:
         self.clock = clock
         self.wall_clock = wall_clock  # the move hints' ``moved_at`` is wall-clock time
         self.pending: set[str] = set()  # endpoints whose tap is missing or down
+        self.claims = Claims()  # the addresses routed to none: claimed by two projects
         self.observers: list[ApplyObserver] = []  # told of every round (the metrics)
 
     def run(self, ids: set[str], *, full: bool, sweep: bool, began: float) -> set[str]:
@@ -81,14 +85,20 @@ class ApplyRound:
         The endpoints to look at again in a later round."""
         retry: set[str] = set()
         cache = self.cache
+        others: set[str] = set()
         for port_id in ids:
             cache.note_tap(port_id)
+            others |= self.claims.note(port_id, cache.endpoints.get(port_id))
+        ids |= others
         taps = {cache.taps[i] for i in ids if i in cache.taps}
         ids |= cache.sharing(taps)
         policy = self.policy
         started = None if policy is None else policy.start(cache.interfaces(ids), cache.records_on)
         # each endpoint's desired state once a round: the plan and the report both use it
-        states = {i: endpoint_state(cache.endpoints[i]) for i in ids if i in cache.endpoints}
+        contested = self.claims.contested
+        states = {
+            i: endpoint_state(cache.endpoints[i], contested) for i in ids if i in cache.endpoints
+        }
         wall = self.wall_clock()
         self.drains.note({i: cache.endpoints.get(i) for i in ids}, wall, self.next_hop)
         # planned as if the policy takes (it nearly always does); if it is refused, planned

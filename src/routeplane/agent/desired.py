@@ -19,6 +19,14 @@ Make-before-break for moved addresses (the record's hints, ``services.move_hints
 | in ``moved_out``, drain time since ``moved_at`` not over, moved to another host with a known fabric address of its family | ``via <that address>`` at ``ROUTE_METRIC`` (:func:`drains`): packets still arriving here go to the new host, never to the old VM |
 | in ``moved_out``, otherwise (drained, moved to a tap of this host, unbound or unknown host) | none |
 
+An address the endpoints of two projects route (data written before the api's rules, or
+by hand: ``routeplane store check`` reports it) is *contested* (:func:`contested`) and
+routed to none of them, nor given a neighbour entry: BGP or the kernel picking one would
+hand one project's traffic to another's VM. Ports of one project sharing an address (a
+keepalived VIP in their allowed-address pairs) are not contested. The agent keeps the
+same verdict incrementally (``agent/claims.py``) and warns as an address becomes
+contested.
+
 The old VM is fenced by the same record: the address is no longer one of the port's, so
 anti-spoofing drops it as a source (policy is applied before routes), and its
 connections are flushed when its route leaves the tap.
@@ -26,7 +34,7 @@ connections are flushed when its route leaves the tap.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import dataclass
 
 from routeplane.dataplane.addresses import plain_address, single_address, version_of
@@ -73,7 +81,26 @@ def preferred_addresses(endpoint: EndpointRecord) -> set[str]:
     return {a for a in map(plain_address, endpoint.get("preferred") or ()) if a is not None}
 
 
-def endpoint_state(endpoint: EndpointRecord) -> HostState:
+def claimed(endpoint: EndpointRecord) -> list[str]:
+    """The addresses this endpoint asks to be routed to it (none while it is down)."""
+    return routed_addresses(endpoint) if endpoint.get("admin_state_up", True) else []
+
+
+def contested(endpoints: Iterable[EndpointRecord]) -> frozenset[str]:
+    """The addresses that endpoints of more than one project claim: routed to none."""
+    projects: dict[str, str] = {}
+    found: set[str] = set()
+    for endpoint in endpoints:
+        project = str(endpoint.get("project_id", ""))
+        for address in claimed(endpoint):
+            if projects.setdefault(address, project) != project:
+                found.add(address)
+    return frozenset(found)
+
+
+def endpoint_state(endpoint: EndpointRecord, refused: Container[str] = ()) -> HostState:
+    """What one endpoint asks of the kernel, without the ``refused`` (contested)
+    addresses."""
     if not endpoint.get("admin_state_up", True):
         return HostState()
     tap = str(endpoint["interface"])
@@ -83,18 +110,23 @@ def endpoint_state(endpoint: EndpointRecord) -> HostState:
     routes = frozenset(
         Route(address, tap, PREFERRED_METRIC if address in preferred else ROUTE_METRIC)
         for address in addresses
+        if address not in refused
     )
     neighbours = frozenset(
         Neighbour(address, tap, mac)
         for address in map(plain_address, endpoint.get("fixed_ips", []))
-        if mac and address is not None
+        if mac and address is not None and address not in refused
     )
     proxies = frozenset(Proxy(gateway, tap) for gateway in proxied_gateways(endpoint, addresses))
     return HostState(frozenset({tap}), routes, neighbours, proxies)
 
 
 def host_state(endpoints: Iterable[EndpointRecord]) -> HostState:
-    return merged(map(endpoint_state, endpoints))
+    """What the kernel must hold for all of a host's endpoints (contested addresses
+    routed to none of them)."""
+    endpoints = list(endpoints)
+    refused = contested(endpoints)
+    return merged(endpoint_state(endpoint, refused) for endpoint in endpoints)
 
 
 def merged(states: Iterable[HostState]) -> HostState:
@@ -165,6 +197,8 @@ def drains(
 __all__ = [
     "DRAIN_TIME",
     "Drain",
+    "claimed",
+    "contested",
     "drains",
     "endpoint_state",
     "host_state",
