@@ -2,8 +2,10 @@
 both hosts' agents, and ``routeplane status`` asks node1's agent what it has programmed.
 
 Two VMs on node1 and one on node2: Prometheus, asked through its HTTP API, shows each
-host's agent with as many endpoints programmed as VMs were booted there, the ports the
-boots created counted by the api, and the controller as leader. ``routeplane status
+host's agent with as many endpoints programmed as VMs were booted there, and with the
+DHCP leases and metadata answers its VMs' guests asked for (a request for a path that
+does not exist counted refused), the ports the boots created counted by the api, and the
+controller as leader. ``routeplane status
 --agent`` on node1 names both BGP peers (the access node over IPv4 and IPv6) Established
 and every endpoint programmed; with node1's BIRD ended (the one the lab's agent started,
 by the PID in its pid file) it says so and exits non-zero, until the agent has started
@@ -37,6 +39,16 @@ pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces"),
 ]
 
+# GET a URL and print the status it answered with (0: none)
+FETCH = """
+import urllib.error, urllib.request
+try:
+    print(urllib.request.urlopen({url!r}, timeout=5).status)
+except urllib.error.HTTPError as exc:
+    print(exc.code)
+except OSError:
+    print(0)
+"""
 BOOTED = {"node1": ("vm1", "vm2"), "node2": ("vm3",)}
 
 
@@ -57,6 +69,18 @@ class Watched:
             timeout=30,
             check=False,
         )
+
+    def metadata_get(self, vm: str, path: str) -> int:
+        """The status the metadata service answers ``path`` with, asked from ``vm``."""
+        fetch = FETCH.format(url=f"http://169.254.169.254{path}")
+        done = subprocess.run(
+            ["ip", "netns", "exec", self.state.vms[vm].namespace, sys.executable, "-c", fetch],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        return int(done.stdout.strip() or 0)
 
     def status_json(self) -> tuple[int, dict[str, Any]]:
         done = self.status("--json")
@@ -106,6 +130,20 @@ def test_prometheus_sees_the_lab(watched: Watched) -> None:
             assert prometheus.value(failed) == 0
             sessions = f'sum(routeplane_agent_bgp_session_established{{instance="{agents[host]}"}})'
             assert prometheus.value(sessions) == 2
+        node1 = f'instance="{agents["node1"]}"'
+        answered = f'routeplane_agent_requests_total{{{node1},outcome="answered",service="%s"}}'
+        # udhcpc's DISCOVER and REQUEST, each answered, for each VM booted there
+        assert (prometheus.value(answered % "dhcp") or 0) >= 2 * len(BOOTED["node1"])
+        wait_for(
+            lambda: (prometheus.value(answered % "metadata") or 0) >= len(BOOTED["node1"]),
+            15,
+            "each guest's first metadata request answered",
+            interval=0.2,
+        )
+        refused = f'routeplane_agent_requests_total{{{node1},outcome="refused",service="metadata"}}'
+        before = prometheus.value(refused) or 0
+        assert watched.metadata_get("vm1", "/no/such/path") == 404
+        wait_for(lambda: prometheus.value(refused) == before + 1, 15, "the 404 counted", 0.2)
         created = 'sum(routeplane_api_requests_total{route="/v2.0/ports",method="POST",code="201"})'
         assert (prometheus.value(created) or 0) >= sum(len(vms) for vms in BOOTED.values())
         assert prometheus.value("routeplane_controller_leader") == 1
