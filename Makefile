@@ -79,12 +79,12 @@ kernel: system-deps venv
 bench: system-deps venv
 	$(BIN)/python bench/store.py
 	$(BIN)/python bench/api.py
-	$(BIN)/python bench/agent.py
+	$(BIN)/python bench/agent.py --plot bench/out
 	$(BIN)/python bench/scale.py
 	$(BIN)/python bench/dataplane.py
-	$(BIN)/python bench/convergence.py
-	$(BIN)/python bench/convergence.py --qemu
-	$(BIN)/python bench/failover.py
+	$(BIN)/python bench/convergence.py --plot bench/out
+	$(BIN)/python bench/convergence.py --qemu --plot bench/out
+	$(BIN)/python bench/failover.py --plot bench/out
 	$(BIN)/python bench/dhcp.py
 
 clean:

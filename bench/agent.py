@@ -26,6 +26,9 @@ everything is removed afterwards.
 sizes with the agent's ``--metrics-listen`` off and on, alternating, ``--runs`` times
 each; with it on, ``/metrics`` is scraped every half second throughout (far more often
 than a Prometheus would), so the scrapes' own cost is in the figures too.
+
+``--plot DIR``: also ``DIR/agent.png`` (cold start, and a change's p50 and p99, against
+N; with ``--compare-metrics`` ``DIR/agent-metrics.png``, metrics off beside on).
 """
 
 from __future__ import annotations
@@ -207,7 +210,7 @@ def one_size(
     )
 
 
-def compare_metrics(sizes: list[int], runs: int) -> int:
+def compare_metrics(sizes: list[int], runs: int, plot_dir: Path | None) -> int:
     """Cold start and one change with the metrics listener off and on, alternating."""
     from routeplane.testing.api import free_port
 
@@ -217,6 +220,7 @@ def compare_metrics(sizes: list[int], runs: int) -> int:
             for on in (False, True):
                 _, _, cold, _, p50, p99 = one_size(n, free_port() if on else None)
                 results.setdefault((n, on), []).append((cold, p50, p99))
+    medians: dict[tuple[int, bool], tuple[float, ...]] = {}
     print(
         f"\nagent benchmark, metrics off vs on ({runs} runs each, medians; on: scraped every 0.5 s)"
     )
@@ -226,15 +230,43 @@ def compare_metrics(sizes: list[int], runs: int) -> int:
         )
     )
     for n in sizes:
-        medians = {}
         for on in (False, True):
             rows = results[(n, on)]
-            medians[on] = tuple(statistics.median(r[k] for r in rows) for k in range(3))
-            cold, p50, p99 = medians[on]
+            medians[n, on] = tuple(statistics.median(r[k] for r in rows) for k in range(3))
+            cold, p50, p99 = medians[n, on]
             print(f"{n:>7,} {'on' if on else 'off':>8} {cold:>14.2f} {p50:>14.2f} {p99:>10.2f}")
-        ratio = [medians[True][k] / medians[False][k] - 1 for k in range(3)]
+        ratio = [medians[n, True][k] / medians[n, False][k] - 1 for k in range(3)]
         print(f"{n:>7,} {'on/off':>8} {ratio[0]:>+13.1%} {ratio[1]:>+13.1%} {ratio[2]:>+9.1%}")
+    if plot_dir is not None:
+        named = {"metrics off": False, "metrics on": True}
+        plot(
+            plot_dir,
+            "agent-metrics",
+            f"agent: metrics off vs on (medians of {runs} runs; on: scraped every 0.5 s)",
+            sizes,
+            cold={label: [medians[n, on][0] for n in sizes] for label, on in named.items()},
+            change={
+                f"{label}, {which}": [medians[n, on][k] for n in sizes]
+                for label, on in named.items()
+                for which, k in (("p50", 1), ("p99", 2))
+            },
+        )
     return 0
+
+
+def plot(
+    directory: Path,
+    name: str,
+    title: str,
+    sizes: list[int],
+    *,
+    cold: dict[str, list[float]],
+    change: dict[str, list[float]],
+) -> None:
+    from plots import against_n  # bench/plots.py: matplotlib only when asked
+
+    panels = {"cold start (s)": cold, "one change (ms)": change}
+    print(f"plot: {against_n(directory, name, title, sizes, panels)}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -242,9 +274,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
     parser.add_argument("--compare-metrics", action="store_true")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--plot", type=Path, metavar="DIR", help="also write the figures as PNGs")
     args = parser.parse_args(argv)
     if args.compare_metrics:
-        return compare_metrics(args.sizes, args.runs)
+        return compare_metrics(args.sizes, args.runs, args.plot)
     rows = [one_size(n) for n in args.sizes]
     print(
         "\nagent benchmark: cold start of N endpoints (2 addresses each, security group with"
@@ -257,6 +290,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     for n, taps, cold, rss, p50, p99 in rows:
         print(f"{n:>7,} {taps:>6,} {cold:>14.2f} {rss:>12.1f} {p50:>14.2f} {p99:>10.2f}")
+    if args.plot is not None:
+        plot(
+            args.plot,
+            "agent",
+            "agent: cold start of N endpoints and one change at each N (nftables policy on)",
+            [row[0] for row in rows],
+            cold={"cold start": [row[2] for row in rows]},
+            change={"p50": [row[4] for row in rows], "p99": [row[5] for row in rows]},
+        )
     return 0
 
 

@@ -24,6 +24,9 @@ Measured per move:
 - no-answer window: from the last answered connect before that until it;
 - flaps: connects the old VM answered after the new VM's first answer (two VMs answering).
 
+``--plot DIR``: also ``DIR/convergence.png`` (``convergence-qemu.png``): each series'
+no-answer window per move, in order, and their CDFs side by side.
+
 ``--qemu``: the same with QEMU guests (``lab boot --kind qemu``; docs/design/guests.md).
 tcp/22 is a real SSH server there, so the prober asks the guests' name service (tcp/2222,
 admitted from the access node by a rule of its own), every 50 ms: at 100 connects/s a
@@ -94,8 +97,8 @@ def move_fixed_ip(api: Neutron, source: str, target: str) -> None:
 Move = Callable[[VmRecord, VmRecord], None]  # (old VM, new VM): moves the service IP
 
 
-def series(prober: Prober, vms: list[VmRecord], move: Move, label: str, moves: int) -> None:
-    """``moves`` moves back and forth; prints the figures."""
+def series(prober: Prober, vms: list[VmRecord], move: Move, label: str, moves: int) -> list[float]:
+    """``moves`` moves back and forth; prints the figures, returns the no-answer windows."""
     converge, window, whole, lost, flaps = [], [], [], 0, 0
     started = time.monotonic()
     for index in range(moves):
@@ -125,6 +128,7 @@ def series(prober: Prober, vms: list[VmRecord], move: Move, label: str, moves: i
     print(f"connects the old VM answered after the new one had: {flaps}")
     if lost:
         print(f"moves where the new VM never answered within 5 s: {lost}")
+    return window
 
 
 def hold_by_hand(vms: list[VmRecord], topology: Topology, qemu: bool) -> None:
@@ -167,6 +171,7 @@ def main() -> None:
     parser.add_argument("--qemu", action="store_true", help="QEMU guests instead of namespaces")
     parser.add_argument("--moves", type=int, default=None, help="moves per series")
     parser.add_argument("--boots", type=int, default=10, help="--qemu: boots timed")
+    parser.add_argument("--plot", type=Path, metavar="DIR", help="also write the figures as PNGs")
     args = parser.parse_args()
     moves = args.moves or (QEMU_MOVES if args.qemu else MOVES)
     kind = "qemu" if args.qemu else "namespace"
@@ -175,6 +180,7 @@ def main() -> None:
     topology = Topology.plan(name, 2, STATE_ROOT)
     api = Neutron(state.api_url, state.admin_token)
     prober: Prober | None = None
+    windows: dict[str, list[float]] = {}
     try:
         vms = [
             lab.boot(name, "testvm1", "demo-net", host="node1", kind=kind, state_root=STATE_ROOT),
@@ -199,27 +205,48 @@ def main() -> None:
             move_fixed_ip(api, old.port_id, new.port_id)
 
         if args.qemu:
-            series(prober, vms, atomic, "QEMU guests follow (their rp-follow), atomic move", moves)
+            windows["guests follow"] = series(
+                prober, vms, atomic, "QEMU guests follow (their rp-follow), atomic move", moves
+            )
             hold_by_hand(vms, topology, qemu=True)
-            series(prober, vms, atomic, "QEMU guests hold it already, atomic move", moves)
+            windows["guests hold it"] = series(
+                prober, vms, atomic, "QEMU guests hold it already, atomic move", moves
+            )
             prober.stop()
             prober = None
             boot_times(name, topology, args.boots)
         else:
             hold_by_hand(vms, topology, qemu=False)
-            series(
+            windows["two calls (walkthrough)"] = series(
                 prober,
                 vms,
                 walkthrough,
                 "service IP moves over BGP, two calls (walkthrough)",
                 moves,
             )
-            series(prober, vms, atomic, "service IP moves over BGP, atomic move_fixed_ip", moves)
+            windows["atomic move_fixed_ip"] = series(
+                prober, vms, atomic, "service IP moves over BGP, atomic move_fixed_ip", moves
+            )
+        if args.plot is not None:
+            plot(args.plot, kind, windows)
     finally:
         if prober is not None:
             prober.stop()
         api.close()
         down(name, state_root=STATE_ROOT)
+
+
+def plot(directory: Path, kind: str, windows: dict[str, list[float]]) -> None:
+    from plots import timeline_and_cdf  # bench/plots.py: matplotlib only when asked
+
+    path = timeline_and_cdf(
+        directory,
+        "convergence" if kind == "namespace" else f"convergence-{kind}",
+        f"service IP moves between two hosts ({kind} VMs): no-answer window per move",
+        "no-answer window (ms)",
+        {label: [v * 1000 for v in values] for label, values in windows.items()},
+    )
+    print(f"plot: {path}")
 
 
 def admit_name_service(api: Neutron, topology: Topology) -> None:

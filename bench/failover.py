@@ -31,6 +31,8 @@ connections), so a TCP-connect health check keeps passing until that queue is fu
 the prober fills it within ~70 ms, without clients it would take 17 checks (1.7 s) more.
 A check that reads the service's answer (HTTP) does not have that blind spot.
 
+``--plot DIR``: also ``DIR/failover.png``, the CDFs of both figures, system beside system.
+
 Bounded throughout (rounds, every wait); everything is removed afterwards, on failure
 too: the lab by ``lab down``, the keepalived namespaces and processes by their cleanup.
 """
@@ -393,6 +395,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=ROUNDS)
     parser.add_argument("--only", choices=["routeplane", "keepalived"])
     parser.add_argument("--verbose", action="store_true", help="print every round")
+    parser.add_argument("--plot", type=Path, metavar="DIR", help="also write the figures as PNGs")
     args = parser.parse_args()
     rounds = max(1, min(args.rounds, 200))
     print(f"load average at the start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
@@ -402,6 +405,28 @@ def main() -> None:
     if args.only != "routeplane":
         results.append(run_keepalived(rounds))
     table(rounds, results, args.verbose)
+    if args.plot is not None:
+        plot(args.plot, results)
+
+
+def plot(directory: Path, results: list[Results]) -> None:
+    """``DIR/failover.png``: the CDFs of both figures, routeplane beside keepalived."""
+    from plots import cdf  # bench/plots.py: matplotlib only when asked
+
+    def ms(values: list[float]) -> list[float]:
+        return [v * 1000 for v in values]
+
+    path = cdf(
+        directory,
+        "failover",
+        f"service-IP failover, the active VM's service killed -9 (detection {INTERVAL} s x"
+        f" {THRESHOLD})",
+        {
+            "detection + failover (ms)": {r.system: ms(r.failover) for r in results},
+            "client-visible outage (ms)": {r.system: ms(r.outage) for r in results},
+        },
+    )
+    print(f"plot: {path}")
 
 
 if __name__ == "__main__":

@@ -157,7 +157,7 @@ def test_a_copied_mac_on_another_tap_gets_nothing(lab: Lab, tmp_path: Path) -> N
     thief, _port2 = bare_vm(lab, "dhthief", "10.28.0.16")
     ip(thief, "link", "set", "eth0", "address", port1["mac_address"])
     service: DhcpService = lab.dhcp  # type: ignore[attr-defined]
-    before = service.answered
+    before, refused = service.answered, service.tally["refused"]
     hook = tmp_path / "thief.hook"
     hook.write_text(HOOK.format(out=tmp_path / "thief.lease"))
     hook.chmod(0o755)
@@ -165,3 +165,4 @@ def test_a_copied_mac_on_another_tap_gets_nothing(lab: Lab, tmp_path: Path) -> N
                    "-T", "1", "-s", str(hook), check_rc=False)  # fmt: skip
     assert "inet " not in ip(thief, "-4", "addr", "show", "dev", "eth0"), done
     assert service.answered == before
+    assert service.tally["refused"] > refused  # counted for the metrics, not logged

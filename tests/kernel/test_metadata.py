@@ -179,6 +179,7 @@ def test_an_address_of_another_tap_gets_no_answer(host: Host) -> None:
     """vm1 sends from vm2's address: even when the host (wrongly) routes that address back
     to vm1's tap, so the handshake completes, the tap does not match vm2's record."""
     vm1, vm2 = host.vms["vm1"], host.vms["vm2"]
+    refused = host.service.server.tally["refused"]
     ip(vm1.namespace, "addr", "add", f"{vm2.address}/32", "dev", "eth0")
     status, _ = host.get(vm1, "/routeplane/v1/addresses", source=vm2.address)
     assert status == 0  # the answer goes to vm2's tap: no handshake, no request
@@ -189,6 +190,7 @@ def test_an_address_of_another_tap_gets_no_answer(host: Host) -> None:
     ip(vm1.namespace, "addr", "add", "10.28.0.99/32", "dev", "eth0")
     ip(host.namespace, "route", "add", "10.28.0.99/32", "dev", vm1.tap)
     assert host.get(vm1, "/routeplane/v1/addresses", source="10.28.0.99")[0] == 404
+    assert host.service.server.tally["refused"] == refused + 2  # what the metrics show
 
 
 def test_an_allowed_address_pair_identifies_its_port(host: Host) -> None:

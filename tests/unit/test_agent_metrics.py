@@ -10,6 +10,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from routeplane.agent.metrics import AgentMetrics, state
+from routeplane.agent.tally import OUTCOMES, Tally
 from routeplane.bgp import protocols
 from routeplane.dataplane.fake import FakeKernel
 from routeplane.model.errors import BgpError
@@ -108,3 +109,27 @@ def test_kernel_failures_are_counted_and_bird_down_is_shown(store: Store) -> Non
         "peers": [],
     }
     assert shown["endpoints"]["programmed"] == 0
+
+
+def test_requests_are_shown_by_service_and_outcome(store: Store) -> None:
+    agent = make_agent(store, FakeKernel())
+    registry = CollectorRegistry()
+    dhcp, metadata = Tally(), Tally()
+    running: list[tuple[str, Tally]] = []  # the services start once the agent is in sync
+    AgentMetrics(registry, "node1").watch(agent, None, lambda: list(running))
+
+    def shown(service: str, outcome: str) -> float | None:
+        labels = {"service": service, "outcome": outcome}
+        return registry.get_sample_value("routeplane_agent_requests_total", labels)
+
+    assert shown("dhcp", "answered") is None
+    running += [("dhcp", dhcp), ("metadata", metadata)]
+    dhcp.add("answered")
+    dhcp.add("answered")
+    dhcp.add("refused")
+    for code in (200, 404, 400, 503):
+        metadata.http(code)
+    assert [shown("dhcp", outcome) for outcome in OUTCOMES] == [2, 1, 0]
+    assert [shown("metadata", outcome) for outcome in OUTCOMES] == [1, 2, 1]
+    with pytest.raises(KeyError):
+        dhcp.add("dropped")  # the outcomes are fixed: a scrape never sees the dict grow

@@ -74,18 +74,19 @@ def test_down_recognises_only_namespaces_of_its_own_shapes() -> None:
 
 def test_agent_command_enables_bgp_with_the_access_node_as_peer() -> None:
     plan = Topology.plan("lab", 2, Path("/state"))
-    command = plan.agent_command(plan.hosts[1])
+    command = plan.agent_command(plan.hosts[1], 9100)
     assert command[command.index("--store") + 1] == "sqlite:///state/lab/store.db"
     tail = command[command.index("agent") :]
     assert tail == [
         "agent", "--host", "node2", "--netns", "rp-lab-node2",
         "--bgp-address", "192.168.8.4", "--bgp-address6", "fd00:192:168:8::4",
         "--bgp-peer", "192.168.8.1", "--bird-dir", "/state/lab/node2/bird",
-        "--as-number", "64512",
+        "--as-number", "64512", "--metrics-listen", "127.0.0.1:9100",
     ]  # fmt: skip
-    api = plan.api_command(9797)
+    api = plan.api_command(9797, 9101)
     assert api[api.index("api") :] == [
         "api", "--listen", "127.0.0.1:9797", "--config", "/state/lab/api.toml",
+        "--metrics-listen", "127.0.0.1:9101",
     ]  # fmt: skip
 
 

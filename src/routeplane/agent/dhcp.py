@@ -45,30 +45,35 @@ class PacketSocket(Protocol):
 class DhcpService(TapService[PacketSocket]):
     """Answers this host's VMs' DHCP requests from a feed of the host's endpoint records."""
 
+    counted = True
     name = "dhcp"
-    answered = 0  # replies sent (per instance once it has sent one)
 
     def handle(self, tap: str, packet: bytes) -> None:
         """Answer one request that came in on ``tap`` (or drop it)."""
         on_tap = self.admitted(tap)
         if not on_tap:
+            self.tally.add("refused")
             return
         request = parse_request(packet)
         if request is None:
+            self.tally.add("refused")
             LOG.debug("dhcp: malformed request on %s dropped", tap)
             return
         try:
             reply = answer(request, on_tap)
         except ValueError as exc:  # a record the lease cannot be made from
+            self.tally.add("failed")
             LOG.debug("dhcp: no answer on %s for %s: %s", tap, request.mac, exc)
             return
         if reply is None:
+            self.tally.add("refused")
             LOG.debug("dhcp: nothing for %s on %s", request.mac, tap)
             return
         try:
             self.sock.send(tap, reply.mac, reply.packet)
-            self.answered += 1
+            self.tally.add("answered")
         except OSError as exc:
+            self.tally.add("failed")
             LOG.debug("dhcp: cannot answer on %s: %s", tap, exc)
 
 

@@ -43,27 +43,31 @@ class Packet6Socket(Protocol):
 class Dhcp6Service(TapService[Packet6Socket]):
     """Answers this host's VMs' DHCPv6 messages from a feed of the host's endpoint records."""
 
+    counted = True
     name = "dhcp6"
-    answered = 0  # answers sent (per instance once it has sent one)
 
     def handle(self, tap: str, mac: str, packet: bytes) -> None:
         """Answer one message that came in on ``tap`` from ``mac`` (or drop it)."""
         on_tap = self.admitted(tap)
         if not on_tap:
+            self.tally.add("refused")
             return
         request = parse_request(packet)
         if request is None:
+            self.tally.add("refused")
             LOG.debug("dhcp6: malformed message on %s dropped", tap)
             return
         reply = answer(request, on_tap, mac)
         if reply is None:
+            self.tally.add("refused")
             LOG.debug("dhcp6: nothing for %s (type %d) on %s", mac, request.kind, tap)
             return
         try:
             _index, source = self.sock.source(tap)
             self.sock.send(tap, mac, wrap(source, reply.destination, reply.payload))
-            self.answered += 1
+            self.tally.add("answered")
         except OSError as exc:
+            self.tally.add("failed")
             LOG.debug("dhcp6: cannot answer on %s: %s", tap, exc)
 
 

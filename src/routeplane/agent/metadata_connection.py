@@ -25,6 +25,7 @@ from typing import Protocol
 
 from routeplane.agent.metadata_http import MAX_HEAD, Answer, head_end, render
 from routeplane.agent.metadata_waits import Park, answered
+from routeplane.agent.tally import Tally
 
 LOG = logging.getLogger("routeplane.agent")
 READING, WAITING, WRITING, CLOSED = "reading", "waiting", "writing", "closed"
@@ -36,6 +37,7 @@ class Owner(Protocol):
     loop: asyncio.AbstractEventLoop
     request_timeout: float
     connections: set[Connection]
+    tally: Tally  # requests by outcome, counted as each is answered
 
     def dispatch(self, conn: Connection, head: bytes) -> None:
         """``conn``'s request head is in: answer it, park it or hand it to the pool."""
@@ -119,6 +121,7 @@ class Connection:
         if self.state in (WRITING, CLOSED):
             return
         self.state = WRITING
+        self.server.tally.http(answer[0])
         self.out = render(answer)
         LOG.debug("metadata: %s on %s %r %d", self.source, self.interface, self.request, answer[0])
         self.set_timer(self.server.request_timeout, self.close)

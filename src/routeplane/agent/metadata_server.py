@@ -39,6 +39,7 @@ from typing import Any, Protocol
 from routeplane.agent.metadata_connection import CLOSED, WAITING, Connection
 from routeplane.agent.metadata_http import MAX_HEAD, Answer, parse_request, render
 from routeplane.agent.metadata_waits import Defer, Handler, Park, Parked, Waiter, answered
+from routeplane.agent.tally import Tally
 
 LOG = logging.getLogger("routeplane.agent")
 MAX_CONNECTIONS = 65536
@@ -88,6 +89,7 @@ class Server:
         self.loop: asyncio.AbstractEventLoop  # made by start(), run by its thread
         self.connections: set[Connection] = set()
         self.waits = Parked()
+        self.tally = Tally()
         self._pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="metadata-store")
         self._thread: threading.Thread | None = None
         self._full = False  # refusing connections (logged once per episode)
@@ -172,6 +174,7 @@ class Server:
             LOG.warning("metadata: %d connections open; refusing more (503)", self.max_connections)
             self._full = True
         LOG.debug("metadata: refused %s: too many connections", source)
+        self.tally.add("failed")
         with contextlib.suppress(OSError):
             sock.recv(MAX_HEAD)  # what has arrived, so that closing sends no reset
         with contextlib.suppress(OSError):

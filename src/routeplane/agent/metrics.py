@@ -7,8 +7,9 @@ Two kinds of figure, kept off the loop's hot path:
   (``agent.rounds``) and a timing wrapper around the policy table — a few
   microseconds a round;
 - what is (endpoints desired, programmed and failing, the store's revision, BGP
-  sessions from BIRD): read only when scraped, by a collector, from the loop's own
-  state (copies of its sets, taken atomically) and ``birdc show protocols``.
+  sessions from BIRD, the DHCP and metadata requests the host's services have counted
+  in their ``agent.tally``): read only when scraped, by a collector, from the loop's own
+  state (copies of its sets, taken atomically), ``birdc show protocols`` and the tallies.
 
 ``state()`` is the same reading as a document: ``/readyz`` answers from it and
 ``/status`` serves it whole for ``routeplane status``. Nothing here writes to the store
@@ -23,18 +24,20 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from routeplane.agent.loop import Agent
 from routeplane.agent.policy import PolicyTable
 from routeplane.agent.rounds import PHASES, RoundReport
+from routeplane.agent.tally import Tally
 from routeplane.bgp.protocols import Protocol, bgp_sessions, uptime
 from routeplane.model.errors import BgpError
 
 # seconds: an apply round of one change takes a few milliseconds, a cold start seconds
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 Sessions = Callable[[], list[Protocol]]  # BIRD's BGP protocols (BgpError: no answer)
+Servers = Callable[[], list[tuple[str, Tally]]]  # the host's request servers now running
 
 
 class TimedPolicy:
@@ -92,10 +95,12 @@ class AgentMetrics:
     def timed(self, table: PolicyTable) -> TimedPolicy:
         return TimedPolicy(table, self.policy_seconds, self.policy_refused)
 
-    def watch(self, agent: Agent, sessions: Sessions | None) -> None:
-        """Observe ``agent``'s rounds, and read its state when scraped."""
+    def watch(self, agent: Agent, sessions: Sessions | None, servers: Servers = list) -> None:
+        """Observe ``agent``'s rounds, and read its state (and ``servers``' tallies,
+        by service name) when scraped."""
         agent.observers.append(lambda done: self.observe(agent, done))
         self.registry.register(_StateCollector(self, agent, sessions))
+        self.registry.register(_RequestCollector(servers))
 
     def observe(self, agent: Agent, done: RoundReport) -> None:
         for phase, seconds in done.phases():
@@ -201,4 +206,22 @@ class _StateCollector(Collector):
         yield established
 
 
-__all__ = ["AgentMetrics", "TimedPolicy", "state"]
+class _RequestCollector(Collector):
+    """The host services' requests by outcome, read from their tallies when scraped."""
+
+    def __init__(self, servers: Servers) -> None:
+        self.servers = servers
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        requests = CounterMetricFamily(
+            "routeplane_agent_requests",
+            "Requests of the VMs' DHCP, DHCPv6 and metadata services, by outcome",
+            labels=["service", "outcome"],
+        )
+        for service, tally in self.servers():
+            for outcome, count in tally.counts().items():
+                requests.add_metric([service, outcome], count)
+        yield requests
+
+
+__all__ = ["AgentMetrics", "Servers", "TimedPolicy", "state"]

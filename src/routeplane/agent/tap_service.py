@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
+from routeplane.agent.tally import Tally
 from routeplane.model.endpoint import EndpointRecord, decode_or_none
 from routeplane.model.errors import StoreError
 from routeplane.model.keys import endpoints_prefix
@@ -99,6 +100,7 @@ class TapService(Generic[S]):
     ``endpoints`` (a feed of the host's endpoint records) in :attr:`leases`."""
 
     name = "tap service"  # in its log lines and thread names
+    counted = False  # a server of requests, whose tally the metrics show
     handle: Callable[..., None]  # what came in on a tap, as ``sock.receive`` hands it over
 
     def __init__(
@@ -110,6 +112,7 @@ class TapService(Generic[S]):
         self.leases = Leases()
         self.clock = clock
         self._buckets: dict[str, tuple[float, float]] = {}  # tap -> (tokens, at)
+        self.tally = Tally()  # requests by outcome (a server's; router adverts count none)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -137,6 +140,11 @@ class TapService(Generic[S]):
             LOG.debug("%s: %s floods; dropped", self.name, tap)
             return []
         return on_tap
+
+    @property
+    def answered(self) -> int:
+        """Replies sent so far."""
+        return self.tally["answered"]
 
     def _serve(self) -> None:
         got = self.sock.receive(0.2)

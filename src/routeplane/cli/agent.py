@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from routeplane.agent.metadata import MetadataService
     from routeplane.agent.metrics import AgentMetrics
     from routeplane.agent.nova_proxy import NovaProxy
+    from routeplane.agent.tally import Tally
     from routeplane.agent.tap_service import TapService
     from routeplane.cli.observe import Observer
 
@@ -153,7 +154,9 @@ def _observe(
     metrics: AgentMetrics | None,
     agent: Agent,
     bgp: BgpSpeaker | None,
+    *,
     metadata: list[MetadataService],
+    on_taps: list[TapService[Any]],
 ) -> Observer | None:
     """The metrics listener (``--metrics-listen``): the agent's metrics, ``/readyz`` and
     ``/status`` (what ``routeplane status`` prints)."""
@@ -163,7 +166,13 @@ def _observe(
     from routeplane.cli.observe import serve  # noqa: PLC0415
 
     sessions = bgp.bird.protocols if bgp is not None and isinstance(bgp.bird, Bird) else None
-    metrics.watch(agent, sessions)
+
+    def servers() -> list[tuple[str, Tally]]:
+        """The request servers started so far (they start once the agent is in sync)."""
+        running = [(service.name, service.tally) for service in on_taps if service.counted]
+        return running + [("metadata", service.server.tally) for service in metadata]
+
+    metrics.watch(agent, sessions, servers)
 
     def status() -> dict[str, Any]:
         found = state(metrics, agent, sessions)
@@ -215,8 +224,8 @@ def _run(args: argparse.Namespace) -> int:
     probe = NamespaceProbe(args.netns)
     health = HealthChecker(store, args.host, probe, endpoints=agent.endpoint_feed())
     metadata: list[MetadataService] = []
-    listener = _observe(args, metrics, agent, bgp, metadata)
     on_taps: list[TapService[Any]] = []
+    listener = _observe(args, metrics, agent, bgp, metadata=metadata, on_taps=on_taps)
 
     def start_services() -> None:
         """Once the dataplane is programmed: the health checker and the metadata service

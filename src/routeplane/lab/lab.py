@@ -82,6 +82,14 @@ def _port_free(port: int) -> bool:
     return True
 
 
+def _loopback_port() -> int:
+    """A loopback port nothing listens on now (the kernel's pick)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
 class Recorder:
     """The lab's state, saved after every change (see the module docstring)."""
 
@@ -105,6 +113,11 @@ class Recorder:
         self.save()
         if not processes.wait_started(record):
             raise netns.LabError(f"{key} exited at once; {log}:\n{_tail(log)}")
+
+    def metrics_port(self, key: str) -> int:
+        """The loopback port for ``key``'s ``--metrics-listen``, chosen and recorded."""
+        port = self.state.metrics_ports[key] = _loopback_port()
+        return port
 
 
 def open_lab(name: str, state_root: Path = STATE_ROOT) -> tuple[Topology, LabState]:
@@ -181,8 +194,8 @@ def _build(topology: Topology, recorder: Recorder, empty: bool, say: Callable[[s
     )
     topology.api_config.chmod(0o600)
     say(f"api: {lab_state.api_url} (store {topology.store_url})")
-    recorder.start("api", topology.api_command(lab_state.api_port))
-    recorder.start("controller", topology.controller_command())
+    recorder.start("api", topology.api_command(lab_state.api_port, recorder.metrics_port("api")))
+    recorder.start("controller", topology.controller_command(recorder.metrics_port("controller")))
 
     say(f"fabric: {topology.fabric}, access node {topology.access.ipv4}")
     fabric.build_switch(topology, recorder.namespace)
@@ -202,7 +215,8 @@ def _build(topology: Topology, recorder: Recorder, empty: bool, say: Callable[[s
             directory = topology.bird_dir(host.name)
             directory.mkdir(parents=True, exist_ok=True)
             lab_state.bird_dirs[host.name] = str(directory)
-            recorder.start(f"agent-{host.name}", topology.agent_command(host))
+            key = f"agent-{host.name}"
+            recorder.start(key, topology.agent_command(host, recorder.metrics_port(key)))
         if not wait_until(_hosts_registered(topology), HOSTS_TIMEOUT, interval=0.2):
             logs = [topology.log(f"agent-{host.name}") for host in topology.hosts]
             tails = "\n".join(f"{log}:\n{_tail(log, 5)}" for log in logs)

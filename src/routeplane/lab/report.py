@@ -113,7 +113,9 @@ def status(name: str, state_root: Path = STATE_ROOT) -> str:
     lines.append("processes:")
     for key, record in lab_state.processes.items():
         alive = "running" if processes.alive(record) else "DEAD"
-        lines.append(f"  {key:<20} pid {record.pid:<8} {alive:<8} log {record.log}")
+        port = lab_state.metrics_ports.get(key)
+        metrics = f" metrics 127.0.0.1:{port}" if port else ""
+        lines.append(f"  {key:<20} pid {record.pid:<8} {alive:<8} log {record.log}{metrics}")
     lines.append("bgp:")
     lines += _bgp(topology, lab_state)
     lines.append("vms:")

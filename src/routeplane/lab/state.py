@@ -54,6 +54,8 @@ class LabState:
     processes: dict[str, ProcessRecord] = field(default_factory=dict)
     vms: dict[str, VmRecord] = field(default_factory=dict)
     bird_dirs: dict[str, str] = field(default_factory=dict)  # node -> BIRD's directory
+    # process key ("api", "controller", "agent-node1", …) -> its --metrics-listen port
+    metrics_ports: dict[str, int] = field(default_factory=dict)
     seeded: bool = False
 
     @property

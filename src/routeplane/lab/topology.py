@@ -169,17 +169,33 @@ class Topology:
         root's PATH, and ``python -m`` keeps /proc/PID/cmdline predictable)."""
         return [sys.executable, "-m", "routeplane.cli.main", "--store", self.store_url, *args]
 
-    def api_command(self, port: int) -> list[str]:
+    def api_command(self, port: int, metrics_port: int) -> list[str]:
         return self.routeplane(
-            "api", "--listen", f"127.0.0.1:{port}", "--config", str(self.api_config)
+            "api",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--config",
+            str(self.api_config),
+            "--metrics-listen",
+            f"127.0.0.1:{metrics_port}",
         )
 
-    def controller_command(self) -> list[str]:
+    def controller_command(self, metrics_port: int) -> list[str]:
         """The service-IP failover controller (one is enough in a lab; a short lease so a
         killed one is replaced quickly when a test starts another)."""
-        return self.routeplane("controller", "--name", f"{self.lab}-controller", "--lease-ttl", "2")
+        return self.routeplane(
+            "controller",
+            "--name",
+            f"{self.lab}-controller",
+            "--lease-ttl",
+            "2",
+            "--metrics-listen",
+            f"127.0.0.1:{metrics_port}",
+        )
 
-    def agent_command(self, node: Node) -> list[str]:
+    def agent_command(self, node: Node, metrics_port: int) -> list[str]:
+        """A host's agent. It runs in the root namespace (acting on its host's), so its
+        metrics listener is a loopback port of its own: ``routeplane status --agent``."""
         return self.routeplane(
             "agent",
             "--host", node.name,
@@ -189,6 +205,7 @@ class Topology:
             "--bgp-peer", self.access.ipv4,
             "--bird-dir", str(self.bird_dir(node.name)),
             "--as-number", str(AS_NUMBER),
+            "--metrics-listen", f"127.0.0.1:{metrics_port}",
         )  # fmt: skip
 
     def vm_service_command(self, vm: str) -> list[str]:
