@@ -19,6 +19,15 @@ Make-before-break for moved addresses (the record's hints, ``services.move_hints
 | in ``moved_out``, drain time since ``moved_at`` not over, moved to another host with a known fabric address of its family | ``via <that address>`` at ``ROUTE_METRIC`` (:func:`drains`): packets still arriving here go to the new host, never to the old VM |
 | in ``moved_out``, otherwise (drained, moved to a tap of this host, unbound or unknown host) | none |
 
+Live migration (``migration_target``: the record of a host the port is migrating to,
+written beside its active host's): the tap is configured, its neighbour and proxy
+entries are in, but its routes wait for the VM to *arrive* (``arrived``: the agent saw
+it send on the tap, ``agent/arrivals.py``), because the hypervisor creates the
+destination tap long before the VM runs there, and a route to it then would black-hole
+every packet of the pre-copy. Once arrived, its routes go in at ``PREFERRED_METRIC``, so
+BIRD announces them over the source host's; when the binding is activated the record
+stops being a target (ordinary routes) and the source host's record is removed.
+
 The old VM is fenced by the same record: the address is no longer one of the port's, so
 anti-spoofing drops it as a source (policy is applied before routes), and its
 connections are flushed when its route leaves the tap.
@@ -73,16 +82,25 @@ def preferred_addresses(endpoint: EndpointRecord) -> set[str]:
     return {a for a in map(plain_address, endpoint.get("preferred") or ()) if a is not None}
 
 
-def endpoint_state(endpoint: EndpointRecord) -> HostState:
+def awaits_arrival(endpoint: EndpointRecord) -> bool:
+    """Is this the record of a migration's target, whose routes wait for the VM?"""
+    return bool(endpoint.get("migration_target")) and endpoint.get("admin_state_up", True)
+
+
+def endpoint_state(endpoint: EndpointRecord, *, arrived: bool = False) -> HostState:
+    """What one endpoint asks of the kernel; ``arrived``: a migration target's VM was seen
+    on its tap (ignored for other records)."""
     if not endpoint.get("admin_state_up", True):
         return HostState()
     tap = str(endpoint["interface"])
     mac = str(endpoint.get("mac_address", "")).lower()
+    target = bool(endpoint.get("migration_target"))
     preferred = preferred_addresses(endpoint) if endpoint.get("preferred") else ()
     addresses = routed_addresses(endpoint)
     routes = frozenset(
-        Route(address, tap, PREFERRED_METRIC if address in preferred else ROUTE_METRIC)
+        Route(address, tap, PREFERRED_METRIC if target or address in preferred else ROUTE_METRIC)
         for address in addresses
+        if arrived or not target
     )
     neighbours = frozenset(
         Neighbour(address, tap, mac)
@@ -165,6 +183,7 @@ def drains(
 __all__ = [
     "DRAIN_TIME",
     "Drain",
+    "awaits_arrival",
     "drains",
     "endpoint_state",
     "host_state",
