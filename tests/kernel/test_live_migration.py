@@ -54,6 +54,7 @@ GAP_CLIENT = """
 import json, socket, sys, threading, time
 c = socket.create_connection((sys.argv[1], 7), timeout=5)
 c.settimeout(None)
+print("connected", flush=True)
 times = []
 def read():
     while data := c.recv(100):
@@ -146,8 +147,11 @@ def test_a_live_migrating_vm_keeps_its_tcp_connection(lab: Lab) -> None:
     lab.start_agent("node1")
     lab.start_agent("node2")
     vm, port = lab.boot("vm", "node1", VM)
-    client, _ = lab.boot("client", "node2", CLIENT_VM)
-    wait_for(lambda: lab.active("node1", port), what="the VM's port programmed")
+    client, client_port = lab.boot("client", "node2", CLIENT_VM)
+    wait_for(
+        lambda: lab.active("node1", port) and lab.active("node2", client_port),
+        what="both ports programmed",
+    )
     lab.serve_echo(vm)
     park = lab.cleanup.namespace("park")  # where a target tap's far end waits
     exec_in(park, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1",
@@ -156,6 +160,8 @@ def test_a_live_migrating_vm_keeps_its_tcp_connection(lab: Lab) -> None:
         client, "python3", "-c", GAP_CLIENT, VM[0],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
+    assert talker.stdout is not None
+    assert talker.stdout.readline() == "connected\n", talker.stderr and talker.stderr.read()
     hosts = ("node1", "node2")
     moves, delays = [], []
     for n in range(MIGRATIONS):
