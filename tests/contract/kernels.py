@@ -21,6 +21,13 @@ from routeplane.dataplane.model import ROUTE_PROTO
 from routeplane.dataplane.ports import Kernel
 from routeplane.lab import netns
 
+SEND_FRAMES = """
+import socket, sys
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind((sys.argv[1], 0))
+for _ in range(int(sys.argv[2])):
+    s.send(bytes([255] * 6 + [2, 0, 0, 0, 0, 9, 8, 6]) + bytes(28))
+"""
 FOREIGN_PROTO = 4  # "static" in /etc/iproute2/rt_protos
 
 
@@ -34,6 +41,9 @@ class Harness(Protocol):
         """The VM end goes away: the tap loses carrier."""
 
     def set_down(self, name: str) -> None: ...
+
+    def vm_sends(self, name: str, frames: int) -> None:
+        """The VM behind tap ``name`` sends ``frames`` Ethernet frames (broadcast ARP)."""
 
     def delete_tap(self, name: str) -> None:
         """The hypervisor removes the tap (the VM is gone or rebooting)."""
@@ -80,6 +90,9 @@ class FakeHarness:
 
     def set_down(self, name: str) -> None:
         self.fake.set_link(name, up=False)
+
+    def vm_sends(self, name: str, frames: int) -> None:
+        self.fake.receive(name, frames)
 
     def delete_tap(self, name: str) -> None:
         self.fake.del_link(name)
@@ -143,6 +156,9 @@ class LinuxHarness:
 
     def set_down(self, name: str) -> None:
         netns.ip(self.host, "link", "set", name, "down")
+
+    def vm_sends(self, name: str, frames: int) -> None:
+        netns.exec_in(self.vm, "python3", "-c", SEND_FRAMES, self._peers[name], str(frames))
 
     def delete_tap(self, name: str) -> None:
         netns.ip(self.host, "link", "del", name)

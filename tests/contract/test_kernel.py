@@ -8,7 +8,7 @@ a route may go via a next hop); one refused operation is reported and the others
 routes and IPv6 proxy entries of other owners are never reported, never deleted, and
 survive a sweep; a tap going administratively down loses its routes, neighbours and
 proxy entries, one losing carrier keeps them; every link change arrives as an event
-that ends in the link's current state; sysctls really set; conntrack flushed per
+that ends in the link's current state; a tap counts the packets its VM sent; sysctls really set; conntrack flushed per
 address.
 """
 
@@ -409,6 +409,17 @@ def test_link_changes_arrive_as_events_ending_in_the_current_state(harness: Harn
     again = settled_events(kernel, TAP1)[-1].link
     assert again is not None
     assert again.index != created.index
+
+
+def test_received_counts_what_the_vm_sends_and_none_without_the_tap(harness: Harness) -> None:
+    ready(harness, TAP1)
+    before = harness.kernel.received(TAP1)
+    assert before is not None
+    harness.vm_sends(TAP1, 3)
+    after = harness.kernel.received(TAP1)
+    assert after is not None
+    assert after >= before + 3  # Linux: a VM's own IPv6 chatter may add to it
+    assert harness.kernel.received("tapmissing0-00") is None
 
 
 def test_prepare_host_turns_forwarding_on(harness: Harness) -> None:

@@ -9,7 +9,8 @@ covers; this module runs it (STYLE G3, G4):
    projects claim is routed to none);
 2. the policy is brought up to date (``agent/policy_runner.py``), a big transaction
    beside the planning;
-3. the desired state of those endpoints is computed (``desired``) and diffed against the
+3. the desired state of those endpoints is computed (``desired``; a migration target's
+   routes once its VM has arrived, ``agent/arrivals.py``) and diffed against the
    agent's mirror of what it programmed (``dataplane.diff``), as if the policy takes; if
    it is refused, planned again with only the endpoints the table already covers (fail
    closed: no policy, no route);
@@ -30,6 +31,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping, Set
 
+from routeplane.agent.arrivals import Arrivals
 from routeplane.agent.claims import Claims
 from routeplane.agent.desired import endpoint_state, merged
 from routeplane.agent.drains import Drains
@@ -76,6 +78,7 @@ class ApplyRound:
         self.wall_clock = wall_clock  # the move hints' ``moved_at`` is wall-clock time
         self.pending: set[str] = set()  # endpoints whose tap is missing or down
         self.claims = Claims()  # the addresses routed to none: claimed by two projects
+        self.arrivals = Arrivals(kernel)  # migration targets: their routes wait for the VM
         self.observers: list[ApplyObserver] = []  # told of every round (the metrics)
 
     def run(self, ids: set[str], *, full: bool, sweep: bool, began: float) -> set[str]:
@@ -96,8 +99,12 @@ class ApplyRound:
         started = None if policy is None else policy.start(cache.interfaces(ids), cache.records_on)
         # each endpoint's desired state once a round: the plan and the report both use it
         contested = self.claims.contested
+        self.arrivals.note({i: cache.endpoints.get(i) for i in ids})
+        arrived = self.arrivals.arrived
         states = {
-            i: endpoint_state(cache.endpoints[i], contested) for i in ids if i in cache.endpoints
+            i: endpoint_state(cache.endpoints[i], contested, arrived=i in arrived)
+            for i in ids
+            if i in cache.endpoints
         }
         wall = self.wall_clock()
         self.drains.note({i: cache.endpoints.get(i) for i in ids}, wall, self.next_hop)

@@ -27,6 +27,15 @@ keepalived VIP in their allowed-address pairs) are not contested. The agent keep
 same verdict incrementally (``agent/claims.py``) and warns as an address becomes
 contested.
 
+Live migration (``migration_target``: the record of a host the port is migrating to,
+written beside its active host's): the tap is configured, its neighbour and proxy
+entries are in, but its routes wait for the VM to *arrive* (``arrived``: the agent saw
+it send on the tap, ``agent/arrivals.py``), because the hypervisor creates the
+destination tap long before the VM runs there, and a route to it then would black-hole
+every packet of the pre-copy. Once arrived, its routes go in at ``PREFERRED_METRIC``, so
+BIRD announces them over the source host's; when the binding is activated the record
+stops being a target (ordinary routes) and the source host's record is removed.
+
 The old VM is fenced by the same record: the address is no longer one of the port's, so
 anti-spoofing drops it as a source (policy is applied before routes), and its
 connections are flushed when its route leaves the tap.
@@ -98,19 +107,28 @@ def contested(endpoints: Iterable[EndpointRecord]) -> frozenset[str]:
     return frozenset(found)
 
 
-def endpoint_state(endpoint: EndpointRecord, refused: Container[str] = ()) -> HostState:
+def awaits_arrival(endpoint: EndpointRecord) -> bool:
+    """Is this the record of a migration's target, whose routes wait for the VM?"""
+    return bool(endpoint.get("migration_target")) and endpoint.get("admin_state_up", True)
+
+
+def endpoint_state(
+    endpoint: EndpointRecord, refused: Container[str] = (), *, arrived: bool = False
+) -> HostState:
     """What one endpoint asks of the kernel, without the ``refused`` (contested)
-    addresses."""
+    addresses; ``arrived``: a migration target's VM was seen on its tap (ignored for
+    other records)."""
     if not endpoint.get("admin_state_up", True):
         return HostState()
     tap = str(endpoint["interface"])
     mac = str(endpoint.get("mac_address", "")).lower()
+    target = bool(endpoint.get("migration_target"))
     preferred = preferred_addresses(endpoint) if endpoint.get("preferred") else ()
     addresses = routed_addresses(endpoint)
     routes = frozenset(
-        Route(address, tap, PREFERRED_METRIC if address in preferred else ROUTE_METRIC)
+        Route(address, tap, PREFERRED_METRIC if target or address in preferred else ROUTE_METRIC)
         for address in addresses
-        if address not in refused
+        if address not in refused and (arrived or not target)
     )
     neighbours = frozenset(
         Neighbour(address, tap, mac)
@@ -197,6 +215,7 @@ def drains(
 __all__ = [
     "DRAIN_TIME",
     "Drain",
+    "awaits_arrival",
     "claimed",
     "contested",
     "drains",

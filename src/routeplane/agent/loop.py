@@ -15,6 +15,8 @@ Shape (STYLE G2-G5, Felix's dataplane doctrine):
   ``resync_interval``: after a restart, everything still wanted is found in place and
   left alone, and what became stale is swept — only after in-sync, and only what carries
   routeplane's marks (our route protocol, permanent neighbours on taps);
+- a migration's target waiting for its VM has its tap's counter read every
+  ``arrival_interval`` (``agent/arrivals.py``); it is applied at once when the VM sends;
 - endpoints whose tap is missing or down are retried every ``pending_interval``, and at
   once when the kernel reports their tap (link events); a drain that ends (a moved
   address no longer forwarded to its new host) makes its endpoints dirty;
@@ -105,6 +107,7 @@ class Agent:
         self._next_apply = 0.0
         self._next_resync = 0.0
         self._next_pending = 0.0
+        self._next_arrival = 0.0
         self._errors = 0
         self.observers: list[ApplyObserver] = self.round.observers  # told of every round
 
@@ -145,6 +148,8 @@ class Agent:
         try:
             self.registration.keep(self.clock())
             wait = timeout if not self.dirty else max(0.0, self._next_apply - self.clock())
+            if self.round.arrivals.awaiting:  # a migration's VM may arrive any moment
+                wait = min(wait, self.settings.arrival_interval)
             if self.follower.follower.revision:  # else: the first snapshot, at once
                 self.bell.wait(wait)
             self._take(self.follower.poll(0))
@@ -166,6 +171,9 @@ class Agent:
         ends = self.drains.next_end()
         if ends is not None and self.wall_clock() >= ends:  # a drain is over: withdraw
             self.dirty |= self.drains.expired(self.wall_clock())
+        if self.round.arrivals.awaiting and now >= self._next_arrival:
+            self._next_arrival = now + self.settings.arrival_interval
+            self.dirty |= self.round.arrivals.check()
         pending = self.round.pending
         if pending and now >= self._next_pending:
             self._next_pending = now + self.settings.pending_interval

@@ -23,6 +23,7 @@ class AgentSettings:
     apply_interval: float = 0.005  # the longest gap between two applies (bursts coalesce)
     resync_interval: float = 30.0  # full read-back of the kernel, to repair drift
     pending_interval: float = 0.5  # how often endpoints waiting for their tap are retried
+    arrival_interval: float = 0.01  # how often a migration's target tap is looked at
     drain_time: float = DRAIN_TIME  # a moved address is forwarded to its new host this long
     lease_ttl: int = 10
     error_delays: tuple[float, ...] = (0.5, 1, 2, 4, 8, 15)

@@ -70,6 +70,7 @@ class FakeLink:
     carrier: bool
     mac: str
     index: int
+    received: int = 0  # packets in (on a tap: what its VM sent)
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,10 @@ class FakeKernel:
                 self._flush_link(name, sysctls=False)
         if (link.admin_up, link.carrier) != before:
             self._emit(name)
+
+    def receive(self, name: str, packets: int = 1) -> None:
+        """The VM behind a tap sends ``packets`` (no event: Linux sends none either)."""
+        self._links[name].received += packets
 
     def del_link(self, name: str) -> None:
         del self._links[name]
@@ -241,6 +246,10 @@ class FakeKernel:
             and interface.startswith(TAP_PREFIX)
             and ipaddress.ip_address(address).version == 6
         }
+
+    def received(self, interface: str) -> int | None:
+        link = self._links.get(interface)
+        return None if link is None else link.received
 
     def link_events(self) -> list[LinkEvent] | None:
         events, self._events = self._events, []

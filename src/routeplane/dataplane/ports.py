@@ -42,6 +42,11 @@ class Kernel(Protocol):
         read again with :meth:`links`."""
         ...
 
+    def received(self, interface: str) -> int | None:
+        """How many packets ``interface`` has received (on a tap: what its VM sent);
+        None when there is no such interface. Asked only of a migration's target taps."""
+        ...
+
     def apply(self, plan: Plan) -> Outcome:
         """Apply a plan in its order; failures are reported, never raised, so one bad
         operation does not block the others."""

@@ -204,6 +204,9 @@ class LinuxKernel:
         self._index_names = {info.index: info.name for info in infos}
         return {info.name: _link(info) for info in infos}
 
+    def received(self, interface: str) -> int | None:
+        return self._read(f"{interface}'s counters", partial(self._rtnl.received, interface))
+
     def link_events(self) -> list[LinkEvent] | None:
         try:
             changes, lost = self._monitor.drain()
