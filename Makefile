@@ -15,7 +15,7 @@ BIN := $(VENV)/bin
 # client their test logs in with (the guest kernel is fetched by `apt-get download`).
 DEB_PACKAGES := etcd-server python3-venv iproute2 nftables conntrack iputils-ping procps util-linux \
 	bird2 keepalived isc-dhcp-client dhcpcd-base qemu-system-x86 busybox-static dropbear-bin cpio \
-	openssh-client
+	openssh-client rabbitmq-server erlang-base
 PYTEST_ARGS ?=
 
 .PHONY: demo test check lint fmt typecheck imports unit contract kernel bench system-deps venv clean

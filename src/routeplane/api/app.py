@@ -26,6 +26,7 @@ from routeplane.api import (
     router_actions,
     versions,
 )
+from routeplane.api.keystone_tokens import KeystoneTokens
 from routeplane.api.resources import ResourceRoutes, Wiring
 from routeplane.model.errors import StoreError
 from routeplane.services.context import Context
@@ -71,10 +72,16 @@ async def inline(func: Callable[..., T], *args: Any) -> T:
 
 
 def create_app(
-    services: Services, identity: Identity, *, noauth: bool = False, threaded: bool = True
+    services: Services,
+    identity: Identity,
+    *,
+    noauth: bool = False,
+    threaded: bool = True,
+    keystone: KeystoneTokens | None = None,
 ) -> FastAPI:
     """The application. ``threaded``: run service calls in the thread pool, so that slow
-    store round trips (etcd) of concurrent requests overlap."""
+    store round trips (etcd) of concurrent requests overlap. ``keystone``: Keystone's
+    tokens are accepted too (those the built-in identity does not know)."""
     app = FastAPI(
         title="routeplane",
         version="2.0",
@@ -96,6 +103,8 @@ def create_app(
                 "admin", frozenset({"admin", "member", "reader"}), "admin"
             )
         ctx = identity.context(token)
+        if ctx is None and keystone is not None and token:
+            ctx = keystone.context(token)
         if ctx is None:
             raise ApiFault("HTTPUnauthorized", 401, "Authentication required")
         return ctx

@@ -38,6 +38,7 @@ def _run(args: argparse.Namespace) -> int:
     import uvicorn  # noqa: PLC0415
 
     from routeplane.api.app import create_app  # noqa: PLC0415
+    from routeplane.api.keystone_tokens import KeystoneTokens  # noqa: PLC0415
     from routeplane.services.registry import Services  # noqa: PLC0415
     from routeplane.services.security.identity import Identity, IdentityConfig, shared_secret  # noqa: PLC0415
 
@@ -51,7 +52,11 @@ def _run(args: argparse.Namespace) -> int:
         identity = Identity(config, shared_secret(store))
         # the embedded store answers in microseconds: run it inline, not in threads
         threaded = not store_url.startswith("sqlite:")
-        app = create_app(Services(store), identity, noauth=args.noauth, threaded=threaded)
+        keystone_url = raw.get("keystone_url")
+        keystone = KeystoneTokens(str(keystone_url)) if keystone_url else None
+        app = create_app(
+            Services(store), identity, noauth=args.noauth, threaded=threaded, keystone=keystone
+        )
         host, port = args.listen
         logging.basicConfig(
             level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s"

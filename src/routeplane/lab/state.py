@@ -55,6 +55,7 @@ class LabState:
     vms: dict[str, VmRecord] = field(default_factory=dict)
     bird_dirs: dict[str, str] = field(default_factory=dict)  # node -> BIRD's directory
     seeded: bool = False
+    openstack_env: dict[str, str] = field(default_factory=dict)  # OS_* for Keystone (--openstack)
 
     @property
     def api_url(self) -> str:

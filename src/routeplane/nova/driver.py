@@ -39,19 +39,24 @@ from routeplane.nova.spawning import (
 GUEST_INTERFACE = "eth0"
 OPTIONS = [
     cfg.StrOpt("host_namespace", help="the lab host's network namespace (rp-…)"),
+    cfg.StrOpt(
+        "guest_namespace_prefix",
+        default="rp-nova-",
+        help="guests are namespaces <prefix><instance[:8]> (the lab's own prefix, so its down removes them)",
+    ),
 ]
 CONF.register_opts(OPTIONS, group="routeplane")
 
 
 class NamespaceHypervisor:
-    """Guests as namespaces ``rp-nova-<instance[:8]>`` wired to the host's namespace."""
+    """Guests as namespaces ``<prefix><instance[:8]>`` wired to the host's namespace."""
 
-    def __init__(self, host_namespace: str) -> None:
+    def __init__(self, host_namespace: str, prefix: str = "rp-nova-") -> None:
         self.host = netns.check(host_namespace)
+        self.prefix = prefix
 
-    @staticmethod
-    def namespace(instance: str) -> str:
-        return f"rp-nova-{instance[:8]}"
+    def namespace(self, instance: str) -> str:
+        return netns.check(f"{self.prefix}{instance[:8]}")
 
     def plug(self, instance: str, tap: Tap) -> None:
         guest = self.namespace(instance)
@@ -94,7 +99,9 @@ class NamespaceHypervisor:
 class RoutePlaneDriver(fake.FakeDriver):  # type: ignore[misc]
     def __init__(self, virtapi: Any, read_only: bool = False) -> None:
         super().__init__(virtapi, read_only)
-        self.hypervisor = NamespaceHypervisor(CONF.routeplane.host_namespace)
+        self.hypervisor = NamespaceHypervisor(
+            CONF.routeplane.host_namespace, CONF.routeplane.guest_namespace_prefix
+        )
         settings = PlugSettings(CONF.vif_plugging_timeout, CONF.vif_plugging_is_fatal)
         self._settings = settings
 
