@@ -157,6 +157,7 @@ def _databases(layout: OpenStackLayout, password: str, log: Callable[[str], Path
             log,
         )  # fmt: skip
         openstack_db.save_template(layout.venv, d)
+    openstack_db.use_wal(d)
     bootstrap = [*keystone, "bootstrap", "--bootstrap-password", password,
                  "--bootstrap-region-id", conf.REGION,
                  "--bootstrap-public-url", layout.auth_url,
@@ -211,9 +212,9 @@ def kept(*argv: str) -> list[str]:
     return [sys.executable, "-m", "routeplane.lab.keeper", *argv]
 
 
-def _wsgi(layout: OpenStackLayout, service: str, target: str) -> list[str]:
+def _wsgi(layout: OpenStackLayout, service: str, target: str, *options: str) -> list[str]:
     return kept(layout.bin("python"), "-m", "routeplane.lab.wsgi_serve",
-                f"127.0.0.1:{layout.port(service)}", target)  # fmt: skip
+                f"127.0.0.1:{layout.port(service)}", target, *options)  # fmt: skip
 
 
 def _service(layout: OpenStackLayout, script: str, *args: str) -> list[str]:
@@ -245,7 +246,9 @@ def prepare(
     say(f"openstack: Placement, image stand-in ({IMAGE_NAME}), nova-api {layout.compute_url}")
     placement_env = _env(layout, OS_PLACEMENT_CONFIG_DIR=str(d / "placement"))
     start(
-        "os-placement", _wsgi(layout, "placement", "placement.wsgi.api:application"), placement_env
+        "os-placement",
+        _wsgi(layout, "placement", "placement.wsgi.api:application", "--serial"),
+        placement_env,
     )
     glance = [sys.executable, "-m", "routeplane.lab.glance_stub",
               f"127.0.0.1:{layout.port('glance')}", stack.image_id, IMAGE_NAME]  # fmt: skip
@@ -253,7 +256,11 @@ def prepare(
     if not wait_until(_listening(layout.port("rabbit")), START_TIMEOUT, 0.2):
         raise LabError(f"RabbitMQ did not listen; see {topology.log('os-rabbitmq')}")
     nova_env = _env(layout, OS_NOVA_CONFIG_DIR=str(d / "nova"))
-    start("os-nova-api", _wsgi(layout, "nova", "nova.wsgi.osapi_compute:application"), nova_env)
+    start(
+        "os-nova-api",
+        _wsgi(layout, "nova", "nova.wsgi.osapi_compute:application", "--serial"),
+        nova_env,
+    )
     nova = ["--config-file", str(d / "nova" / "nova.conf")]
     start("os-nova-conductor", _service(layout, "nova-conductor", *nova), nova_env)
     start("os-nova-scheduler", _service(layout, "nova-scheduler", *nova), nova_env)

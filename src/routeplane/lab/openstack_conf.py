@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from routeplane.lab import openstack_db
+
 REGION = "RegionOne"
 SERVICE_PROJECT = "service"
 SERVICE_USERS = ("nova", "placement", "neutron")
@@ -57,7 +59,7 @@ class OpenStackLayout:
         return f"rabbit://guest:guest@127.0.0.1:{self.port('rabbit')}/"
 
     def db(self, name: str) -> str:
-        return f"sqlite:///{self.directory / (name + '.db')}"
+        return openstack_db.url(self.directory / f"{name}.db")
 
     def conf(self, name: str) -> Path:
         return self.directory / name

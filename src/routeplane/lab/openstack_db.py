@@ -23,6 +23,27 @@ DATABASES = ("keystone", "placement", "nova_api", "nova_cell0", "nova_cell1")
 READY = "ready"
 
 
+# seconds a writer waits for another's lock (pysqlite's default, 5 s, is shorter than a
+# busy lab's placement updates take); WAL lets readers and a writer work at once
+BUSY_TIMEOUT = 30
+
+
+def url(path: Path) -> str:
+    """The database's SQLAlchemy URL, with the lock wait."""
+    return f"sqlite:///{path}?timeout={BUSY_TIMEOUT}"
+
+
+def use_wal(directory: Path) -> None:
+    """Journal in WAL mode (a property of the file, kept by every later connection):
+    Nova's services, Placement and Keystone write concurrently from several processes."""
+    for name in DATABASES:
+        connection = sqlite3.connect(directory / f"{name}.db")
+        try:
+            connection.execute("PRAGMA journal_mode=WAL")
+        finally:
+            connection.close()
+
+
 def template_dir(venv: Path) -> Path:
     return venv / "routeplane-db"
 
@@ -54,7 +75,7 @@ def copy_template(venv: Path, directory: Path, transport_url: str) -> None:
             for cell in ("cell0", "cell1"):
                 connection.execute(
                     "UPDATE cell_mappings SET database_connection = ? WHERE name = ?",
-                    (f"sqlite:///{directory / f'nova_{cell}.db'}", cell),
+                    (url(directory / f"nova_{cell}.db"), cell),
                 )
             connection.execute(
                 "UPDATE cell_mappings SET transport_url = ? WHERE name = 'cell1'",
@@ -75,4 +96,4 @@ def write_keys(repository: Path) -> None:
             out.write(key)
 
 
-__all__ = ["copy_template", "have_template", "save_template", "write_keys"]
+__all__ = ["copy_template", "have_template", "save_template", "url", "use_wal", "write_keys"]

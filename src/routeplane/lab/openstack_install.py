@@ -28,6 +28,14 @@ from routeplane.nova.driver import RoutePlaneDriver
 
 __all__ = ["RoutePlaneDriver"]
 '''
+# a .pth line runs at every start of the venv's interpreter; only where routeplane is
+# importable (the lab's processes), so pip and the rest of the venv are untouched
+PTH_NAME = "routeplane-sqlite.pth"
+PTH = (
+    "import importlib.util as u; u.find_spec('routeplane') and "
+    "u.find_spec('routeplane.lab.sqlite_immediate') and "
+    "__import__('routeplane.lab.sqlite_immediate')\n"
+)
 COMPUTE_DRIVER = "routeplane.RoutePlaneDriver"
 INSTALL_TIMEOUT = 1200.0
 
@@ -74,11 +82,16 @@ def require(venv: Path | None = None) -> Path:
 def install_shim(venv: Path) -> None:
     """Nova loads ``compute_driver = X`` as ``nova.virt.X`` only, so the routeplane driver
     is reached through ``nova/virt/routeplane.py`` (``compute_driver =
-    routeplane.RoutePlaneDriver``), which imports it from routeplane."""
+    routeplane.RoutePlaneDriver``), which imports it from routeplane; and the ``.pth`` that
+    loads ``sqlite_immediate`` in the lab's OpenStack processes."""
     for package in (venv / "lib").glob("python3*/site-packages/nova/virt"):
-        shim = package / "routeplane.py"
-        if not shim.exists() or shim.read_text() != SHIM:
-            shim.write_text(SHIM)
+        _write(package / "routeplane.py", SHIM)
+        _write(package.parents[1] / PTH_NAME, PTH)  # site-packages: see sqlite_immediate
+
+
+def _write(path: Path, text: str) -> None:
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
 
 
 def _run(argv: list[str]) -> None:

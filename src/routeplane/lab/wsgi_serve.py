@@ -2,9 +2,13 @@
 
 Their PyPI wheels ship WSGI applications but no server (Nova has no ``nova-api`` script
 any more). The lab runs ``<openstack venv>/bin/python -m routeplane.lab.wsgi_serve
-ADDRESS:PORT module:attribute``, a threaded ``wsgiref`` server: enough for a lab, and
-standard library only, so it runs under the OpenStack venv's interpreter with nothing of
-routeplane's dependencies. The address must be a loopback one.
+ADDRESS:PORT module:attribute [--serial]``, a threaded ``wsgiref`` server: enough for a
+lab, and standard library only, so it runs under the OpenStack venv's interpreter with
+nothing of routeplane's dependencies. The address must be a loopback one. ``--serial``
+answers one request at a time, for Placement and Nova's api on sqlite: concurrent
+writers within one such process (two computes reporting their traits at once; a delete
+while the server is polled) fail with "database is locked", and a compute whose report
+failed cannot be scheduled to until its next periodic report, a minute later.
 
 What this module must not do: import anything outside the standard library at module
 level (it runs in a venv that has no routeplane dependencies).
@@ -36,8 +40,9 @@ def load(target: str) -> Any:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 2:
-        print("usage: wsgi_serve ADDRESS:PORT module:attribute", file=sys.stderr)
+    serial = argv[2:] == ["--serial"]
+    if len(argv) != 2 + serial:
+        print("usage: wsgi_serve ADDRESS:PORT module:attribute [--serial]", file=sys.stderr)
         return 2
     host, _, port = argv[0].rpartition(":")
     if not ipaddress.ip_address(host).is_loopback:
@@ -45,7 +50,8 @@ def main(argv: list[str]) -> int:
         return 2
     sys.argv = sys.argv[:1]  # the services parse the command line with oslo.config
     app = load(argv[1])
-    server = make_server(host, int(port), app, _ThreadingServer, _QuietHandler)
+    kind = WSGIServer if serial else _ThreadingServer
+    server = make_server(host, int(port), app, kind, _QuietHandler)
     print(f"serving {argv[1]} on {host}:{port}", flush=True)
     server.serve_forever()
     return 0
