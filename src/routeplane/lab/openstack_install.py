@@ -34,7 +34,7 @@ PTH_NAME = "routeplane-sqlite.pth"
 PTH = (
     "import importlib.util as u; u.find_spec('routeplane') and "
     "u.find_spec('routeplane.lab.sqlite_immediate') and "
-    "__import__('routeplane.lab.sqlite_immediate')\n"
+    "__import__('routeplane.lab.sqlite_immediate', fromlist=['install']).install()\n"
 )
 COMPUTE_DRIVER = "routeplane.RoutePlaneDriver"
 INSTALL_TIMEOUT = 1200.0

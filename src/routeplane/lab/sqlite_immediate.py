@@ -8,8 +8,9 @@ that from several processes on the same files, so a busy lab lost boots to it
 ("Failure prepping block device", ``NoValidHost``). ``BEGIN IMMEDIATE`` takes the lock
 first, so transactions queue on the busy timeout instead (serialised: plenty for a lab).
 
-Loaded by a ``.pth`` file that ``openstack_install`` writes into the OpenStack venv (only
-where routeplane is importable: the lab runs those processes with it on PYTHONPATH).
+Installed (:func:`install`) by a ``.pth`` file that ``openstack_install`` writes into the
+OpenStack venv, only where routeplane is importable (the lab runs those processes with it
+on PYTHONPATH); importing it changes nothing.
 What this module must not do: import anything outside the standard library.
 """
 
@@ -43,6 +44,3 @@ def install() -> None:
     """Both names: SQLAlchemy connects through ``sqlite3.dbapi2``."""
     sqlite3.connect = connect  # type: ignore[assignment]
     sqlite3.dbapi2.connect = connect  # type: ignore[assignment]
-
-
-install()
