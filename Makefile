@@ -18,7 +18,7 @@ BIN := $(VENV)/bin
 DEB_PACKAGES := etcd-server python3-venv iproute2 nftables conntrack iputils-ping procps util-linux \
 	bird2 keepalived isc-dhcp-client dhcpcd-base cloud-init qemu-system-x86 busybox-static \
 	dropbear-bin cpio openssh-client curl systemd prometheus \
-	mmdebstrap e2fsprogs
+	mmdebstrap e2fsprogs rabbitmq-server erlang-base
 PYTEST_ARGS ?=
 
 .PHONY: demo test check lint fmt typecheck imports unit contract kernel bench system-deps venv clean

@@ -27,6 +27,7 @@ from routeplane.api import (
     router_actions,
     versions,
 )
+from routeplane.api.keystone_tokens import KeystoneTokens
 from routeplane.api.metrics import ApiMetrics, RequestMetrics
 from routeplane.api.resources import ResourceRoutes, Wiring
 from routeplane.model.errors import StoreError
@@ -85,12 +86,15 @@ def create_app(
     threaded: bool = True,
     metrics: ApiMetrics | None = None,
     keystone: KeystoneAuth | None = None,
+    keystone_tokens: KeystoneTokens | None = None,
 ) -> FastAPI:
     """The application. ``threaded``: run service calls in the thread pool, so that slow
     store round trips (etcd) of concurrent requests overlap. ``metrics``: count and time
     the requests (inside the ``.json`` stripping, so ``/v2.0/ports.json`` is the route
     ``/v2.0/ports``). ``keystone``: tokens are Keystone's, validated by keystonemiddleware
-    (``api.keystone``), not the built-in identity's."""
+    (``api.keystone``), not the built-in identity's. ``keystone_tokens``: Keystone's
+    tokens are accepted beside the built-in identity's (the lab's OpenStack mode, whose
+    Nova calls with its users' Keystone tokens while the lab uses the admin token)."""
     app = FastAPI(
         title="routeplane",
         version="2.0",
@@ -125,6 +129,8 @@ def create_app(
                 "admin", frozenset({"admin", "member", "reader"}), "admin"
             )
         ctx = identity.context(token)
+        if ctx is None and keystone_tokens is not None and token:
+            ctx = keystone_tokens.context(token)
         if ctx is None:
             raise ApiFault("HTTPUnauthorized", 401, "Authentication required")
         return ctx

@@ -38,6 +38,7 @@ API_KEYS: dict[str, type | tuple[type, ...]] = {
     **IDENTITY_KEYS,
     "default_subnet_pools": list,
     "keystone_authtoken": dict,  # keystonemiddleware's options: Keystone's tokens
+    "keystone_url": str,  # Keystone's tokens beside the built-in ones (the lab's OpenStack)
 }
 
 
@@ -92,6 +93,7 @@ def _run(args: argparse.Namespace) -> int:
     import uvicorn  # noqa: PLC0415
 
     from routeplane.api.app import create_app  # noqa: PLC0415
+    from routeplane.api.keystone_tokens import KeystoneTokens  # noqa: PLC0415
     from routeplane.api.metrics import ApiMetrics  # noqa: PLC0415
     from routeplane.cli import observe  # noqa: PLC0415
     from routeplane.services.registry import Services  # noqa: PLC0415
@@ -111,6 +113,8 @@ def _run(args: argparse.Namespace) -> int:
             keystone = KeystoneAuth(authtoken)
         # the embedded store answers in microseconds: run it inline, not in threads
         threaded = not store_url.startswith("sqlite:")
+        keystone_url = args.config_values.get("keystone_url")
+        keystone_tokens = KeystoneTokens(str(keystone_url)) if keystone_url else None
         services = Services(store)
         for pool in args.config_values.get("default_subnet_pools", []):
             services.subnetpools.ensure_default(pool["prefixes"], pool.get("default_prefixlen"))
@@ -128,6 +132,7 @@ def _run(args: argparse.Namespace) -> int:
             threaded=threaded,
             metrics=metrics,
             keystone=keystone,
+            keystone_tokens=keystone_tokens,
         )
         host, port = args.listen
         logging.basicConfig(

@@ -26,7 +26,9 @@ def _up(args: argparse.Namespace) -> int:
     from routeplane.lab import lab as lab_ops  # noqa: PLC0415
     from routeplane.lab import report  # noqa: PLC0415
 
-    lab_state = lab_ops.up(args.name, args.hosts, args.port, empty=args.empty, say=_say)
+    lab_state = lab_ops.up(
+        args.name, args.hosts, args.port, empty=args.empty, openstack=args.openstack, say=_say
+    )
     print(report.guide(lab_state), end="")
     return 0
 
@@ -106,6 +108,16 @@ def _image_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _openstack_install(args: argparse.Namespace) -> int:
+    from pathlib import Path  # noqa: PLC0415
+
+    from routeplane.lab import openstack_install  # noqa: PLC0415
+
+    venv = openstack_install.install(Path(args.venv) if args.venv else None, say=_say)
+    print(f"{venv}: {' '.join(openstack_install.PINS)}")
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
     # the lab's modules are imported where they are used: every ``routeplane`` command
     # (an agent too) builds this module's parser, and the lab's HTTP client is slow to load
@@ -134,6 +146,11 @@ def add_parser(commands: Any) -> None:
     up = labs.add_parser("up", parents=[named], help="build the lab and start its processes")
     up.add_argument("--hosts", type=int, default=2, help="compute hosts (default %(default)s)")
     up.add_argument("--empty", action="store_true", help="create no networks")
+    up.add_argument(
+        "--openstack",
+        action="store_true",
+        help="also real Keystone, Placement, Nova and RabbitMQ on loopback (issue #16)",
+    )
     up.add_argument(
         "--port",
         type=int,
@@ -189,6 +206,14 @@ def add_parser(commands: Any) -> None:
         help="the Debian cloud-init guest's image instead (mmdebstrap: minutes, then cached)",
     )
     build.set_defaults(lab_run=_image_build)
+
+    stack = labs.add_parser("openstack", help="the lab's OpenStack (issue #16)")
+    stack_commands = stack.add_subparsers(dest="openstack_command", required=True)
+    install = stack_commands.add_parser(
+        "install", help="build the venv of Keystone, Placement and Nova from PyPI (cached)"
+    )
+    install.add_argument("--venv", help="where (default $ROUTEPLANE_OPENSTACK_VENV or the cache)")
+    install.set_defaults(lab_run=_openstack_install)
 
     labs.add_parser("status", parents=[named], help="namespaces, processes, BGP, VMs").set_defaults(
         lab_run=_status

@@ -25,13 +25,26 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import shutil
 import socket
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from routeplane.lab import fabric, netns, processes, qemu, qemu_vm, seed, state, vm, vm_dhcp
+from routeplane.lab import (
+    fabric,
+    netns,
+    openstack,
+    openstack_conf,
+    processes,
+    qemu,
+    qemu_vm,
+    seed,
+    state,
+    vm,
+    vm_dhcp,
+)
 from routeplane.lab.neutron import ApiError, Neutron
 from routeplane.lab.state import LabState, VmRecord
 from routeplane.lab.teardown import down
@@ -105,10 +118,10 @@ class Recorder:
             self.state.namespaces.append(name)
         self.save()
 
-    def start(self, key: str, argv: Sequence[str]) -> None:
+    def start(self, key: str, argv: Sequence[str], env: Mapping[str, str] | None = None) -> None:
         """Start and record a background process; LabError (with its log) if it dies."""
         log = self.topology.log(key)
-        record = processes.start(argv, log)
+        record = processes.start(argv, log, env)
         self.state.processes[key] = record
         self.save()
         if not processes.wait_started(record):
@@ -155,6 +168,7 @@ def up(
     port: int,
     *,
     empty: bool = False,
+    openstack: bool = False,
     state_root: Path = STATE_ROOT,
     say: Callable[[str], None] = print,
 ) -> LabState:
@@ -177,25 +191,62 @@ def up(
     recorder = Recorder(topology, lab_state)
     with state.locked(topology.state_dir):
         try:
-            _build(topology, recorder, empty, say)
+            _build(topology, recorder, empty, say, openstack)
         except BaseException:
+            kept = _keep_logs(topology)
             down(name, state_root=state_root, locked=False)
+            if kept is not None:
+                say(f"the failed lab's logs: {kept}")
             raise
     return lab_state
 
 
-def _build(topology: Topology, recorder: Recorder, empty: bool, say: Callable[[str], None]) -> None:
+def _keep_logs(topology: Topology) -> Path | None:
+    """A failed ``up``'s logs, kept beside the state directory ``down`` removes."""
+    logs = topology.state_dir / "logs"
+    if not logs.is_dir():
+        return None
+    kept = topology.state_dir.with_name(f"{topology.lab}.failed-logs")
+    shutil.rmtree(kept, ignore_errors=True)
+    shutil.copytree(logs, kept)
+    return kept
+
+
+def _prepare_openstack(
+    topology: Topology, recorder: Recorder, say: Callable[[str], None]
+) -> openstack.OpenStack:
+    """OpenStack before routeplane's api, and the controller's ``[nova]`` table."""
+    stack = openstack.prepare(topology, recorder.state.api_port, recorder.start, say)
+    recorder.state.openstack_env = openstack.keystone_env(stack)
+    recorder.save()
+    nova_table = topology.state_dir / "controller.toml"
+    nova_table.write_text(openstack_conf.controller_nova_table(stack.layout, stack.password))
+    nova_table.chmod(0o600)
+    return stack
+
+
+def _build(
+    topology: Topology,
+    recorder: Recorder,
+    empty: bool,
+    say: Callable[[str], None],
+    with_openstack: bool = False,
+) -> None:
     lab_state = recorder.state
     recorder.save()
-    topology.api_config.write_text(
-        API_CONFIG.format(
-            token=lab_state.admin_token, user=ADMIN_USER, password=lab_state.admin_password
-        )
+    api_config = API_CONFIG.format(
+        token=lab_state.admin_token, user=ADMIN_USER, password=lab_state.admin_password
     )
+    controller = topology.controller_command(recorder.metrics_port("controller"))
+    stack = _prepare_openstack(topology, recorder, say) if with_openstack else None
+    if stack is not None:
+        api_config = f'keystone_url = "{stack.keystone_url}"\n' + api_config
+        controller = [*controller, "--config", str(topology.state_dir / "controller.toml")]
+    topology.api_config.write_text(api_config)
     topology.api_config.chmod(0o600)
     say(f"api: {lab_state.api_url} (store {topology.store_url})")
     recorder.start("api", topology.api_command(lab_state.api_port, recorder.metrics_port("api")))
-    recorder.start("controller", topology.controller_command(recorder.metrics_port("controller")))
+    recorder.start("controller", controller)
 
     say(f"fabric: {topology.fabric}, access node {topology.access.ipv4}")
     fabric.build_switch(topology, recorder.namespace)
@@ -228,6 +279,8 @@ def _build(topology: Topology, recorder: Recorder, empty: bool, say: Callable[[s
             recorder.save()
     finally:
         api.close()
+    if stack is not None:
+        openstack.start_computes(topology, stack, recorder.start, say)
     if not wait_until(lambda: _sessions_up(topology) >= topology.host_count, BGP_TIMEOUT, 0.2):
         say(
             f"warning: not every BGP session is up yet: routeplane lab status --name {topology.lab}"

@@ -20,7 +20,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from routeplane.lab.state import ProcessRecord
@@ -48,8 +48,9 @@ def _reap_finished() -> None:
             del _children[pid]
 
 
-def start(argv: Sequence[str], log: Path) -> ProcessRecord:
-    """Start ``argv`` detached, its output appended to ``log``."""
+def start(argv: Sequence[str], log: Path, env: Mapping[str, str] | None = None) -> ProcessRecord:
+    """Start ``argv`` detached, its output appended to ``log`` (``env``: its whole
+    environment, when given)."""
     _reap_finished()
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
@@ -60,6 +61,7 @@ def start(argv: Sequence[str], log: Path) -> ProcessRecord:
             stderr=subprocess.STDOUT,
             start_new_session=True,
             close_fds=True,
+            env=None if env is None else dict(env),
         )
     _children[proc.pid] = proc
     return ProcessRecord(pid=proc.pid, cmdline=_exec_target(argv), log=str(log))

@@ -25,7 +25,9 @@ from routeplane.model.errors import BgpError
 
 def env(lab_state: LabState) -> dict[str, str]:
     """``OS_*`` variables for the ``openstack`` CLI: password login against the lab's
-    own identity endpoint, as the lab's admin."""
+    own identity endpoint, as the lab's admin (with ``--openstack``: through Keystone)."""
+    if lab_state.openstack_env:
+        return dict(lab_state.openstack_env)
     return {
         "OS_AUTH_URL": f"{lab_state.api_url}/identity/v3",
         "OS_IDENTITY_API_VERSION": "3",

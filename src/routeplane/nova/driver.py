@@ -9,7 +9,8 @@ Load it as Nova loads any driver, in ``nova.conf``::
 
 It is Nova's fake driver (resource reporting to Placement, the bookkeeping of
 instances) with the guest's life done for real by :class:`spawning.Spawner`: the tap
-``tap<port[:11]>`` in the host's namespace, the guest paused (its ``eth0`` down) until
+``tap<port[:11]>`` in the host's namespace (with carrier, as a paused QEMU guest's tap
+has), the guest paused (no address, nothing running) until
 ``network-vif-plugged`` has come for every VIF that was not yet active, honouring
 ``vif_plugging_timeout`` and ``vif_plugging_is_fatal`` as the libvirt driver does; taps
 removed on delete. Only this module imports Nova, and nothing of routeplane imports it:
@@ -39,19 +40,24 @@ from routeplane.nova.spawning import (
 GUEST_INTERFACE = "eth0"
 OPTIONS = [
     cfg.StrOpt("host_namespace", help="the lab host's network namespace (rp-…)"),
+    cfg.StrOpt(
+        "guest_namespace_prefix",
+        default="rp-nova-",
+        help="guests are namespaces <prefix><instance[:8]> (the lab's own prefix, so its down removes them)",
+    ),
 ]
 CONF.register_opts(OPTIONS, group="routeplane")
 
 
 class NamespaceHypervisor:
-    """Guests as namespaces ``rp-nova-<instance[:8]>`` wired to the host's namespace."""
+    """Guests as namespaces ``<prefix><instance[:8]>`` wired to the host's namespace."""
 
-    def __init__(self, host_namespace: str) -> None:
+    def __init__(self, host_namespace: str, prefix: str = "rp-nova-") -> None:
         self.host = netns.check(host_namespace)
+        self.prefix = prefix
 
-    @staticmethod
-    def namespace(instance: str) -> str:
-        return f"rp-nova-{instance[:8]}"
+    def namespace(self, instance: str) -> str:
+        return netns.check(f"{self.prefix}{instance[:8]}")
 
     def plug(self, instance: str, tap: Tap) -> None:
         guest = self.namespace(instance)
@@ -65,24 +71,23 @@ class NamespaceHypervisor:
             mac=tap.host_mac,
             peer_mac=tap.guest_mac,
             up=True,
-            peer_up=False,
+            peer_up=True,  # a QEMU tap has carrier while the guest is paused
         )
 
     def unplug(self, instance: str, tap: Tap) -> None:
-        if self._has(tap.name):
+        """Remove the tap if it is there: deleting the guest's namespace takes the veth
+        pair with it, asynchronously, so the tap may vanish at any moment."""
+        try:
             netns.ip(self.host, "link", "del", tap.name)
-
-    def _has(self, interface: str) -> bool:
-        shown = netns.ip(self.host, "-o", "link", "show")
-        names = (
-            line.split(": ", 2)[1].split("@")[0] for line in shown.splitlines() if ": " in line
-        )
-        return interface in names
+        except netns.LabError as exc:
+            if "Cannot find device" not in str(exc):
+                raise
 
     def create_paused(self, instance: str, taps: Sequence[Tap]) -> None:
-        """The guest exists with its interface down: it cannot send until started."""
+        """The guest exists, its link up but nothing running: no address, no traffic."""
 
     def start(self, instance: str) -> None:
+        """A namespace guest has nothing to run: its address comes by DHCP when asked."""
         netns.ip(self.namespace(instance), "link", "set", GUEST_INTERFACE, "up")
 
     def destroy(self, instance: str) -> None:
@@ -94,7 +99,9 @@ class NamespaceHypervisor:
 class RoutePlaneDriver(fake.FakeDriver):  # type: ignore[misc]
     def __init__(self, virtapi: Any, read_only: bool = False) -> None:
         super().__init__(virtapi, read_only)
-        self.hypervisor = NamespaceHypervisor(CONF.routeplane.host_namespace)
+        self.hypervisor = NamespaceHypervisor(
+            CONF.routeplane.host_namespace, CONF.routeplane.guest_namespace_prefix
+        )
         settings = PlugSettings(CONF.vif_plugging_timeout, CONF.vif_plugging_is_fatal)
         self._settings = settings
 
