@@ -3,15 +3,18 @@ validates tokens through keystonemiddleware against a real Keystone started on l
 (``routeplane.testing.keystone``: PyPI's keystone, sqlite, ``keystone-manage
 bootstrap``), with the network endpoint in Keystone's catalog as a cloud has it. The
 real ``openstack`` CLI and openstacksdk work with Keystone's tokens; two projects are
-isolated; a reader is refused a write; a revoked or foreign token is 401 and an
-unreachable Keystone 503, both in Neutron's body, and the api recovers by itself when
-Keystone is back.
+isolated; a reader is refused a write; an expired (even once cached), revoked or
+foreign token is 401 and an unreachable Keystone 503, both in Neutron's body, and the api
+recovers by itself when Keystone is back.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -34,6 +37,9 @@ pytestmark = [
 PASSWORD = "pw-secret"
 # user -> (project, role)
 USERS = {"ana": ("kp1", "member"), "bo": ("kp2", "member"), "rea": ("kp1", "reader")}
+UNAUTHORIZED = ("HTTPUnauthorized", "Authentication required")
+# seconds a short-lived token lives: long enough to be used once under load, short to wait out
+BRIEF_TTL = 8
 
 
 def connect(auth_url: str, user: str, project: str, password: str = PASSWORD) -> Any:
@@ -142,7 +148,6 @@ def test_a_reader_reads_and_cannot_write(keystone: KeystoneServer, cloud: str) -
 
 
 def test_revoked_and_foreign_tokens_are_401(keystone: KeystoneServer, cloud: str) -> None:
-    unauthorized = ("HTTPUnauthorized", "Authentication required")
     with httpx.Client(base_url=f"{cloud}/v2.0", timeout=30) as http:
         revoked = token(keystone, "ana")
         admin = token_of_admin(keystone)
@@ -152,8 +157,39 @@ def test_revoked_and_foreign_tokens_are_401(keystone: KeystoneServer, cloud: str
         )
         assert gone.status_code == 204, gone.text
         for bad in (revoked, "gAAAAABnot-a-token", "s3cret"):
-            assert_fault(http.get("/networks", headers={"X-Auth-Token": bad}), 401, *unauthorized)
-        assert_fault(http.get("/networks"), 401, *unauthorized)
+            assert_fault(http.get("/networks", headers={"X-Auth-Token": bad}), 401, *UNAUTHORIZED)
+        assert_fault(http.get("/networks"), 401, *UNAUTHORIZED)
+
+
+def test_an_expired_token_is_401_even_from_the_cache(
+    keystone: KeystoneServer, cloud: str, tmp_path: Path
+) -> None:
+    """keystonemiddleware caches a token it has validated (5 minutes by default): once the
+    token expires, its cached copy must be refused too. Keystone is stopped while the
+    expired token is shown, so the 401 (rather than a 503) is the cache's own refusal."""
+    # a second front on the same Keystone whose tokens live BRIEF_TTL seconds
+    with KeystoneServer(tmp_path, token_ttl=BRIEF_TTL, state=keystone.work) as brief:
+        ana = connect(brief.url, "ana", "kp1")
+        access = ana.session.auth.get_access(ana.session)
+    lifetime = (access.expires - datetime.now(UTC)).total_seconds()
+    assert 0 < lifetime <= BRIEF_TTL
+    headers = {"X-Auth-Token": access.auth_token}
+    with httpx.Client(base_url=f"{cloud}/v2.0", timeout=60) as http:
+        assert http.get("/networks", headers=headers).status_code == 200  # now cached
+        assert datetime.now(UTC) < access.expires, "the token expired before its first use"
+        time.sleep((access.expires - datetime.now(UTC)).total_seconds() + 1)  # <= BRIEF_TTL + 1
+        keystone.stop()
+        try:
+            assert_fault(http.get("/networks", headers=headers), 401, *UNAUTHORIZED)
+        finally:
+            keystone.start()
+        assert_fault(http.get("/networks", headers=headers), 401, *UNAUTHORIZED)
+    # Keystone itself no longer vouches for it
+    verdict = httpx.get(
+        f"{keystone.url}/auth/tokens",
+        headers={"X-Auth-Token": token_of_admin(keystone), "X-Subject-Token": access.auth_token},
+    )
+    assert verdict.status_code == 404, verdict.text
 
 
 def token_of_admin(keystone: KeystoneServer) -> str:

@@ -44,16 +44,16 @@ use_stderr = true
 # bcrypt's cheapest: a test Keystone hashes every password it checks
 password_hash_rounds = 4
 [database]
-connection = sqlite:///{work}/keystone.db
+connection = sqlite:///{state}/keystone.db
 [token]
 provider = fernet
 expiration = {ttl}
 [fernet_tokens]
-key_repository = {work}/fernet-keys
+key_repository = {state}/fernet-keys
 [fernet_receipts]
-key_repository = {work}/fernet-receipts
+key_repository = {state}/fernet-receipts
 [credential]
-key_repository = {work}/credential-keys
+key_repository = {state}/credential-keys
 """
 
 
@@ -81,17 +81,28 @@ def ensure_venv(path: Path | None = None) -> Path:
 
 class KeystoneServer(LoopbackProcess):
     """Keystone's public API on ``127.0.0.1:<port>/v3`` with an ``admin`` user (password
-    :data:`ADMIN_PASSWORD`) in the ``admin`` project. ``token_ttl``: token lifetime."""
+    :data:`ADMIN_PASSWORD`) in the ``admin`` project. ``token_ttl``: token lifetime.
+    ``state``: another server's ``work`` directory, whose database and keys this one then
+    shares (a second front on the same Keystone, e.g. one that issues short-lived tokens
+    the first accepts until they expire)."""
 
-    def __init__(self, workdir: Path, *, token_ttl: int = 3600, port: int | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        token_ttl: int = 3600,
+        port: int | None = None,
+        state: Path | None = None,
+    ) -> None:
         self.work = workdir
         self.work.mkdir(parents=True, exist_ok=True)
+        shared = state or self.work
         self.port = port or free_port()
         self.venv = ensure_venv()
         self.conf = self.work / "keystone.conf"
-        self.conf.write_text(CONF.format(work=self.work, ttl=token_ttl))
+        self.conf.write_text(CONF.format(state=shared, ttl=token_ttl))
         self.log = self.work / "keystone.log"
-        if not (self.work / "keystone.db").exists():
+        if not (shared / "keystone.db").exists():
             self._manage("db_sync")
             for setup in ("fernet_setup", "credential_setup"):
                 self._manage(setup, "--keystone-user", "root", "--keystone-group", "root")
