@@ -198,12 +198,18 @@ class Lab:
         return [{"subnet_id": self.subnets[version(a)], "ip_address": a} for a in addresses]
 
     def boot(
-        self, name: str, host: str, addresses: list[str], groups: list[str] | None = None
+        self,
+        name: str,
+        host: str,
+        addresses: list[str],
+        groups: list[str] | None = None,
+        **fields: Any,
     ) -> tuple[str, dict[str, Any]]:
-        """A VM: its port (bound to ``host``), its namespace, its tap, its service."""
+        """A VM: its port (bound to ``host``, with any further ``fields``, such as a
+        ``project_id``), its namespace, its tap, its service."""
         body: dict[str, Any] = {
             "network_id": self.net, "binding:host_id": host, "name": name,
-            "device_owner": "compute:nova", "fixed_ips": self.fixed_ips(addresses),
+            "device_owner": "compute:nova", "fixed_ips": self.fixed_ips(addresses), **fields,
         }  # fmt: skip
         if groups is not None:
             body["security_groups"] = groups
