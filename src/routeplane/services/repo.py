@@ -5,11 +5,20 @@ Every API change is one store transaction: the documents it read are compared on
 reads), and the keys it claims (IP addresses, MACs) are create-if-absent. A use case is a
 function that reads, validates, and returns a :class:`Change` plus its answer; :func:`run`
 commits it and retries on conflict, so a failed request leaves nothing behind.
+
+Within one attempt of a use case every key and prefix is read from the store once: the
+parts of a use case (validation, the endpoint record, the quota check) ask for the same
+network, subnet or quota again, and on etcd each read is a round trip. A repeated read
+answers from the attempt's cache, as if it had been made at the time of the first; that
+is safe because the transaction compares the revisions of what the attempt depends on,
+so a conflict starts the next attempt with an empty cache. Callers get copies: a
+document they change in place is not changed in the cache.
 """
 
 from __future__ import annotations
 
 import builtins
+import copy
 import secrets
 import threading
 import time
@@ -38,6 +47,9 @@ def now() -> str:
 def new_mac() -> str:
     """Neutron's default base MAC fa:16:3e with three random octets."""
     return "fa:16:3e:" + ":".join(f"{b:02x}" for b in secrets.token_bytes(3))
+
+
+_Read = tuple[str, JSONValue, int]  # a key-value as read: key, value, mod_revision
 
 
 @dataclass
@@ -84,6 +96,10 @@ class Change:
         return ((op.key, op.value) for op in self.ops if isinstance(op, Put))
 
 
+def _docs(reads: list[_Read]) -> list[Doc]:
+    return [Doc(k, value, revision) for k, value, revision in reads if isinstance(value, dict)]
+
+
 @dataclass
 class Outcome(Generic[T]):
     change: Change
@@ -114,29 +130,48 @@ class Repo:
         return self.get_key(key(kind, doc_id))
 
     def get_key(self, k: str) -> Doc | None:
-        kv = self.store.get(k)
-        if kv is None or not isinstance(kv.value, dict):
-            return None
-        return Doc(kv.key, kv.value, kv.mod_revision)
+        cache = self._cache()
+        if cache is None or k not in cache:
+            kv = self.store.get(k)
+            found = [] if kv is None else [(kv.key, kv.value, kv.mod_revision)]
+            if cache is not None:
+                cache[k] = copy.deepcopy(found)
+        else:
+            found = copy.deepcopy(cache[k])
+        docs = _docs(found)
+        return docs[0] if docs else None
 
     def list(self, kind: str, *parts: str) -> builtins.list[Doc]:
-        result = self.store.range(prefix(kind, *parts))
-        return [
-            Doc(kv.key, kv.value, kv.mod_revision)
-            for kv in result.items
-            if isinstance(kv.value, dict)
-        ]
+        return _docs(self._range(prefix(kind, *parts)))
 
     def keys(self, kind: str, *parts: str) -> Iterator[str]:
         base = prefix(kind, *parts)
-        for kv in self.store.range(base).items:
-            yield kv.key[len(base) :]
+        for k, _value, _revision in self._range(base):
+            yield k[len(base) :]
+
+    def _range(self, base: str) -> builtins.list[_Read]:
+        """The key-values under ``base``, from the attempt's cache when it has them."""
+        cache = self._cache()
+        if cache is not None and (base, "*") in cache:
+            return copy.deepcopy(cache[base, "*"])
+        found = [(kv.key, kv.value, kv.mod_revision) for kv in self.store.range(base).items]
+        if cache is not None:
+            cache[base, "*"] = copy.deepcopy(found)
+        return found
+
+    def _cache(self) -> dict[str | tuple[str, str], builtins.list[_Read]] | None:
+        """The running attempt's reads (None outside :meth:`run`)."""
+        cache: dict[str | tuple[str, str], builtins.list[_Read]] | None
+        cache = getattr(self._local, "cache", None)
+        return cache
 
     def run(self, use_case: Callable[[], Outcome[T]]) -> T:
         """Commit what ``use_case`` decides; on a conflicting write run it again."""
+        outer = self._cache()  # a use case run inside another one: its own reads, then back
         try:
             for attempt in range(MAX_ATTEMPTS):
                 self._local.attempt = attempt
+                self._local.cache = {}
                 outcome = use_case()
                 if not outcome.change.ops:
                     return outcome.result
@@ -148,6 +183,7 @@ class Repo:
                     self.conflicts += 1
         finally:
             self._local.attempt = 0
+            self._local.cache = outer
         with self._counting:
             self.gave_up += 1
         raise ApiFault(
