@@ -11,8 +11,11 @@ parts of a use case (validation, the endpoint record, the quota check) ask for t
 network, subnet or quota again, and on etcd each read is a round trip. A repeated read
 answers from the attempt's cache, as if it had been made at the time of the first; that
 is safe because the transaction compares the revisions of what the attempt depends on,
-so a conflict starts the next attempt with an empty cache. Callers get copies: a
-document they change in place is not changed in the cache.
+so a conflict starts the next attempt afresh. Afresh but not empty: a refused
+transaction reads back, in its failure branch, every key it compared, so the next
+attempt finds what changed (and what did not) without one more round trip for each —
+those values are read at the refusal, later than anything the attempt had read.
+Callers get copies: a document they change in place is not changed in the cache.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from typing import Any, Generic, TypeVar
 from routeplane.model.jsontypes import JSONValue
 from routeplane.model.keys import ROOT, key, prefix
 from routeplane.services.errors import ApiFault
-from routeplane.store import Compare, Delete, Op, Put, Store, absent, mod_revision_is
+from routeplane.store import Compare, Delete, Get, KeyValue, Op, Put, Store, absent, mod_revision_is
 
 MAX_ATTEMPTS = 25
 T = TypeVar("T")
@@ -94,6 +97,11 @@ class Change:
 
     def puts(self) -> Iterator[tuple[str, JSONValue]]:
         return ((op.key, op.value) for op in self.ops if isinstance(op, Put))
+
+
+def _as_read(kv: object) -> list[_Read]:
+    """A ``Get``'s result as the cache keeps it."""
+    return [(kv.key, kv.value, kv.mod_revision)] if isinstance(kv, KeyValue) else []
 
 
 def _docs(reads: list[_Read]) -> list[Doc]:
@@ -168,17 +176,23 @@ class Repo:
     def run(self, use_case: Callable[[], Outcome[T]]) -> T:
         """Commit what ``use_case`` decides; on a conflicting write run it again."""
         outer = self._cache()  # a use case run inside another one: its own reads, then back
+        seen: dict[str | tuple[str, str], builtins.list[_Read]] = {}
         try:
             for attempt in range(MAX_ATTEMPTS):
                 self._local.attempt = attempt
-                self._local.cache = {}
+                self._local.cache = seen
                 outcome = use_case()
                 if not outcome.change.ops:
                     return outcome.result
                 for check in self.before_commit:
                     check(outcome.change)
-                if self.store.txn(outcome.change.compares, outcome.change.ops).succeeded:
+                compared = list(dict.fromkeys(c.key for c in outcome.change.compares))
+                result = self.store.txn(
+                    outcome.change.compares, outcome.change.ops, [Get(k) for k in compared]
+                )
+                if result.succeeded:
                     return outcome.result
+                seen = {k: _as_read(kv) for k, kv in zip(compared, result.results, strict=True)}
                 with self._counting:
                     self.conflicts += 1
         finally:
