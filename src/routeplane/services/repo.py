@@ -12,9 +12,12 @@ network, subnet or quota again, and on etcd each read is a round trip. A repeate
 answers from the attempt's cache, as if it had been made at the time of the first; that
 is safe because the transaction compares the revisions of what the attempt depends on,
 so a conflict starts the next attempt afresh. Afresh but not empty: a refused
-transaction reads back, in its failure branch, every key it compared, so the next
-attempt finds what changed (and what did not) without one more round trip for each —
-those values are read at the refusal, later than anything the attempt had read.
+transaction reads back, in its failure branch, every key it compared, and the next
+attempt starts with those that had not changed (read at the refusal, later than
+anything the attempt had read). What had changed is read again when the attempt needs
+it: a hot key (a project's quota usage, which every create counts) is then read as late
+as before, just before the commit; seeded at the refusal instead, it would be as old as
+the whole attempt, and lose every race.
 Callers get copies: a document they change in place is not changed in the cache.
 """
 
@@ -99,9 +102,20 @@ class Change:
         return ((op.key, op.value) for op in self.ops if isinstance(op, Put))
 
 
-def _as_read(kv: object) -> list[_Read]:
-    """A ``Get``'s result as the cache keeps it."""
-    return [(kv.key, kv.value, kv.mod_revision)] if isinstance(kv, KeyValue) else []
+def _unchanged(
+    compares: list[Compare], keys: list[str], results: tuple[object, ...]
+) -> dict[str | tuple[str, str], list[_Read]]:
+    """The keys read back by a refused transaction whose revision compares all held."""
+    found = dict(zip(keys, results, strict=True))
+    for c in compares:
+        kv = found.get(c.key)
+        actual = getattr(kv, c.target, 0) if c.target != "value" else None
+        if c.key in found and not (c.op == "==" and actual == c.operand):
+            del found[c.key]
+    return {
+        k: [(kv.key, kv.value, kv.mod_revision)] if isinstance(kv, KeyValue) else []
+        for k, kv in found.items()
+    }
 
 
 def _docs(reads: list[_Read]) -> list[Doc]:
@@ -192,7 +206,7 @@ class Repo:
                 )
                 if result.succeeded:
                     return outcome.result
-                seen = {k: _as_read(kv) for k, kv in zip(compared, result.results, strict=True)}
+                seen = _unchanged(outcome.change.compares, compared, result.results)
                 with self._counting:
                     self.conflicts += 1
         finally:
