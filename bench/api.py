@@ -5,7 +5,9 @@ a real etcd on loopback), driven over HTTP with keep-alive from this process:
 
 - fixed-IP update latency: ``PUT /v2.0/ports/{id}`` that adds a service IP, then one
   that removes it again (the walkthrough's move), one request at a time;
-- port create, update and delete throughput with 4 client threads.
+- port create, update and delete throughput with 4 client threads;
+- on etcd, the store round trips one fixed-IP PUT and one port create cost (the api's
+  ``routeplane_api_store_round_trips_total``, read before and after).
 
 Bounded in count; everything it starts is stopped by PID.
 """
@@ -37,12 +39,12 @@ def api_on(backend: str) -> Iterator[ApiServer]:
     with tempfile.TemporaryDirectory(prefix="routeplane-bench-api-") as tmp:
         work = Path(tmp)
         if backend == "sqlite":
-            with ApiServer(f"sqlite://{work / 'store.db'}", workdir=work) as server:
+            with ApiServer(f"sqlite://{work / 'store.db'}", workdir=work, metrics=True) as server:
                 yield server
         else:
             with (
                 EtcdServer(data_dir=work / "etcd") as etcd,
-                ApiServer(etcd.url, workdir=work) as server,
+                ApiServer(etcd.url, workdir=work, metrics=True) as server,
             ):
                 yield server
 
@@ -57,6 +59,14 @@ def ok(response: httpx.Response) -> dict[str, Any]:
     if response.status_code >= 300:
         raise RuntimeError(f"{response.request.method} {response.request.url}: {response.text}")
     return response.json() if response.content else {}
+
+
+def round_trips(server: ApiServer) -> float:
+    """The api's store round trips so far (NaN on the embedded store, which has none)."""
+    for line in httpx.get(server.metrics_url, timeout=10).text.splitlines():
+        if line.startswith("routeplane_api_store_round_trips_total "):
+            return float(line.split()[1])
+    return float("nan")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -110,7 +120,9 @@ def throughput(server: ApiServer, work: Callable[[httpx.Client, int], Any], coun
 def measure(backend: str) -> dict[str, float]:
     with api_on(backend) as server, client(server) as http:
         net, _subnet = setup(http)
+        before = round_trips(server)
         latencies = move_latency(http, net, _subnet)
+        put_trips = (round_trips(server) - before) / MOVES
         created: dict[int, str] = {}
 
         def create(c: httpx.Client, i: int) -> None:
@@ -125,10 +137,15 @@ def measure(backend: str) -> dict[str, float]:
             if response.status_code != 204:
                 raise RuntimeError(response.text)
 
+        before = round_trips(server)
+        creates = throughput(server, create, PORTS)
+        create_trips = (round_trips(server) - before) / PORTS
         return {
             "p50": statistics.median(latencies),
             "p99": percentile(latencies, 99),
-            "create": throughput(server, create, PORTS),
+            "put trips": put_trips,
+            "create": creates,
+            "create trips": create_trips,
             "update": throughput(server, update, PORTS),
             "delete": throughput(server, delete, PORTS),
         }
@@ -140,12 +157,14 @@ def main() -> int:
     print(
         f"{PORTS} ports created, renamed and deleted by {THREADS} client threads, one api process\n"
     )
-    header = ("backend", "PUT p50 ms", "p99 ms", "create/s", "update/s", "delete/s")
-    print("{:<8} {:>11} {:>8} {:>9} {:>9} {:>9}".format(*header))
+    header = ("backend", "PUT p50 ms", "p99 ms", "trips", "create/s", "trips")
+    print(
+        "{:<8} {:>11} {:>8} {:>6} {:>9} {:>6} {:>9} {:>9}".format(*header, "update/s", "delete/s")
+    )
     for backend, r in rows:
         print(
-            f"{backend:<8} {r['p50']:>11.2f} {r['p99']:>8.2f} "
-            f"{r['create']:>9.0f} {r['update']:>9.0f} {r['delete']:>9.0f}"
+            f"{backend:<8} {r['p50']:>11.2f} {r['p99']:>8.2f} {r['put trips']:>6.1f} "
+            f"{r['create']:>9.0f} {r['create trips']:>6.1f} {r['update']:>9.0f} {r['delete']:>9.0f}"
         )
     return 0
 

@@ -8,7 +8,9 @@
 - ``routeplane_api_store_txn_conflicts_total``: transactions the store refused because
   something they compared had changed (an address or MAC claimed by a concurrent
   request, a document changed under the request); each such request is run again;
-- ``routeplane_api_store_txn_gave_up_total``: requests that lost every attempt (409).
+- ``routeplane_api_store_txn_gave_up_total``: requests that lost every attempt (409);
+- ``routeplane_api_store_round_trips_total``: HTTP requests sent to etcd (on etcd only):
+  divided by the requests answered, what one request costs in store round trips.
 
 Nothing here changes a request or its answer.
 """
@@ -91,6 +93,13 @@ class _RepoCollector(Collector):
             "Requests that lost every attempt to a concurrent change (answered 409)",
             self.repo.gave_up,
         )
+        round_trips = getattr(self.repo.store, "round_trips", None)
+        if isinstance(round_trips, int):
+            yield CounterMetricFamily(
+                "routeplane_api_store_round_trips",
+                "HTTP requests sent to the store (etcd only)",
+                round_trips,
+            )
 
 
 __all__ = ["ApiMetrics", "RequestMetrics"]

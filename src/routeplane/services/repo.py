@@ -5,11 +5,26 @@ Every API change is one store transaction: the documents it read are compared on
 reads), and the keys it claims (IP addresses, MACs) are create-if-absent. A use case is a
 function that reads, validates, and returns a :class:`Change` plus its answer; :func:`run`
 commits it and retries on conflict, so a failed request leaves nothing behind.
+
+Within one attempt of a use case every key and prefix is read from the store once: the
+parts of a use case (validation, the endpoint record, the quota check) ask for the same
+network, subnet or quota again, and on etcd each read is a round trip. A repeated read
+answers from the attempt's cache, as if it had been made at the time of the first; that
+is safe because the transaction compares the revisions of what the attempt depends on,
+so a conflict starts the next attempt afresh. Afresh but not empty: a refused
+transaction reads back, in its failure branch, every key it compared, and the next
+attempt starts with those that had not changed (read at the refusal, later than
+anything the attempt had read). What had changed is read again when the attempt needs
+it: a hot key (a project's quota usage, which every create counts) is then read as late
+as before, just before the commit; seeded at the refusal instead, it would be as old as
+the whole attempt, and lose every race.
+Callers get copies: a document they change in place is not changed in the cache.
 """
 
 from __future__ import annotations
 
 import builtins
+import copy
 import secrets
 import threading
 import time
@@ -21,7 +36,7 @@ from typing import Any, Generic, TypeVar
 from routeplane.model.jsontypes import JSONValue
 from routeplane.model.keys import ROOT, key, prefix
 from routeplane.services.errors import ApiFault
-from routeplane.store import Compare, Delete, Op, Put, Store, absent, mod_revision_is
+from routeplane.store import Compare, Delete, Get, KeyValue, Op, Put, Store, absent, mod_revision_is
 
 MAX_ATTEMPTS = 25
 T = TypeVar("T")
@@ -38,6 +53,9 @@ def now() -> str:
 def new_mac() -> str:
     """Neutron's default base MAC fa:16:3e with three random octets."""
     return "fa:16:3e:" + ":".join(f"{b:02x}" for b in secrets.token_bytes(3))
+
+
+_Read = tuple[str, JSONValue, int]  # a key-value as read: key, value, mod_revision
 
 
 @dataclass
@@ -84,6 +102,26 @@ class Change:
         return ((op.key, op.value) for op in self.ops if isinstance(op, Put))
 
 
+def _unchanged(
+    compares: list[Compare], keys: list[str], results: tuple[object, ...]
+) -> dict[str | tuple[str, str], list[_Read]]:
+    """The keys read back by a refused transaction whose revision compares all held."""
+    found = dict(zip(keys, results, strict=True))
+    for c in compares:
+        kv = found.get(c.key)
+        actual = getattr(kv, c.target, 0) if c.target != "value" else None
+        if c.key in found and not (c.op == "==" and actual == c.operand):
+            del found[c.key]
+    return {
+        k: [(kv.key, kv.value, kv.mod_revision)] if isinstance(kv, KeyValue) else []
+        for k, kv in found.items()
+    }
+
+
+def _docs(reads: list[_Read]) -> list[Doc]:
+    return [Doc(k, value, revision) for k, value, revision in reads if isinstance(value, dict)]
+
+
 @dataclass
 class Outcome(Generic[T]):
     change: Change
@@ -114,40 +152,66 @@ class Repo:
         return self.get_key(key(kind, doc_id))
 
     def get_key(self, k: str) -> Doc | None:
-        kv = self.store.get(k)
-        if kv is None or not isinstance(kv.value, dict):
-            return None
-        return Doc(kv.key, kv.value, kv.mod_revision)
+        cache = self._cache()
+        if cache is None or k not in cache:
+            kv = self.store.get(k)
+            found = [] if kv is None else [(kv.key, kv.value, kv.mod_revision)]
+            if cache is not None:
+                cache[k] = copy.deepcopy(found)
+        else:
+            found = copy.deepcopy(cache[k])
+        docs = _docs(found)
+        return docs[0] if docs else None
 
     def list(self, kind: str, *parts: str) -> builtins.list[Doc]:
-        result = self.store.range(prefix(kind, *parts))
-        return [
-            Doc(kv.key, kv.value, kv.mod_revision)
-            for kv in result.items
-            if isinstance(kv.value, dict)
-        ]
+        return _docs(self._range(prefix(kind, *parts)))
 
     def keys(self, kind: str, *parts: str) -> Iterator[str]:
         base = prefix(kind, *parts)
-        for kv in self.store.range(base).items:
-            yield kv.key[len(base) :]
+        for k, _value, _revision in self._range(base):
+            yield k[len(base) :]
+
+    def _range(self, base: str) -> builtins.list[_Read]:
+        """The key-values under ``base``, from the attempt's cache when it has them."""
+        cache = self._cache()
+        if cache is not None and (base, "*") in cache:
+            return copy.deepcopy(cache[base, "*"])
+        found = [(kv.key, kv.value, kv.mod_revision) for kv in self.store.range(base).items]
+        if cache is not None:
+            cache[base, "*"] = copy.deepcopy(found)
+        return found
+
+    def _cache(self) -> dict[str | tuple[str, str], builtins.list[_Read]] | None:
+        """The running attempt's reads (None outside :meth:`run`)."""
+        cache: dict[str | tuple[str, str], builtins.list[_Read]] | None
+        cache = getattr(self._local, "cache", None)
+        return cache
 
     def run(self, use_case: Callable[[], Outcome[T]]) -> T:
         """Commit what ``use_case`` decides; on a conflicting write run it again."""
+        outer = self._cache()  # a use case run inside another one: its own reads, then back
+        seen: dict[str | tuple[str, str], builtins.list[_Read]] = {}
         try:
             for attempt in range(MAX_ATTEMPTS):
                 self._local.attempt = attempt
+                self._local.cache = seen
                 outcome = use_case()
                 if not outcome.change.ops:
                     return outcome.result
                 for check in self.before_commit:
                     check(outcome.change)
-                if self.store.txn(outcome.change.compares, outcome.change.ops).succeeded:
+                compared = list(dict.fromkeys(c.key for c in outcome.change.compares))
+                result = self.store.txn(
+                    outcome.change.compares, outcome.change.ops, [Get(k) for k in compared]
+                )
+                if result.succeeded:
                     return outcome.result
+                seen = _unchanged(outcome.change.compares, compared, result.results)
                 with self._counting:
                     self.conflicts += 1
         finally:
             self._local.attempt = 0
+            self._local.cache = outer
         with self._counting:
             self.gave_up += 1
         raise ApiFault(

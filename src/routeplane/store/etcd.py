@@ -82,6 +82,11 @@ class EtcdStore(WriteShortcuts):
             url=url,
         )
 
+    @property
+    def round_trips(self) -> int:
+        """HTTP requests sent to etcd so far, by every thread of this store object."""
+        return self._gateway.round_trips
+
     # reads ---------------------------------------------------------------------------
     def get(self, key: str) -> KeyValue | None:
         check_key(key)

@@ -78,6 +78,9 @@ class Gateway:
         self._lock = threading.Lock()
         self._current = 0
         self._closed = False
+        # HTTP requests sent (calls and stream openings, failed ones too): what a caller
+        # costs in round trips, for the api's metrics and its benchmark
+        self.round_trips = 0
 
     # unary calls -------------------------------------------------------------------
     def read(self, path: str, body: Mapping[str, Any]) -> wire.Reply:
@@ -175,9 +178,11 @@ class Gateway:
         raise error
 
     def _pool(self, index: int) -> urllib3.HTTPConnectionPool:
+        """The pool to send one request through (counted as a round trip)."""
         with self._lock:
             if self._closed:
                 raise StoreError(f"etcd store {self.name} is closed")
+            self.round_trips += 1
         return self._pools[index]
 
     def _pick(self) -> int:

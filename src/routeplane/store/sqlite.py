@@ -50,6 +50,7 @@ from routeplane.store.codec import (
     prefix_end,
     prepare_txn,
 )
+from routeplane.store.sqlite_checkpoint import AUTOCHECKPOINT_OFF, Checkpointer
 from routeplane.store.sqlite_schema import PUT, SCHEMA, Tx, meta
 from routeplane.store.sqlite_watch import Poller
 from routeplane.store.watchqueue import QueueWatch
@@ -112,6 +113,7 @@ class SqliteStore(WriteShortcuts):
             idle_poll_interval=idle_poll_interval,
             expire_leases=self._expire_due_leases,
         )
+        self._checkpointer = Checkpointer(self.path, busy_timeout=busy_timeout)
         with _mapped_errors(self.path):
             self._conn()  # creates the file and its schema, or fails now with a clear error
 
@@ -126,6 +128,7 @@ class SqliteStore(WriteShortcuts):
         if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
             conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute(AUTOCHECKPOINT_OFF)  # the checkpointer's thread does it, off the write path
         conn.executescript(f"BEGIN IMMEDIATE;{SCHEMA}COMMIT;")
         with self._lock:
             self._conns.append(conn)
@@ -172,8 +175,10 @@ class SqliteStore(WriteShortcuts):
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
-        if tx.revision != start and self._poller.watching:
-            self._poller.nudge()  # our own watches need not wait for the file event
+        if tx.revision != start:
+            self._checkpointer.nudge()
+            if self._poller.watching:
+                self._poller.nudge()  # our own watches need not wait for the file event
 
     def _expire_due_leases(self) -> None:
         """Expire the leases due; a cheap read first spares a write transaction."""
@@ -329,6 +334,7 @@ class SqliteStore(WriteShortcuts):
                 return
             self._closed = True
         self._poller.close()
+        self._checkpointer.close()
         with self._lock:
             conns, self._conns = self._conns, []
         for conn in conns:

@@ -142,14 +142,17 @@ class ApiServer(LoopbackProcess):
         admin_token: str = "s3cret",  # noqa: S107 (a test server's well-known token)
         workdir: Path | None = None,
         extra_config: str = "",
+        metrics: bool = False,
     ) -> None:
-        """``extra_config``: TOML appended to the config (a ``[keystone_authtoken]``)."""
+        """``extra_config``: TOML appended to the config (a ``[keystone_authtoken]``);
+        ``metrics``: serve ``/metrics`` on :attr:`metrics_url` too."""
         self.store_url = store_url
         self.extra_config = extra_config
         self.admin_token = admin_token
         self._tmp = None if workdir else tempfile.TemporaryDirectory(prefix="routeplane-api-")
         self.workdir = workdir or Path(self._tmp.name if self._tmp else ".")
         self.port = free_port()
+        self.metrics_port = free_port() if metrics else None
         self.config = self.workdir / f"api-{self.port}.toml"
         self.log = self.workdir / f"api-{self.port}.log"
         self._proc: subprocess.Popen[bytes] | None = None
@@ -157,6 +160,11 @@ class ApiServer(LoopbackProcess):
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def metrics_url(self) -> str:
+        assert self.metrics_port is not None, "the api was started without metrics"
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
     @property
     def pid(self) -> int:
@@ -170,6 +178,8 @@ class ApiServer(LoopbackProcess):
             sys.executable, "-m", "routeplane.cli.main", "--store", self.store_url,
             "api", "--listen", f"127.0.0.1:{self.port}", "--config", str(self.config),
         ]  # fmt: skip
+        if self.metrics_port is not None:
+            command += ["--metrics-listen", f"127.0.0.1:{self.metrics_port}"]
         self._proc = launch(
             command, self.log, self.port, "/", timeout=timeout, env=os.environ.copy()
         )
