@@ -9,14 +9,22 @@ a real etcd on loopback), driven over HTTP with keep-alive from this process:
 - on etcd, the store round trips one fixed-IP PUT and one port create cost (the api's
   ``routeplane_api_store_round_trips_total``, read before and after).
 
+``--compare-metrics`` measures what the metrics cost (issue #18: within 5%): the same runs
+with the api's ``--metrics-listen`` off and on, alternating, ``--runs`` times each; with it
+on, ``/metrics`` is scraped every half second throughout (far more often than a Prometheus
+would), so the scrapes' own cost is in the figures too.
+
 Bounded in count; everything it starts is stopped by PID.
 """
 
 from __future__ import annotations
 
+import argparse
+import math
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -35,18 +43,45 @@ THREADS = 4
 
 
 @contextmanager
-def api_on(backend: str) -> Iterator[ApiServer]:
+def api_on(backend: str, metrics: bool = True, scrape: bool = False) -> Iterator[ApiServer]:
+    """One api on ``backend``; ``scrape``: ``/metrics`` fetched every half second meanwhile."""
     with tempfile.TemporaryDirectory(prefix="routeplane-bench-api-") as tmp:
         work = Path(tmp)
         if backend == "sqlite":
-            with ApiServer(f"sqlite://{work / 'store.db'}", workdir=work, metrics=True) as server:
+            with (
+                ApiServer(f"sqlite://{work / 'store.db'}", workdir=work, metrics=metrics) as server,
+                scraped(server if scrape else None),
+            ):
                 yield server
         else:
             with (
                 EtcdServer(data_dir=work / "etcd") as etcd,
-                ApiServer(etcd.url, workdir=work, metrics=True) as server,
+                ApiServer(etcd.url, workdir=work, metrics=metrics) as server,
+                scraped(server if scrape else None),
             ):
                 yield server
+
+
+@contextmanager
+def scraped(server: ApiServer | None) -> Iterator[None]:
+    """``server``'s ``/metrics`` fetched every half second while the block runs."""
+    if server is None:
+        yield
+        return
+    done = threading.Event()
+
+    def scrape() -> None:
+        with httpx.Client(timeout=5) as http:
+            while not done.wait(0.5):
+                http.get(server.metrics_url).raise_for_status()
+
+    thread = threading.Thread(target=scrape, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
 
 
 def client(server: ApiServer) -> httpx.Client:
@@ -62,7 +97,10 @@ def ok(response: httpx.Response) -> dict[str, Any]:
 
 
 def round_trips(server: ApiServer) -> float:
-    """The api's store round trips so far (NaN on the embedded store, which has none)."""
+    """The api's store round trips so far (NaN on the embedded store, which has none, and
+    when the api serves no metrics)."""
+    if server.metrics_port is None:
+        return math.nan
     for line in httpx.get(server.metrics_url, timeout=10).text.splitlines():
         if line.startswith("routeplane_api_store_round_trips_total "):
             return float(line.split()[1])
@@ -117,8 +155,8 @@ def throughput(server: ApiServer, work: Callable[[httpx.Client, int], Any], coun
     return per_thread * THREADS / elapsed
 
 
-def measure(backend: str) -> dict[str, float]:
-    with api_on(backend) as server, client(server) as http:
+def measure(backend: str, metrics: bool = True, scrape: bool = False) -> dict[str, float]:
+    with api_on(backend, metrics, scrape) as server, client(server) as http:
         net, _subnet = setup(http)
         before = round_trips(server)
         latencies = move_latency(http, net, _subnet)
@@ -151,8 +189,52 @@ def measure(backend: str) -> dict[str, float]:
         }
 
 
-def main() -> int:
-    rows = [(backend, measure(backend)) for backend in ("sqlite", "etcd")]
+COLUMNS = ("p50", "p99", "create", "update", "delete")
+
+
+def compare_metrics(backends: list[str], runs: int) -> int:
+    """Every figure with the metrics listener off and on, alternating; medians of ``runs``."""
+    results: dict[tuple[str, bool], list[dict[str, float]]] = {}
+    for _ in range(runs):
+        for backend in backends:
+            for on in (False, True):
+                results.setdefault((backend, on), []).append(measure(backend, on, scrape=on))
+    print(f"api benchmark, metrics off vs on ({runs} runs each, medians; on: scraped every 0.5 s)")
+    header = ("backend", "metrics", "PUT p50 ms", "p99 ms", "create/s", "update/s", "delete/s")
+    print("{:<8} {:>7} {:>11} {:>8} {:>9} {:>9} {:>9}".format(*header))
+    for backend in backends:
+        medians = {
+            on: {k: statistics.median(r[k] for r in results[backend, on]) for k in COLUMNS}
+            for on in (False, True)
+        }
+        for on in (False, True):
+            m = medians[on]
+            print(
+                f"{backend:<8} {'on' if on else 'off':>7} {m['p50']:>11.2f} {m['p99']:>8.2f} "
+                f"{m['create']:>9.0f} {m['update']:>9.0f} {m['delete']:>9.0f}"
+            )
+        # the cost, higher is worse: latencies on/off - 1, rates off/on - 1
+        cost = [
+            medians[True][k] / medians[False][k] - 1
+            if k in ("p50", "p99")
+            else medians[False][k] / medians[True][k] - 1
+            for k in COLUMNS
+        ]
+        widths = (11, 8, 9, 9, 9)
+        cells = " ".join(f"{c:>+{w}.1%}" for c, w in zip(cost, widths, strict=True))
+        print(f"{backend:<8} {'cost':>7} {cells}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--compare-metrics", action="store_true")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--backends", nargs="+", default=["sqlite", "etcd"])
+    args = parser.parse_args(argv)
+    if args.compare_metrics:
+        return compare_metrics(args.backends, args.runs)
+    rows = [(backend, measure(backend)) for backend in args.backends]
     print(f"api benchmark: {MOVES} sequential PUT fixed_ips (add/remove a service IP);")
     print(
         f"{PORTS} ports created, renamed and deleted by {THREADS} client threads, one api process\n"
