@@ -195,3 +195,17 @@ def test_stream_lines_are_whole_however_the_stream_is_chunked(size: int) -> None
     assert [json.loads(line) for line in wire.split_lines(chunks)] == exchange("watch_events")[
         "messages"
     ]
+
+
+def test_a_store_url_names_tcp_endpoints_and_unix_sockets_and_prints_them_back() -> None:
+    url = "etcd://127.0.0.1:2379,unix:/run/lab/etcd1/client.sock:2379,[::1]:2379?timeout=2"
+    endpoints, options = wire.parse_url(url)
+    assert endpoints == [("127.0.0.1", 2379), ("/run/lab/etcd1/client.sock:2379", 0), ("::1", 2379)]
+    assert options == {"timeout": 2.0}
+    assert wire.format_url(endpoints) == url.partition("?")[0]
+
+
+@pytest.mark.parametrize("endpoint", ["unix:relative.sock", "unix:", "/abs.sock"])
+def test_a_unix_endpoint_must_be_an_absolute_path(endpoint: str) -> None:
+    with pytest.raises(StoreError, match="is not"):
+        wire.parse_url(f"etcd://{endpoint}")

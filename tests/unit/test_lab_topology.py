@@ -72,6 +72,25 @@ def test_down_recognises_only_namespaces_of_its_own_shapes() -> None:
         assert not plan.owns(theirs), theirs
 
 
+def test_an_etcd_lab_plans_three_members_reached_by_their_unix_sockets() -> None:
+    plan = Topology.plan("lab", 2, Path("/state"), "etcd")
+    assert [m.namespace for m in plan.etcd_members] == [
+        "rp-lab-etcd1",
+        "rp-lab-etcd2",
+        "rp-lab-etcd3",
+    ]
+    assert plan.store_url == "etcd://" + ",".join(
+        f"unix:/state/lab/etcd/etcd{k}/client.sock:2379" for k in (1, 2, 3)
+    )
+    command = plan.agent_command(plan.hosts[0], 9100)
+    assert command[command.index("--store") + 1] == plan.store_url
+    assert all(plan.owns(ns) for ns in ("rp-lab-etcd", "rp-lab-etcd1", "rp-lab-etcd3"))
+    assert not plan.owns("rp-lab-etcdx")
+    assert Topology.plan("lab", 2).etcd_members == ()
+    with pytest.raises(ValueError, match="store"):
+        Topology.plan("lab", 2, Path("/state"), "mysql")
+
+
 def test_agent_command_enables_bgp_with_the_access_node_as_peer() -> None:
     plan = Topology.plan("lab", 2, Path("/state"))
     command = plan.agent_command(plan.hosts[1], 9100)

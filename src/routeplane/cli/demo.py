@@ -1,7 +1,7 @@
 """``routeplane demo``: show a newcomer what routeplane does, step by step.
 
 By default (``walkthrough``, what ``make demo`` plays) the service-IP walkthrough in a lab
-of its own (``demo_lab``): VMs, BGP routes, a moving service IP and a floating IP, for
+of its own (``demo_lab``; ``--store etcd``: on a 3-member etcd cluster of its own): VMs, BGP routes, a moving service IP and a floating IP, for
 real. Without a lab: ``store`` and ``api`` (``demo_api``), or both (``all``). The ``store``
 scenario runs on the embedded sqlite store in a temporary directory: a watcher in another process follows
 every change, as each host's agent will, while this process writes the walkthrough's
@@ -116,9 +116,10 @@ def _run(args: argparse.Namespace) -> int:
     # imported here: every ``routeplane`` command builds this module's parser
     from routeplane.cli.demo_api import api_scenario  # noqa: PLC0415
     from routeplane.cli.demo_lab import walkthrough  # noqa: PLC0415
+    from routeplane.lab.topology import lab_store  # noqa: PLC0415
 
     if args.scenario == "walkthrough":
-        return walkthrough(qemu=args.qemu)
+        return walkthrough(qemu=args.qemu, store=lab_store(args.store))
     if args.use_store:
         return _store_scenario(args.store)
     with tempfile.TemporaryDirectory(prefix="routeplane-demo-") as tmp:

@@ -26,6 +26,9 @@ move SSH refuses testvm2's host key with the walkthrough's "REMOTE HOST IDENTIFI
 HAS CHANGED" warning; the demo removes the known_hosts file, as the walkthrough does, and
 ``testvm2`` answers.
 
+``--store etcd``: the lab's api, controller and agents run on a 3-member etcd cluster
+(``lab up --store etcd``) instead of the embedded store.
+
 Then the lab comes down, also when a step fails. A step whose expected answer does not
 come within its time makes the demo fail (exit 1), so the demo is also a check.
 """
@@ -189,11 +192,13 @@ class Walkthrough:
         print(f"(testvm1 holds its fixed address only: {floating} is not on it)", flush=True)
 
 
-def walkthrough(state_root: Path = STATE_ROOT, *, qemu: bool = False) -> int:
-    print(f"== routeplane lab up --name {LAB} --hosts 2", flush=True)
+def walkthrough(state_root: Path = STATE_ROOT, *, qemu: bool = False, store: str = "sqlite") -> int:
+    """The walkthrough in a lab of its own, on ``store`` (``sqlite`` or ``etcd``)."""
+    on = " --store etcd" if store == "etcd" else ""
+    print(f"== routeplane lab up --name {LAB} --hosts 2{on}", flush=True)
     teardown.down(LAB, state_root=state_root)  # a demo left over by a crash
     try:
-        lab_state = lab_ops.up(LAB, 2, PORT, state_root=state_root, say=print)
+        lab_state = lab_ops.up(LAB, 2, PORT, store=store, state_root=state_root, say=print)
         env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
         env.update(report.env(lab_state))
         print(f'(the openstack CLI is pointed at it as `eval "$(routeplane lab env --name {LAB})"`'

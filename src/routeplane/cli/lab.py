@@ -25,9 +25,16 @@ def _say(text: str) -> None:
 def _up(args: argparse.Namespace) -> int:
     from routeplane.lab import lab as lab_ops  # noqa: PLC0415
     from routeplane.lab import report  # noqa: PLC0415
+    from routeplane.lab.topology import lab_store  # noqa: PLC0415
 
     lab_state = lab_ops.up(
-        args.name, args.hosts, args.port, empty=args.empty, openstack=args.openstack, say=_say
+        args.name,
+        args.hosts,
+        args.port,
+        empty=args.empty,
+        openstack=args.openstack,
+        store=lab_store(args.store),
+        say=_say,
     )
     print(report.guide(lab_state), end="")
     return 0
@@ -143,7 +150,11 @@ def add_parser(commands: Any) -> None:
     named.add_argument("--name", default=DEFAULT_LAB, help="the lab's name (default %(default)s)")
     labs = parser.add_subparsers(dest="lab_command", required=True, metavar="LAB_COMMAND")
 
-    up = labs.add_parser("up", parents=[named], help="build the lab and start its processes")
+    up = labs.add_parser(
+        "up",
+        parents=[named],
+        help="build the lab and start its processes (--store etcd: on a 3-member etcd cluster)",
+    )
     up.add_argument("--hosts", type=int, default=2, help="compute hosts (default %(default)s)")
     up.add_argument("--empty", action="store_true", help="create no networks")
     up.add_argument(

@@ -5,7 +5,8 @@
 
 1. the state directory, the api's config (an admin user and a static admin token), the
    api process on loopback and the service-IP failover controller, both on the embedded
-   store in the state directory;
+   store in the state directory — or, with ``store="etcd"``, on a 3-member etcd cluster
+   started first (``etcd_cluster``);
 2. the fabric, the access node and the compute hosts (``fabric``);
 3. BIRD on the access node, then one agent process per host, each running its host's
    BIRD; ``up`` waits until every host has registered and its BGP session is up;
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from routeplane.lab import (
+    etcd_cluster,
     fabric,
     netns,
     openstack,
@@ -118,10 +120,16 @@ class Recorder:
             self.state.namespaces.append(name)
         self.save()
 
-    def start(self, key: str, argv: Sequence[str], env: Mapping[str, str] | None = None) -> None:
+    def start(
+        self,
+        key: str,
+        argv: Sequence[str],
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+    ) -> None:
         """Start and record a background process; LabError (with its log) if it dies."""
         log = self.topology.log(key)
-        record = processes.start(argv, log, env)
+        record = processes.start(argv, log, env, cwd)
         self.state.processes[key] = record
         self.save()
         if not processes.wait_started(record):
@@ -139,7 +147,7 @@ def open_lab(name: str, state_root: Path = STATE_ROOT) -> tuple[Topology, LabSta
     found = state.load(probe.state_file)
     if found is None:
         raise netns.LabError(f"lab {name} is not up (no {probe.state_file})")
-    return Topology.plan(name, found.hosts, state_root), found
+    return Topology.plan(name, found.hosts, state_root, found.store), found
 
 
 def _sessions_up(topology: Topology) -> int:
@@ -169,10 +177,11 @@ def up(
     *,
     empty: bool = False,
     openstack: bool = False,
+    store: str = "sqlite",
     state_root: Path = STATE_ROOT,
     say: Callable[[str], None] = print,
 ) -> LabState:
-    topology = Topology.plan(name, hosts, state_root)
+    topology = Topology.plan(name, hosts, state_root, store)
     existing = [ns for ns in netns.names() if topology.owns(ns)]
     if topology.state_file.exists() or existing:
         raise netns.LabError(
@@ -187,6 +196,7 @@ def up(
         api_port=port,
         admin_token=secrets.token_urlsafe(24),
         admin_password=secrets.token_urlsafe(12),
+        store=store,
     )
     recorder = Recorder(topology, lab_state)
     with state.locked(topology.state_dir):
@@ -244,6 +254,9 @@ def _build(
         controller = [*controller, "--config", str(topology.state_dir / "controller.toml")]
     topology.api_config.write_text(api_config)
     topology.api_config.chmod(0o600)
+    if topology.store == "etcd":
+        say(f"etcd: {len(topology.etcd_members)} members on {topology.etcd_switch}")
+        etcd_cluster.build(topology, recorder.namespace, recorder.start)
     say(f"api: {lab_state.api_url} (store {topology.store_url})")
     recorder.start("api", topology.api_command(lab_state.api_port, recorder.metrics_port("api")))
     recorder.start("controller", controller)

@@ -48,9 +48,14 @@ def _reap_finished() -> None:
             del _children[pid]
 
 
-def start(argv: Sequence[str], log: Path, env: Mapping[str, str] | None = None) -> ProcessRecord:
+def start(
+    argv: Sequence[str],
+    log: Path,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> ProcessRecord:
     """Start ``argv`` detached, its output appended to ``log`` (``env``: its whole
-    environment, when given)."""
+    environment, when given; ``cwd``: its working directory)."""
     _reap_finished()
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
@@ -62,6 +67,7 @@ def start(argv: Sequence[str], log: Path, env: Mapping[str, str] | None = None) 
             start_new_session=True,
             close_fds=True,
             env=None if env is None else dict(env),
+            cwd=cwd,
         )
     _children[proc.pid] = proc
     return ProcessRecord(pid=proc.pid, cmdline=_exec_target(argv), log=str(log))
@@ -117,14 +123,22 @@ def stop(record: ProcessRecord, timeout: float = STOP_TIMEOUT) -> bool:
             _reap(record.pid)  # it may have ended between the two looks: collect it
             return True
         time.sleep(0.05)
-    if alive(record):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(record.pid, signal.SIGKILL)
-        for _ in range(100):
-            _reap(record.pid)
-            if not alive(record):
-                break
-            time.sleep(0.02)
+    kill(record)
+    return True
+
+
+def kill(record: ProcessRecord) -> bool:
+    """SIGKILL the recorded process at once (a crash, for fault tests), and collect it
+    (up to 5 s); False when it was gone already (or the PID is someone else's now)."""
+    if not alive(record):
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(record.pid, signal.SIGKILL)
+    for _ in range(250):
+        _reap(record.pid)
+        if not alive(record):
+            break
+        time.sleep(0.02)
     return True
 
 
@@ -142,4 +156,4 @@ def wait_started(record: ProcessRecord, timeout: float = 5.0) -> bool:
     return alive(record)
 
 
-__all__ = ["alive", "cmdline", "start", "stop", "wait_started"]
+__all__ = ["alive", "cmdline", "kill", "start", "stop", "wait_started"]

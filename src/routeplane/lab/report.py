@@ -107,6 +107,7 @@ def status(name: str, state_root: Path = STATE_ROOT) -> str:
     present = set(netns.names())
     lines = [
         f"lab {name}: {lab_state.hosts} hosts, api {lab_state.api_url}, state {topology.state_dir}",
+        f"store: {topology.store_url}",
         "namespaces:",
     ]
     lines += [

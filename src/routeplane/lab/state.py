@@ -57,6 +57,7 @@ class LabState:
     # process key ("api", "controller", "agent-node1", …) -> its --metrics-listen port
     metrics_ports: dict[str, int] = field(default_factory=dict)
     seeded: bool = False
+    store: str = "sqlite"  # or "etcd": a 3-member cluster of the lab's own (etcd_cluster)
     openstack_env: dict[str, str] = field(default_factory=dict)  # OS_* for Keystone (--openstack)
 
     @property

@@ -32,12 +32,13 @@ from routeplane.lab.topology import STATE_ROOT, Topology
 
 def _stop_rank(key: str) -> tuple[int, str]:
     """VM services and nova-computes first, then agents (before their BIRDs), then the
-    api and the other OpenStack services, Erlang's port mapper last."""
+    api and the other OpenStack services, Erlang's port mapper and the etcd members
+    (every client of theirs gone) last."""
     if key.startswith(("vm-", "os-nova-compute-")):
         return (0, key)
     if key.startswith("agent-"):
         return (1, key)
-    return (3 if key == "os-epmd" else 2, key)
+    return (3 if key == "os-epmd" or key.startswith("etcd") else 2, key)
 
 
 def _bird_dirs(topology: Topology, lab_state: state.LabState | None) -> list[Path]:

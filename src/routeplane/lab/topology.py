@@ -11,6 +11,10 @@ partial. That is why names are strict here:
   (``fabric``, ``access``, ``node<N>``, ``vm-<name>``), so namespaces that others named
   ``rp-<lab>-<hex>`` (the kernel tests' ``unique_name``) are never mistaken for ours.
 
+With ``store="etcd"`` the lab also has a 3-member etcd cluster (``etcd_cluster`` says
+why it is laid out so): members ``rp-<lab>-etcd<K>`` on a segment of their own, the
+switch ``rp-<lab>-etcd``, each member's client socket under ``STATE/etcd/etcd<K>/``.
+
 Addresses follow the walkthrough: the fabric is 192.168.8.0/24 (and fd00:192:168:8::/64),
 the access node is ``.1``, compute host ``nodeK`` is ``.K+2`` (node1 = 192.168.8.3).
 
@@ -38,10 +42,16 @@ UPLINK = "fabric0"  # each node's interface on the fabric
 STATE_ROOT = Path("/run/routeplane")
 DEFAULT_LAB = "lab"
 DEFAULT_API_PORT = 9696
+STORES = ("sqlite", "etcd")
+ETCD_MEMBERS = 3
+ETCD_SEGMENT = ipaddress.IPv4Network("192.168.9.0/24")  # the members' peer segment
+ETCD_PEER_PORT = 2380
+ETCD_CLIENT_SOCKET = "client.sock:2379"  # etcd names a unix listener host:port, in its cwd
 
 _LAB_NAME = re.compile(r"^[a-z][a-z0-9]{0,11}$")
 _VM_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
 _HOST_NAME = re.compile(r"^node([1-9][0-9]*)$")
+_ETCD_NAME = re.compile(r"^etcd[0-9]*$")
 RESERVED_VM_NAMES = frozenset({"access", "fabric"})
 
 
@@ -51,6 +61,12 @@ def check_lab_name(name: str) -> str:
             f"lab names are 1-12 lower-case letters and digits, starting with a letter: {name!r}"
         )
     return name
+
+
+def lab_store(option: str) -> str:
+    """A lab's store from ``--store``: ``etcd`` asks for a cluster of the lab's own;
+    anything else (a URL, the default) is the embedded one in its state directory."""
+    return "etcd" if option == "etcd" else "sqlite"
 
 
 def check_vm_name(name: str) -> str:
@@ -96,13 +112,18 @@ class Topology:
     lab: str
     host_count: int
     state_dir: Path
+    store: str = "sqlite"
 
     @staticmethod
-    def plan(lab: str, host_count: int, state_root: Path = STATE_ROOT) -> Topology:
+    def plan(
+        lab: str, host_count: int, state_root: Path = STATE_ROOT, store: str = "sqlite"
+    ) -> Topology:
         check_lab_name(lab)
         if not 1 <= host_count <= MAX_HOSTS:
             raise ValueError(f"a lab has 1 to {MAX_HOSTS} hosts, not {host_count}")
-        return Topology(lab, host_count, state_root / lab)
+        if store not in STORES:
+            raise ValueError(f"a lab's store is {' or '.join(STORES)}, not {store!r}")
+        return Topology(lab, host_count, state_root / lab, store)
 
     # --- names ----------------------------------------------------------------------
     @property
@@ -132,6 +153,22 @@ class Topology:
             f"lab {self.lab} has no host {name!r} (it has node1…node{self.host_count})"
         )
 
+    @property
+    def etcd_switch(self) -> str:
+        return f"{self.prefix}etcd"
+
+    @property
+    def etcd_members(self) -> tuple[Node, ...]:
+        """The etcd members (``store="etcd"``): member K at ``ETCD_SEGMENT`` ``.K``."""
+        if self.store != "etcd":
+            return ()
+        return tuple(
+            Node(f"etcd{k}", f"{self.prefix}etcd{k}", k) for k in range(1, ETCD_MEMBERS + 1)
+        )
+
+    def etcd_dir(self, member: Node) -> Path:
+        return self.state_dir / "etcd" / member.name
+
     def vm_namespace(self, vm: str) -> str:
         return f"{self.prefix}vm-{check_vm_name(vm)}"
 
@@ -140,7 +177,7 @@ class Topology:
         if not namespace.startswith(self.prefix):
             return False
         rest = namespace[len(self.prefix) :]
-        if rest in ("fabric", "access") or _HOST_NAME.match(rest):
+        if rest in ("fabric", "access") or _HOST_NAME.match(rest) or _ETCD_NAME.match(rest):
             return True
         return rest.startswith("vm-") and bool(_VM_NAME.match(rest[3:]))
 
@@ -151,6 +188,9 @@ class Topology:
 
     @property
     def store_url(self) -> str:
+        if self.store == "etcd":
+            sockets = (self.etcd_dir(m) / ETCD_CLIENT_SOCKET for m in self.etcd_members)
+            return "etcd://" + ",".join(f"unix:{path}" for path in sockets)
         return f"sqlite://{self.state_dir / 'store.db'}"
 
     @property
@@ -238,13 +278,19 @@ __all__ = [
     "BRIDGE",
     "DEFAULT_API_PORT",
     "DEFAULT_LAB",
+    "ETCD_CLIENT_SOCKET",
+    "ETCD_MEMBERS",
+    "ETCD_PEER_PORT",
+    "ETCD_SEGMENT",
     "FABRIC_V4",
     "FABRIC_V6",
     "STATE_ROOT",
+    "STORES",
     "UPLINK",
     "Node",
     "Topology",
     "check_lab_name",
     "check_vm_name",
+    "lab_store",
     "resolve",
 ]

@@ -25,11 +25,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import socket
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 import urllib3
+from urllib3.connection import HTTPConnection
 
 from routeplane.model.errors import StoreError, Unavailable
 from routeplane.store import etcd_errors as errors
@@ -40,6 +42,43 @@ _HEADERS = {"Content-Type": "application/json"}
 _OK = 200
 _T = TypeVar("_T")
 _POOL_SIZE = 16  # idle keep-alive connections kept per endpoint; more are opened on demand
+
+
+class _UnixConnection(HTTPConnection):
+    """HTTP over a unix socket: an etcd member whose client URL is ``unix://…`` (the lab's
+    members live in namespaces of their own, and a socket file is reached from every
+    namespace)."""
+
+    def __init__(self, *args: Any, socket_path: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.socket_path = socket_path
+
+    def _new_conn(self) -> socket.socket:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        if isinstance(self.timeout, (int, float)):
+            sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.socket_path)
+        except OSError as exc:
+            sock.close()
+            raise urllib3.exceptions.NewConnectionError(self, f"{self.socket_path}: {exc}") from exc
+        return sock
+
+
+class _UnixConnectionPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _UnixConnection
+
+
+def _pool(host: str, port: int, timeout: float) -> urllib3.HTTPConnectionPool:
+    """The connection pool of one endpoint (port 0: ``host`` is a unix socket's path)."""
+    settings: dict[str, Any] = {
+        "maxsize": _POOL_SIZE,
+        "retries": False,
+        "timeout": urllib3.Timeout(connect=timeout, read=timeout),
+    }
+    if port == 0:  # the Host header names no host: etcd ignores it
+        return _UnixConnectionPool("localhost", None, socket_path=host, **settings)
+    return urllib3.HTTPConnectionPool(host, port, **settings)
 
 
 class StreamBroken(Unavailable):
@@ -65,16 +104,7 @@ class Gateway:
         self.timeout = timeout
         self.idle_timeout = idle_timeout
         self.name = name
-        self._pools = [
-            urllib3.HTTPConnectionPool(
-                host,
-                port,
-                maxsize=_POOL_SIZE,
-                retries=False,
-                timeout=urllib3.Timeout(connect=timeout, read=timeout),
-            )
-            for host, port in self.endpoints
-        ]
+        self._pools = [_pool(host, port, timeout) for host, port in self.endpoints]
         self._lock = threading.Lock()
         self._current = 0
         self._closed = False

@@ -261,7 +261,15 @@ def keepalive_ttl(reply: Reply, lease_id: int) -> int:
 
 
 # store URLs ----------------------------------------------------------------------------
+UNIX = "unix:"  # an endpoint that is a unix socket's path (its port is 0)
+
+
 def _endpoint(text: str, url: str) -> tuple[str, int]:
+    if text.startswith(UNIX):  # a member's unix socket: its path, port 0
+        path = text.removeprefix(UNIX)
+        if not path.startswith("/"):
+            raise InvalidRequest(f"store URL {url!r}: {text!r} is not unix:/absolute/path")
+        return path, 0
     host, sep, port = text.rpartition(":")
     host = host.removeprefix("[").removesuffix("]")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
@@ -270,7 +278,8 @@ def _endpoint(text: str, url: str) -> tuple[str, int]:
 
 
 def parse_url(url: str) -> tuple[list[tuple[str, int]], dict[str, float]]:
-    """``etcd://host:port[,host:port...][?timeout=S&watch_idle_timeout=S]``."""
+    """``etcd://host:port[,host:port...][?timeout=S&watch_idle_timeout=S]``; an endpoint
+    may also be ``unix:/path/to/socket`` (a member's unix client URL, as the lab uses)."""
     scheme, sep, rest = url.partition("://")
     if scheme != "etcd" or not sep:
         raise InvalidRequest(f"store URL {url!r} is not an etcd:// URL")
@@ -295,6 +304,8 @@ def parse_url(url: str) -> tuple[list[tuple[str, int]], dict[str, float]]:
 
 def host_port(endpoint: tuple[str, int]) -> str:
     host, port = endpoint
+    if port == 0:
+        return f"{UNIX}{host}"
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
@@ -303,6 +314,7 @@ def format_url(endpoints: Sequence[tuple[str, int]]) -> str:
 
 
 __all__ = [
+    "UNIX",
     "WatchMessage",
     "b64",
     "compare_json",
