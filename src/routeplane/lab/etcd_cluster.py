@@ -115,8 +115,12 @@ def _environment() -> dict[str, str]:
 
 
 def start_member(topology: Topology, member: Node, start: Starter) -> None:
+    """Start (or start again, on its data directory) a member that is not running."""
     directory = topology.etcd_dir(member)
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    socket_file = directory / ETCD_CLIENT_SOCKET
+    if socket_file.is_socket():  # a killed member's: etcd will not bind over it
+        socket_file.unlink()
     start(key(member), command(topology, member), _environment(), directory)
 
 

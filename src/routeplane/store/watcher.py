@@ -12,6 +12,7 @@ reflector do the same: list, then watch from the list's revision + 1.)
 from __future__ import annotations
 
 import contextlib
+import logging
 import queue
 import threading
 from collections.abc import Iterable
@@ -20,6 +21,8 @@ from typing import Protocol
 
 from routeplane.model.errors import Compacted, StoreError, Unavailable
 from routeplane.store.base import Event, EventType, KeyValue, Store, Watch
+
+LOG = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,11 @@ class Follower:
         try:
             events = self._watch.next_batch(timeout=timeout)
         except Compacted:
+            LOG.warning(
+                "watch %s: the history after revision %d was compacted; reading a snapshot",
+                self.prefix,
+                self.revision,
+            )
             self._drop()
             return self._snapshot()
         except Unavailable:
