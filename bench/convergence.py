@@ -38,6 +38,9 @@ network alone, as for namespace VMs); the difference is the guest's part. Then `
 boot --kind qemu`` is timed until tcp/22 answers from the access node, over ``--boots``
 boots (10; one guest at a time, each given 120 s).
 
+``--store etcd``: the lab runs on a 3-member etcd cluster (``lab up --store etcd``);
+``--store both``: the embedded store's lab, then the etcd one, figures labelled by store.
+
 Bounded (50 moves per series, each given at most 5 s); the lab is removed afterwards.
 """
 
@@ -171,13 +174,31 @@ def main() -> None:
     parser.add_argument("--qemu", action="store_true", help="QEMU guests instead of namespaces")
     parser.add_argument("--moves", type=int, default=None, help="moves per series")
     parser.add_argument("--boots", type=int, default=10, help="--qemu: boots timed")
+    parser.add_argument(
+        "--store",
+        choices=("sqlite", "etcd", "both"),
+        default="sqlite",
+        help="the lab's store: embedded, a 3-member etcd cluster, or both, one after the other",
+    )
     parser.add_argument("--plot", type=Path, metavar="DIR", help="also write the figures as PNGs")
     args = parser.parse_args()
+    stores = ("sqlite", "etcd") if args.store == "both" else (args.store,)
+    windows: dict[str, list[float]] = {}
+    for store in stores:
+        print(f"--- store: {store}", flush=True)
+        for label, values in measure(args, store).items():
+            windows[label if len(stores) == 1 else f"{label}, {store}"] = values
+    if args.plot is not None:
+        plot(args.plot, "qemu" if args.qemu else "namespace", windows)
+
+
+def measure(args: argparse.Namespace, store: str) -> dict[str, list[float]]:
+    """The series in a lab of their own on ``store``; their no-answer windows by label."""
     moves = args.moves or (QEMU_MOVES if args.qemu else MOVES)
     kind = "qemu" if args.qemu else "namespace"
     name = f"bench{secrets.token_hex(2)}"
-    state = lab.up(name, 2, free_port(), state_root=STATE_ROOT, say=lambda _: None)
-    topology = Topology.plan(name, 2, STATE_ROOT)
+    state = lab.up(name, 2, free_port(), store=store, state_root=STATE_ROOT, say=lambda _: None)
+    topology = Topology.plan(name, 2, STATE_ROOT, store)
     api = Neutron(state.api_url, state.admin_token)
     prober: Prober | None = None
     windows: dict[str, list[float]] = {}
@@ -227,13 +248,12 @@ def main() -> None:
             windows["atomic move_fixed_ip"] = series(
                 prober, vms, atomic, "service IP moves over BGP, atomic move_fixed_ip", moves
             )
-        if args.plot is not None:
-            plot(args.plot, kind, windows)
     finally:
         if prober is not None:
             prober.stop()
         api.close()
         down(name, state_root=STATE_ROOT)
+    return windows
 
 
 def plot(directory: Path, kind: str, windows: dict[str, list[float]]) -> None:

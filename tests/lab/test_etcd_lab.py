@@ -136,6 +136,7 @@ def check_invariants(lab: EtcdLab, acked: Acknowledged, ping: tuple[int, int]) -
     addresses = [f["ip_address"] for p in ports.values() for f in p["fixed_ips"]]
     assert len(addresses) == len(set(addresses)), "an address is on two ports"
     sent, answered = ping
+    print(f"acknowledged {len(acked.ports)} ports, {acked.failures} failed; ping {answered}/{sent}")
     assert sent >= 10, ping
     assert answered >= sent - 1, f"testvm1's ping to testvm2: {answered} of {sent} answered"
 
