@@ -238,15 +238,19 @@ def test_a_restart_under_load_and_a_compaction_under_a_sleeping_agent(
     assert lab.agent_log("node2").count(COMPACTED) > compacted_before
 
 
+@pytest.mark.timeout(330)
 def test_the_walkthrough_plays_on_etcd_and_leaves_nothing_behind() -> None:
     routeplane = str(Path(sys.executable).with_name("routeplane"))
-    done = subprocess.run(
-        [routeplane, "demo", "--store", "etcd"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    try:
+        done = subprocess.run(
+            [routeplane, "demo", "--store", "etcd"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+    finally:
+        down(LAB)  # a demo killed half way leaves its lab
     out = done.stdout
     assert done.returncode == 0, out[-3000:] + done.stderr[-3000:]
     assert "etcd: 3 members on rp-demo-etcd" in out
@@ -255,3 +259,4 @@ def test_the_walkthrough_plays_on_etcd_and_leaves_nothing_behind() -> None:
     assert answers == ["testvm1", "testvm2", "testvm1"]
     assert not [ns for ns in netns.names() if ns.startswith(f"rp-{LAB}-")]
     assert not (STATE_ROOT / LAB).exists()
+    assert not Topology.plan(LAB, 1).etcd_data_root.exists()

@@ -86,6 +86,7 @@ def test_an_etcd_lab_plans_three_members_reached_by_their_unix_sockets() -> None
     assert command[command.index("--store") + 1] == plan.store_url
     assert all(plan.owns(ns) for ns in ("rp-lab-etcd", "rp-lab-etcd1", "rp-lab-etcd3"))
     assert not plan.owns("rp-lab-etcdx")
+    assert plan.etcd_data_root == Path("/dev/shm/routeplane/state-lab")
     assert Topology.plan("lab", 2).etcd_members == ()
     with pytest.raises(ValueError, match="store"):
         Topology.plan("lab", 2, Path("/state"), "mysql")

@@ -14,6 +14,11 @@ system, from any namespace: the api, the controller and the agents use the store
 ``etcd://unix:…,unix:…,unix:…`` from where they are, and nothing in the root namespace
 gets an address, a route or a rule. No host namespace joins the segment: none needs to.
 
+The members keep their data on tmpfs (``/dev/shm/routeplane/…``, removed by ``down``):
+on a disk shared with other work etcd's fsync per write took seconds ("slow fdatasync",
+4.8 s, while testing), and a lab is one machine, whose crash ends the lab anyway. A
+killed member's data survives its process, as on a disk.
+
 Faults, for the fault tests: a member killed (SIGKILL by its recorded PID) and started
 again on its data directory; a member partitioned by a table of ours
 (``inet routeplane_partition``) in its own namespace, dropping every packet to or from

@@ -11,7 +11,7 @@ name patterns recognise, and undoes it in dependency order:
    the pid file's process is that BIRD);
 3. every namespace the lab owns (recorded ones that still match the lab's shapes, and any
    present namespace of those shapes);
-4. the state directory.
+4. the state directory, and the etcd members' data on tmpfs (``etcd_cluster``).
 
 Each step goes on when another fails; the failures are raised together at the end. It
 never looks processes up by name: a process inside a lab namespace that the lab did not
@@ -109,6 +109,10 @@ def down(
             say(f"deleted namespace {namespace}")
         if had_dir:
             attempt(f"remove {topology.state_dir}", lambda: shutil.rmtree(topology.state_dir))
+        if topology.etcd_data_root.is_dir():
+            found_anything = True
+            data = topology.etcd_data_root
+            attempt(f"remove {data}", lambda: shutil.rmtree(data))
     if failures:
         raise netns.LabError("lab down: " + "; ".join(failures))
     return found_anything

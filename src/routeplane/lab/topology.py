@@ -47,6 +47,7 @@ ETCD_MEMBERS = 3
 ETCD_SEGMENT = ipaddress.IPv4Network("192.168.9.0/24")  # the members' peer segment
 ETCD_PEER_PORT = 2380
 ETCD_CLIENT_SOCKET = "client.sock:2379"  # etcd names a unix listener host:port, in its cwd
+ETCD_DATA_ROOT = Path("/dev/shm/routeplane")  # noqa: S108 (root-only tmpfs; etcd_cluster)
 
 _LAB_NAME = re.compile(r"^[a-z][a-z0-9]{0,11}$")
 _VM_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
@@ -169,6 +170,12 @@ class Topology:
     def etcd_dir(self, member: Node) -> Path:
         return self.state_dir / "etcd" / member.name
 
+    @property
+    def etcd_data_root(self) -> Path:
+        """Where the members keep their data: on tmpfs, named after the whole state
+        directory (two state roots may hold labs of one name)."""
+        return ETCD_DATA_ROOT / "-".join(self.state_dir.parts[1:])
+
     def vm_namespace(self, vm: str) -> str:
         return f"{self.prefix}vm-{check_vm_name(vm)}"
 
@@ -279,6 +286,7 @@ __all__ = [
     "DEFAULT_API_PORT",
     "DEFAULT_LAB",
     "ETCD_CLIENT_SOCKET",
+    "ETCD_DATA_ROOT",
     "ETCD_MEMBERS",
     "ETCD_PEER_PORT",
     "ETCD_SEGMENT",
