@@ -7,7 +7,8 @@ the offset taken at the kill):
 
 - the store (a follower of ``health/`` and ``service_ips/`` in the bench's process): the
   old port's failed health record (its ``checked_at`` is the checker's own wall clock
-  when it wrote it) and the service IP document naming the new port (when the bench
+  when it wrote it), the new port's move hint (``moved_at``: the controller's clock as it
+  built the move) and the service IP document naming the new port (when the bench
   received it);
 - the kernel (``ip -ts monitor route`` in each host's namespace and in the access node):
   the first change of the service IP's route on the new host, on the old host, and the
@@ -15,7 +16,7 @@ the offset taken at the kill):
 - the prober: the new VM's first answer.
 
 Phases of one failover, each from the kill: ``detect`` (the checker wrote "failed"),
-``moved`` (the move's transaction was seen), ``new host`` / ``old host`` (their kernels
+``decided`` (the controller built the move), ``moved`` (the move's transaction was seen), ``new host`` / ``old host`` (their kernels
 changed), ``access`` (the access node routes to the new host), ``answer``. For keepalived:
 ``detect`` (its checker's verdict file changed), ``address`` (the new master added the
 address), ``answer``. The observers cost a few processes that sleep in ``recv``; the
@@ -43,6 +44,7 @@ from vrrp import stop_child  # bench/vrrp.py
 
 HEALTH = "/routeplane/v1/health/"
 SERVICE_IPS = "/routeplane/v1/service_ips/"
+PORTS = "/routeplane/v1/ports/"
 
 
 def _stamp(text: str) -> float | None:
@@ -96,6 +98,7 @@ class StoreLog:
     """The store's health records and service IP documents as the bench receives them."""
 
     def __init__(self, store: Store) -> None:
+        self.store = store
         self.health = Follower(store, HEALTH)
         self.sips = Follower(store, SERVICE_IPS)
         self.events: list[tuple[float, str, Any]] = []  # (received, key, value or None)
@@ -127,6 +130,15 @@ class StoreLog:
                     if checked >= after:
                         return checked
         return None
+
+    def decided_at(self, port_id: str, after: float) -> float | None:
+        """When the controller built the move to ``port_id`` (the move hint's ``moved_at``
+        in the port's document: the controller's clock, before its transaction)."""
+        kv = self.store.get(f"{PORTS}{port_id}")
+        port: Any = None if kv is None else kv.value
+        hints = ((port or {}).get("_moves") or {}).get("in") or {}
+        at = max((float(h.get("moved_at", 0.0)) for h in hints.values()), default=0.0)
+        return at if at >= after else None
 
     def moved_at(self, port_id: str, after: float) -> float | None:
         """When the bench received the service IP naming ``port_id`` active."""
@@ -196,7 +208,8 @@ class RouteplaneWatch:
 
     NAMES: ClassVar[list[tuple[str, str | None]]] = [
         ("detect", None),
-        ("moved", "detect"),
+        ("decided", "detect"),
+        ("moved", "decided"),
         ("new host route", "moved"),
         ("access route", "new host route"),
         ("guest address", "moved"),
@@ -231,6 +244,7 @@ class RouteplaneWatch:
             killed,
             {
                 "detect": self.store_log.failed_at(ports[old], killed),
+                "decided": self.store_log.decided_at(ports[new], killed),
                 "moved": moved,
                 "new host route": self.hosts[new].first(killed, having="proto 77"),
                 "access route": self.access.first(killed, having=f"via {new_hop} "),
