@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from convergence import PROBE_SECONDS, free_port  # bench/convergence.py
+from failover_phases import Monitor, Phases, RouteplaneWatch  # bench/failover_phases.py
 from routeplane.lab import lab, netns, processes
 from routeplane.lab.neutron import Neutron
 from routeplane.lab.prober import Prober
@@ -81,6 +82,7 @@ class Results:
     late: int = 0
     frozen: list[str] = field(default_factory=list)
     log: list[str] = field(default_factory=list)  # one line per round (--verbose)
+    phases: Phases | None = None  # --phases
 
 
 def take_over(prober: Prober, results: Results, failed_at: float, new: str) -> float | None:
@@ -198,12 +200,25 @@ def is_active(the: Routeplane, vm_name: str) -> bool:
     return the.active() == vm_name
 
 
-def run_routeplane(rounds: int) -> Results:
+def watch_routeplane(the: Routeplane) -> RouteplaneWatch:
+    """The observers of ``--phases``, on a store client of their own."""
+    topology = the.topology
+    return RouteplaneWatch(
+        open_store(topology.store_url),
+        SERVICE_IP,
+        topology.access.namespace,
+        {"testvm1": topology.host("node1").namespace, "testvm2": topology.host("node2").namespace},
+        {name: vm.namespace for name, vm in the.vms.items()},
+    )
+
+
+def run_routeplane(rounds: int, phases: bool = False) -> Results:
     results = Results("routeplane")
     name = f"fo{secrets.token_hex(2)}"
     prober: Prober | None = None
     the: Routeplane | None = None
     api: Neutron | None = None
+    watch: RouteplaneWatch | None = None
     try:
         state = lab.up(name, 2, free_port(), state_root=STATE_ROOT, say=lambda _: None)
         api = Neutron(state.api_url, state.admin_token)
@@ -214,6 +229,9 @@ def run_routeplane(rounds: int) -> Results:
         the = Routeplane(name, api, vms)
         the.create_service_ip()
         guest = the.ensure_addresses()
+        if phases:
+            watch = watch_routeplane(the)
+            results.phases = watch.phases
         prober = Prober(the.topology.access.namespace, SERVICE_IP, PROBE_SECONDS)
         if not wait_until(lambda: prober.first("testvm1", 0) is not None, READY_TIMEOUT, 0.02):
             raise netns.LabError("testvm1 never answered on the service IP")
@@ -223,7 +241,7 @@ def run_routeplane(rounds: int) -> Results:
             old = the.active()
             new = "testvm2" if old == "testvm1" else "testvm1"
             pid = the.service_pid(old)
-            failed_at = time.monotonic()
+            failed_at, killed = time.monotonic(), time.time()
             os.kill(pid, signal.SIGKILL)
             first = take_over(prober, results, failed_at, new)
             moved = wait_until(partial(is_active, the, new), FAILOVER_TIMEOUT, 0.05)
@@ -232,6 +250,12 @@ def run_routeplane(rounds: int) -> Results:
             start_service(name, old, state_root=STATE_ROOT)
             time.sleep(SETTLE)
             results.late += late_answers(prober, old, first, time.monotonic())
+            if watch is not None:
+                answered = None if first is None else killed + (first - failed_at)
+                ports = {n: vm.port_id for n, vm in the.vms.items()}
+                hop = the.topology.host("node2" if new == "testvm2" else "node1").ipv4
+                watch.record(killed, answered, old=old, new=new, ports=ports, new_hop=hop)
+                results.log[-1] += f"; {watch.phases.line(-1)}"
         if not wait_until(the.all_healthy, READY_TIMEOUT, 0.05):
             raise netns.LabError("the ports were not both reported healthy")
         old = the.active()
@@ -242,6 +266,8 @@ def run_routeplane(rounds: int) -> Results:
     finally:
         if prober is not None:
             prober.stop()
+        if watch is not None:
+            watch.close()
         if the is not None:
             the.close()
         if api is not None:
@@ -290,12 +316,20 @@ def is_backup(pair: VrrpPair, vm_name: str) -> bool:
     return pair.state(vm_name) == "BACKUP"
 
 
-def run_keepalived(rounds: int) -> Results:
+def run_keepalived(rounds: int, phases: bool = False) -> Results:
     results = Results("keepalived")
     with tempfile.TemporaryDirectory(prefix="rp-vrrp-") as directory, netns.Cleanup() as cleanup:
         pair = VrrpPair(cleanup, Path(directory))
         pair.build()
         prober = Prober(pair.client, SERVICE_IP, PROBE_SECONDS)
+        monitors = {}
+        if phases:
+            monitors = {
+                n: Monitor(m.namespace, "address", SERVICE_IP) for n, m in pair.members.items()
+            }
+            results.phases = Phases(
+                [("detect", None), ("address", "detect"), ("answer", "address")]
+            )
         try:
             master = pair.holders()[0]
             if not wait_until(lambda: prober.first(master, 0) is not None, READY_TIMEOUT, 0.02):
@@ -306,9 +340,20 @@ def run_keepalived(rounds: int) -> Results:
                     raise netns.LabError(f"the address is on {holders or 'no VM'}")
                 old = holders[0]
                 new = "testvm2" if old == "testvm1" else "testvm1"
-                failed_at = time.monotonic()
+                failed_at, killed = time.monotonic(), time.time()
                 pair.kill_service(old)
                 first = take_over(prober, results, failed_at, new)
+                if results.phases is not None:
+                    verdict = pair.members[old].directory / "health"
+                    results.phases.add(
+                        killed,
+                        {
+                            "detect": verdict.stat().st_mtime,
+                            "address": monitors[new].first(killed),
+                            "answer": None if first is None else killed + (first - failed_at),
+                        },
+                    )
+                    results.log[-1] += f"; {results.phases.line(-1)}"
                 pair.start_service(old)
                 if not wait_until(partial(is_backup, pair, old), READY_TIMEOUT, 0.02):
                     raise netns.LabError(f"{old} did not come back as backup: {pair.logs()}")
@@ -317,6 +362,8 @@ def run_keepalived(rounds: int) -> Results:
             results.frozen = freeze_keepalived(pair, prober)
         finally:
             prober.stop()
+            for monitor in monitors.values():
+                monitor.close()
     return results
 
 
@@ -384,6 +431,11 @@ def table(rounds: int, results: list[Results], verbose: bool) -> None:
         for line in r.log:
             print(f"  {line}")
     for r in results:
+        if r.phases is not None:
+            print(f"\nphases, {r.system}:")
+            for line in r.phases.table():
+                print(f"  {line}")
+    for r in results:
         print(f"\nfrozen master, {r.system}:")
         for line in r.frozen:
             print(f"  {line}")
@@ -395,15 +447,18 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=ROUNDS)
     parser.add_argument("--only", choices=["routeplane", "keepalived"])
     parser.add_argument("--verbose", action="store_true", help="print every round")
+    parser.add_argument(
+        "--phases", action="store_true", help="also where the time goes (bench/failover_phases.py)"
+    )
     parser.add_argument("--plot", type=Path, metavar="DIR", help="also write the figures as PNGs")
     args = parser.parse_args()
     rounds = max(1, min(args.rounds, 200))
     print(f"load average at the start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     results = []
     if args.only != "keepalived":
-        results.append(run_routeplane(rounds))
+        results.append(run_routeplane(rounds, args.phases))
     if args.only != "routeplane":
-        results.append(run_keepalived(rounds))
+        results.append(run_keepalived(rounds, args.phases))
     table(rounds, results, args.verbose)
     if args.plot is not None:
         plot(args.plot, results)

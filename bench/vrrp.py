@@ -45,6 +45,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from routeplane.lab import netns
 from routeplane.lab.waiting import wait_until
@@ -144,7 +145,7 @@ class Member:
         return self.directory / "vrrp.pid"
 
 
-def _stop(process: subprocess.Popen[bytes] | None, timeout: float = 5.0) -> None:
+def stop_child(process: subprocess.Popen[Any] | None, timeout: float = 5.0) -> None:
     """End a child of ours: SIGTERM, then SIGKILL; reaped either way."""
     if process is None or process.poll() is not None:
         return
@@ -235,7 +236,7 @@ class VrrpPair:
                 str(settings.fall), str(health),
             ],
         )  # fmt: skip
-        self.cleanup.add(f"stop the checker of {member.name}", lambda: _stop(checker))
+        self.cleanup.add(f"stop the checker of {member.name}", lambda: stop_child(checker))
 
     def _spawn(self, member: Member, what: str, command: list[str]) -> subprocess.Popen[bytes]:
         """``command`` inside the member's namespace, its output in ``<what>.log``."""
@@ -250,18 +251,18 @@ class VrrpPair:
     def _stop_keepalived(self, member: Member) -> None:
         with contextlib.suppress(netns.LabError):
             self.thaw(member.name)  # a frozen VRRP process would hold its parent's exit up
-        _stop(member.keepalived)
+        stop_child(member.keepalived)
 
     # the service -------------------------------------------------------------------
     def start_service(self, name: str) -> None:
         """(Re)start the VM's service (routeplane.lab.vm_service) and wait until it listens."""
         member = self.members[name]
-        _stop(member.service)
+        stop_child(member.service)
         member.service = self._spawn(
             member, "service", [sys.executable, "-m", "routeplane.lab.vm_service", "serve", name]
         )
         if not member.stop_registered:  # one undo stops whichever service it holds then
-            self.cleanup.add(f"stop the service of {name}", lambda: _stop(member.service))
+            self.cleanup.add(f"stop the service of {name}", lambda: stop_child(member.service))
             member.stop_registered = True
         if not wait_until(lambda: self._listening(member), START_TIMEOUT, 0.02):
             raise netns.LabError(f"the service of {name} does not listen on port 22")
@@ -323,4 +324,4 @@ class VrrpPair:
         return "\n".join(found)
 
 
-__all__ = ["SERVICE_IP", "Member", "VrrpPair", "VrrpSettings"]
+__all__ = ["SERVICE_IP", "Member", "VrrpPair", "VrrpSettings", "stop_child"]

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from routeplane.agent.health import HealthChecker, checks
+from routeplane.agent.health import HealthChecker, checks, next_due
 from routeplane.dataplane.health import Check
 from routeplane.model.endpoint import EndpointRecord, encode
 from routeplane.store import Store
@@ -108,4 +108,29 @@ def test_records_of_checks_that_are_gone_are_deleted(store: Store) -> None:
     store.delete(f"{ROOT}endpoints/node1/p1")  # the port left this host
     run_for(checker, 0.1)
     assert record(store, "p1") is None
+    checker.close()
+
+
+def test_probes_keep_their_cadence_and_restart_it_after_a_stall() -> None:
+    assert next_due(0.0, 0.1, 5.0) == pytest.approx(5.1)  # the first probe sets it
+    assert next_due(5.1, 0.1, 5.117) == pytest.approx(5.2)  # started late: still on time
+    assert next_due(5.2, 0.1, 5.35) == pytest.approx(5.45)  # a whole interval late: restart
+
+
+def test_the_failure_is_written_when_the_thresholdth_probe_ends(store: Store) -> None:
+    """Not after the checker's own wait: a probe ending wakes it, and it sleeps only until
+    the next probe is due, so a dead port is reported about (threshold - 1) intervals
+    after the first failed probe even when the checker is told it may wait a second."""
+    store.put(f"{ROOT}endpoints/node1/p1", encode(endpoint("p1", "10.28.0.13")))
+    store.put(f"{ROOT}service_ips/sip1", service_ip("p1"))  # every 0.05 s, 3 failures
+    probe = FakeProbe()
+    probe.down.add("10.28.0.13")
+    checker = HealthChecker(store, "node1", probe, heartbeat=5.0)
+    started = time.monotonic()
+    while (got := record(store, "p1")) is None or got["healthy"]:
+        checker.step(wait=1.0)
+        assert time.monotonic() - started < 1.0, "the checker slept through its probes"
+    took = time.monotonic() - started
+    assert got["consecutive_failures"] == 3
+    assert 0.09 <= took < 0.3, took  # failures at 0, 0.05, 0.10 s
     checker.close()

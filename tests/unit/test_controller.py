@@ -22,6 +22,7 @@ from routeplane.services.attributes import check_create, check_update
 from routeplane.services.context import ADMIN
 from routeplane.services.registry import Services
 from routeplane.services.resource import ResourceService
+from routeplane.store import KeyValue
 from routeplane.store.sqlite import SqliteStore
 
 pytestmark = pytest.mark.unit
@@ -332,3 +333,75 @@ def test_metrics_count_one_failover_and_its_detection_time(cloud: Cloud) -> None
         for h in ("healthy", "failed", "stale", "unknown")
     )
     assert total == 3
+
+
+def suspect(cloud: Cloud, port: str, failures: int = 1) -> None:
+    """``port``'s checker saw ``failures`` probes fail, short of the threshold (3)."""
+    value: JSONObject = {
+        "healthy": True, "checked_at": cloud.clock(), "consecutive_failures": failures
+    }  # fmt: skip
+    cloud.store.put(f"{ROOT}health/{cloud.hosts[port]}/{cloud.sip}/{cloud.ports[port]}", value)
+
+
+def test_a_failing_active_ports_move_is_read_before_its_threshold(
+    cloud: Cloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the active port fails short of its threshold the controller reads what the
+    move will need; crossing the threshold then costs the move's transaction alone, with
+    none of those documents read again."""
+    controller = cloud.controller("only")
+    cloud.report("b", healthy=True)
+    cloud.report("c", healthy=True)
+    suspect(cloud, "a")
+    settle([controller], rounds=5)
+    assert cloud.holder() == "a"  # a suspect is not moved
+
+    read: list[str] = []
+    store_get = controller.store.get
+
+    def get(k: str) -> KeyValue | None:
+        read.append(k)
+        return store_get(k)
+
+    monkeypatch.setattr(controller.store, "get", get)
+    cloud.report("a", healthy=False)
+    assert settle([controller], until=lambda: cloud.holder() == "b")
+    rehearsed = {
+        LEADER_KEY, f"{ROOT}service_ips/{cloud.sip}", f"{ROOT}ipam/{cloud.subnet}/{ADDRESS}",
+        f"{ROOT}ports/{cloud.ports['a']}", f"{ROOT}ports/{cloud.ports['b']}",
+    }  # fmt: skip
+    assert rehearsed.isdisjoint(read), sorted(rehearsed.intersection(read))
+    assert cloud.moves() == [("a", "b", "health")]
+    assert ADDRESS in cloud.record("b")["fixed_ips"]
+    assert ADDRESS not in cloud.record("a")["fixed_ips"]
+
+
+def test_a_rehearsal_gone_stale_moves_from_where_the_address_is(cloud: Cloud) -> None:
+    """The address moved by hand between the rehearsal and the failure: the rehearsed
+    reads are refused by the move's compares (or decide nothing and are read again), and
+    the address moves once, from the port that holds it, never onto two ports."""
+    controller = cloud.controller("only")
+    cloud.report("b", healthy=True)
+    suspect(cloud, "a")
+    settle([controller], rounds=5)  # rehearsed: a -> b
+    to_c = {"active_port_id": cloud.ports["c"]}
+    to_c = check_update(cloud.services.service_ips.attrs, to_c, is_admin=True)
+    cloud.services.service_ips.update(ADMIN, cloud.sip, to_c, None)
+    cloud.report("c", healthy=False)  # before the controller looks again
+    assert settle([controller], until=lambda: cloud.holder() == "b")
+    settle([controller], rounds=10)
+    assert cloud.moves() == [("a", "c", "manual"), ("c", "b", "health")]
+    holding = [p for p in ("a", "b", "c") if ADDRESS in cloud.record(p)["fixed_ips"]]
+    assert holding == ["b"]
+
+
+def test_a_recovered_suspect_forgets_its_rehearsal(cloud: Cloud) -> None:
+    controller = cloud.controller("only")
+    cloud.report("b", healthy=True)
+    suspect(cloud, "a", failures=2)
+    settle([controller], rounds=5)
+    cloud.report("a", healthy=True)  # the service came back
+    settle([controller], rounds=5)
+    assert controller._rehearsed == {}
+    assert cloud.holder() == "a"
+    assert cloud.moves() == []

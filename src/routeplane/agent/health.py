@@ -17,7 +17,12 @@ host no longer has, or of service IPs that are gone, are deleted.
 
 Probes run on a small pool of threads with a timeout below the interval, so one VM that
 swallows packets does not delay the others, and the checker runs beside the reconcile
-loop in a thread of its own: a probe never holds up routing. The probe itself is a port
+loop in a thread of its own: a probe never holds up routing. Probes keep a fixed cadence
+(:func:`next_due`: every ``interval`` from the first, however late the checker's thread
+got to start one), the thread sleeps until the next probe is due, and a probe that ends
+wakes it at once, so the ``failure_threshold``-th failure is written the moment that
+probe ends: a dead service is reported within ``interval x failure_threshold`` of its
+death, never that plus the thread's own latency added up over the probes. The probe itself is a port
 (``Probe``): the Linux one opens its sockets in the host's network namespace.
 """
 
@@ -80,6 +85,15 @@ def checks(
     return wanted
 
 
+def next_due(due: float, interval: float, now: float) -> float:
+    """When the probe after one that was due at ``due`` (0: the first) and started at
+    ``now`` is due: on the cadence (``due + interval``), unless the checker fell a whole
+    interval behind (a stalled thread), when the cadence restarts from ``now`` rather
+    than firing the missed probes in a burst."""
+    following = due + interval
+    return following if due and following > now else now + interval
+
+
 def _own_address(endpoint: EndpointRecord, service_address: str) -> str | None:
     """The VM's first fixed address that is not the service IP, IPv4 first."""
     own = [a for a in endpoint.get("fixed_ips", []) if a != service_address]
@@ -134,6 +148,7 @@ class HealthChecker:
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="health")
         self._dirty = True
         self._swept = False
+        self._wake = threading.Event()  # set when a probe ends
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -151,9 +166,16 @@ class HealthChecker:
                 self._stop.wait(0.5)
 
     def step(self, wait: float = 0.02) -> None:
-        """Take in changes, start due probes, record finished ones."""
+        """Take in changes, start due probes, record finished ones. Waits first, at most
+        ``wait`` (changes to the records are taken in that often), until a probe is due or
+        one ends."""
+        now = self.clock()
+        pause = min([wait, *(s.due - now for s in self.states.values() if s.running is None)])
+        if pause > 0 and self._swept:  # (not before the first look at what to check)
+            self._wake.wait(pause)
+        self._wake.clear()  # before looking at the probes: one ending from now wakes the next
         self._take(
-            self.endpoints.poll(wait), self.endpoint_docs, self.endpoints_prefix, decode_or_none
+            self.endpoints.poll(0), self.endpoint_docs, self.endpoints_prefix, decode_or_none
         )
         self._take(self.sips.poll(0), self.sip_docs, self.sips_prefix, _document)
         if self._dirty:
@@ -166,11 +188,15 @@ class HealthChecker:
                 state.failures = 0 if ok else state.failures + 1
                 self._write(key, state, now, force=now - state.written_at >= self.heartbeat)
             if state.running is None and now >= state.due:
-                state.due = now + state.check.interval
+                state.due = next_due(state.due, state.check.interval, now)
                 timeout = min(state.check.interval * 0.9, 1.0)
                 state.running = self.pool.submit(self.probe, state.check, timeout)
+                state.running.add_done_callback(self._ended)
             elif state.running is None and now - state.written_at >= self.heartbeat:
                 self._write(key, state, now, force=True)  # idle between long intervals
+
+    def _ended(self, _: Future[bool]) -> None:
+        self._wake.set()
 
     def _take(
         self,
@@ -257,4 +283,4 @@ def _result(future: Future[bool]) -> bool:
         return False
 
 
-__all__ = ["HealthChecker", "checks"]
+__all__ = ["HealthChecker", "checks", "next_due"]

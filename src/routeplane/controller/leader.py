@@ -12,7 +12,10 @@ The loop is level-triggered: events only mark service IPs dirty; :meth:`Controll
 re-decides each dirty one with :func:`failover.decide` from the cache, and every
 ``resync_interval`` all of them (staleness is a matter of time, not of events). A move
 re-reads the service IP in its transaction and decides again from the fresh document, so
-one failure moves the address once, however often it is looked at. Moves go through
+one failure moves the address once, however often it is looked at. While the active port
+is failing but not yet past its threshold, the move it would take is rehearsed
+(:meth:`Repo.rehearse`: its reads, no write), so that when the threshold is crossed the
+move is one transaction, whose compares check every rehearsed read. Moves go through
 :meth:`ServiceIPService.move_active`, the same code as a manual move, and are recorded in
 the service IP's ``moves`` with reason ``health`` or ``failback``.
 
@@ -25,13 +28,14 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from routeplane.controller.failover import Decision, HealthReport, decide
 from routeplane.model.errors import LeaseNotFound, StoreError
 from routeplane.model.keys import LEADER_KEY
 from routeplane.services.errors import ApiFault
-from routeplane.services.repo import Change, Outcome, now, prefix
+from routeplane.services.repo import Change, Outcome, Reads, now, prefix
 from routeplane.services.service_ips.service import ServiceIPService
 from routeplane.store import Delete, Event, EventType, KeyValue, Put, Store, absent, value_is
 from routeplane.store.watcher import Follower, Snapshot
@@ -75,6 +79,7 @@ class Controller:
         self._health: dict[str, dict[str, tuple[str, HealthReport]]] = {}  # sip -> key -> report
         self._dirty: set[str] = set()
         self._retry_at: dict[str, float] = {}
+        self._rehearsed: dict[str, Reads] = {}  # sip -> the reads of its coming move
         self._follow_docs = Follower(store, SERVICE_IPS)
         self._follow_health = Follower(store, HEALTH)
         self.lease: int | None = None
@@ -231,36 +236,62 @@ class Controller:
                 self._dirty.add(sip_id)
                 continue
             if decide(doc, self.reports(sip_id), at).target is None:
+                self._rehearse(sip_id, doc, at)
                 continue
             self._move(sip_id, at)
             if not self.is_leader:
                 return
 
-    def _move(self, sip_id: str, at: float) -> None:
-        def use_case() -> Outcome[Decision | None]:
-            leader = self.repo.get_key(LEADER_KEY)
-            if leader is None or leader.value != self._leader_value:
-                raise NotLeader
-            service_ip = self.repo.get("service_ips", sip_id)
-            if service_ip is None:
-                return Outcome(Change(), None)
-            decision = decide(service_ip.value, self.reports(sip_id), at)
-            if decision.target is None:
-                return Outcome(Change(), None)
-            target = self.repo.get("ports", decision.target)
-            if target is None:
-                raise ApiFault("PortNotFound", 404, f"Port {decision.target} could not be found.")
-            change = Change()
-            change.depends_on(leader)  # fencing: only while the key is still ours
-            moved = self.service_ips.move_active(
-                change, service_ip.value, target, decision.reason, primary=False
-            )
-            change.depends_on(service_ip)
-            change.put(service_ip.key, moved)
-            return Outcome(change, decision)
+    def _use_case(
+        self, sip_id: str, at: float, *, failed: str | None = None
+    ) -> Outcome[Decision | None]:
+        """The move, as one transaction's contents; ``failed``: decide as if this port
+        (the active one) had failed (a rehearsal)."""
+        leader = self.repo.get_key(LEADER_KEY)
+        if leader is None or leader.value != self._leader_value:
+            raise NotLeader
+        service_ip = self.repo.get("service_ips", sip_id)
+        if service_ip is None:
+            return Outcome(Change(), None)
+        reports = self.reports(sip_id)
+        if failed is not None:
+            reports[failed] = HealthReport(False, at, 0)
+        decision = decide(service_ip.value, reports, at)
+        if decision.target is None:
+            return Outcome(Change(), None)
+        target = self.repo.get("ports", decision.target)
+        if target is None:
+            raise ApiFault("PortNotFound", 404, f"Port {decision.target} could not be found.")
+        change = Change()
+        change.depends_on(leader)  # fencing: only while the key is still ours
+        moved = self.service_ips.move_active(
+            change, service_ip.value, target, decision.reason, primary=False
+        )
+        change.depends_on(service_ip)
+        change.put(service_ip.key, moved)
+        return Outcome(change, decision)
 
+    def _rehearse(self, sip_id: str, doc: Mapping[str, Any], at: float) -> None:
+        """While the active port fails short of its threshold, read what its move will
+        need (once); forget it when the port recovers."""
+        active = str(doc.get("active_port_id"))
+        report = self.reports(sip_id).get(active)
+        if report is None or report.consecutive_failures == 0:
+            self._rehearsed.pop(sip_id, None)
+            return
+        if sip_id in self._rehearsed:
+            return
         try:
-            done = self.repo.run(use_case)
+            rehearse = partial(self._use_case, sip_id, at, failed=active)
+            self._rehearsed[sip_id] = self.repo.rehearse(rehearse)
+        except (NotLeader, ApiFault) as exc:  # the real move will meet it, and say so
+            LOG.debug("service IP %s: no rehearsal: %r", sip_id, exc)
+
+    def _move(self, sip_id: str, at: float) -> None:
+        use_case = partial(self._use_case, sip_id, at)
+        reads = self._rehearsed.pop(sip_id, None)
+        try:
+            done = self.repo.run(use_case, reads)
         except NotLeader:
             self._lose("the leader key is not ours any more")
             return

@@ -56,6 +56,7 @@ def new_mac() -> str:
 
 
 _Read = tuple[str, JSONValue, int]  # a key-value as read: key, value, mod_revision
+Reads = dict[str | tuple[str, str], list[_Read]]  # an attempt's reads, by key or range
 
 
 @dataclass
@@ -187,16 +188,52 @@ class Repo:
         cache = getattr(self._local, "cache", None)
         return cache
 
-    def run(self, use_case: Callable[[], Outcome[T]]) -> T:
-        """Commit what ``use_case`` decides; on a conflicting write run it again."""
+    def rehearse(self, use_case: Callable[[], Outcome[T]]) -> Reads:
+        """Run ``use_case`` without committing anything: the reads its change compares,
+        to hand to :meth:`run` later (``reads``).
+
+        For a use case known before it is due (the controller's failover, while the
+        active port is failing but not yet past its threshold): when it is due, its
+        reads come from here and committing it is one round trip, its transaction. That
+        transaction compares every one of these reads, so a read gone stale in between
+        only makes it fail and run again from fresh reads, exactly as after a lost race
+        (reads it does not compare are never kept: they are read again).
+        """
+        outer, attempt = self._cache(), self.attempt()
+        seen: Reads = {}
+        try:
+            self._local.attempt, self._local.cache = 0, seen
+            change = use_case().change
+        finally:
+            self._local.attempt, self._local.cache = attempt, outer
+        compared = {c.key for c in change.compares}
+        return {k: reads for k, reads in seen.items() if k in compared}
+
+    def run(self, use_case: Callable[[], Outcome[T]], reads: Reads | None = None) -> T:
+        """Commit what ``use_case`` decides; on a conflicting write run it again.
+
+        ``reads``: what a :meth:`rehearse` of it read. A transaction built on them compares
+        them; a decision to write nothing, or a refusal, made on them is not final (no
+        transaction checked them): the use case then runs again from fresh reads.
+        """
         outer = self._cache()  # a use case run inside another one: its own reads, then back
-        seen: dict[str | tuple[str, str], builtins.list[_Read]] = {}
+        seen: Reads = dict(reads or {})
+        rehearsed = reads is not None
         try:
             for attempt in range(MAX_ATTEMPTS):
                 self._local.attempt = attempt
                 self._local.cache = seen
-                outcome = use_case()
+                try:
+                    outcome = use_case()
+                except ApiFault:
+                    if not rehearsed:
+                        raise
+                    rehearsed, seen = False, {}  # refused on rehearsed reads: read again
+                    continue
                 if not outcome.change.ops:
+                    if rehearsed:  # nothing to do, on rehearsed reads: read again
+                        rehearsed, seen = False, {}
+                        continue
                     return outcome.result
                 for check in self.before_commit:
                     check(outcome.change)
@@ -207,6 +244,7 @@ class Repo:
                 if result.succeeded:
                     return outcome.result
                 seen = _unchanged(outcome.change.compares, compared, result.results)
+                rehearsed = False  # read back by the store as the transaction failed
                 with self._counting:
                     self.conflicts += 1
         finally:
@@ -219,4 +257,16 @@ class Repo:
         )
 
 
-__all__ = ["ROOT", "Change", "Doc", "Outcome", "Repo", "key", "new_id", "new_mac", "now", "prefix"]
+__all__ = [
+    "ROOT",
+    "Change",
+    "Doc",
+    "Outcome",
+    "Reads",
+    "Repo",
+    "key",
+    "new_id",
+    "new_mac",
+    "now",
+    "prefix",
+]
