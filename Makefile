@@ -80,7 +80,7 @@ bench: system-deps venv
 	$(BIN)/python bench/store.py
 	$(BIN)/python bench/api.py
 	$(BIN)/python bench/agent.py --plot bench/out
-	$(BIN)/python bench/scale.py
+	$(BIN)/python bench/scale.py --quick --plot bench/out
 	$(BIN)/python bench/dataplane.py
 	$(BIN)/python bench/convergence.py --plot bench/out
 	$(BIN)/python bench/convergence.py --qemu --plot bench/out

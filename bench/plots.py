@@ -83,6 +83,8 @@ def against_n(
     title: str,
     sizes: Sequence[int],
     panels: Mapping[str, Series],
+    *,
+    xlabel: str = "endpoints on the host (N)",
 ) -> Path:
     """A panel per measure (its y label -> its series), each series a line against N."""
     figure, axes = _panels(len(panels))
@@ -92,7 +94,7 @@ def against_n(
         panel.set_xscale("log")
         panel.set_xticks(list(sizes), [f"{n:,}" for n in sizes])
         panel.minorticks_off()
-        panel.set_xlabel("endpoints on the host (N)")
+        panel.set_xlabel(xlabel)
         panel.set_ylabel(ylabel)
         panel.set_ylim(bottom=0)
         panel.grid(alpha=0.3)

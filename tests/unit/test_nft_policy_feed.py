@@ -25,6 +25,7 @@ from routeplane.agent.policy import Elements, PolicyFeed
 from routeplane.dataplane.nft_delta import blocks, delta
 from routeplane.dataplane.nft_render import classify, endpoint_addresses, render
 from routeplane.model.endpoint import EndpointRecord, NatPair, encode
+from routeplane.model.jsontypes import JSONValue
 from routeplane.model.members import record_entries
 from routeplane.store import Delete, Op, Put, Store
 from routeplane.store.sqlite import SqliteStore
@@ -71,10 +72,9 @@ class World:
         self.groups: dict[str, dict[str, Any]] = {}
         self.hosts: dict[str, dict[str, Any]] = {}
         self.changed: set[str] = set()  # local ports changed since the last round
-        self.written = {
-            "groups": 0,
-            "hosts": 0,
-        }  # the last revision written under each (group: index)
+        # the last revision written under each: "hosts", a group's index (its id), a
+        # group's document ("doc:" + its id)
+        self.written: dict[str, int] = {"hosts": 0}
 
     def write(self, what: str, key: str, value: Mapping[str, Any] | None) -> None:
         folder = {"endpoints": "endpoints", "hosts": "hosts"}.get(what, "security_groups")
@@ -90,7 +90,8 @@ class World:
             ops += [Put(k, v) for k, v in after.items() if before.get(k) != v]
             touched = {k.split("/")[-2] for k in {*before, *after}}
         revision = self.store.txn((), ops).revision
-        for name in touched if what == "endpoints" else {"hosts" if what == "hosts" else "groups"}:
+        names = {"hosts" if what == "hosts" else f"doc:{key}"} if what != "endpoints" else touched
+        for name in names:
             self.written[name] = revision
 
     def endpoint(self, port: str) -> EndpointRecord:
@@ -145,9 +146,9 @@ class World:
     def caught_up(self, feed: PolicyFeed) -> bool:
         """Has the feed read the groups and the index of every group it follows?"""
         followers = {
-            "groups": feed.groups_follower,
             "hosts": feed.hosts_follower,
             **feed.members.followers,
+            **{f"doc:{g}": f for g, f in feed.docs.followers.items()},
         }
         return all(f.revision >= self.written.get(name, 0) for name, f in followers.items())
 
@@ -303,6 +304,42 @@ def test_a_resync_with_the_same_records_changes_nothing(store: Store) -> None:
             'delete element inet routeplane sources4 { "tapa" . 10.0.0.1 }\n'
             'add element inet routeplane sources4 { "tapa" . 10.0.0.2 }\n'
         )
+    finally:
+        feed.close()
+
+
+def test_only_the_groups_of_this_hosts_endpoints_are_read_and_a_rule_change_elsewhere_is_not(
+    store: Store,
+) -> None:
+    for group in ("web", "db"):
+        doc = {"id": group, "security_group_rules": [_rule("ingress", protocol="tcp")]}
+        store.put(f"{ROOT}security_groups/{group}", cast(JSONValue, doc))
+    record: EndpointRecord = {
+        "interface": "tapa",
+        "fixed_ips": ["10.0.0.1"],
+        "security_groups": ["web"],
+    }
+    feed = PolicyFeed(store)
+    try:
+        feed.poll()
+        feed.local({"p0": "tapa"}, lambda tap: [record])
+        assert set(feed.groups) == {"web"}
+        assert "tcp" in feed.script()
+        feed.committed()
+        rule = _rule("ingress", protocol="udp")
+        store.put(f"{ROOT}security_groups/db", {"id": "db", "security_group_rules": [rule]})
+        doc = {"id": "web", "security_group_rules": [rule]}
+        written = store.put(f"{ROOT}security_groups/web", cast(JSONValue, doc))
+        deadline = time.monotonic() + 10
+        while feed.docs.followers["web"].revision < written and time.monotonic() < deadline:
+            time.sleep(0.001)
+            feed.poll()
+        assert set(feed.docs.followers) == {"web"}  # never "db"
+        assert "udp" in feed.script()
+        feed.committed()
+        feed.local({"p0": ""}, lambda tap: [])  # the endpoint left: so did the group
+        assert feed.groups == {}
+        assert feed.docs.followers == {}
     finally:
         feed.close()
 

@@ -19,6 +19,7 @@ host's endpoint records.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from routeplane.model.errors import StoreError
 from routeplane.model.keys import members_prefix
@@ -28,6 +29,7 @@ from routeplane.store.watcher import Bell, Follower, Snapshot
 
 # port id -> its addresses (None: no longer a member)
 Members = dict[str, list[str] | None]
+News = TypeVar("News")
 
 
 @dataclass(frozen=True)
@@ -40,24 +42,31 @@ class GroupNews:
     whole: bool
 
 
-class GroupMembers:
-    """One follower per group the host's policy names."""
+class ByGroup(Generic[News]):
+    """One follower per group, opened and closed as the host's policy names the group;
+    a subclass says what to follow of a group and what its reads mean."""
 
     def __init__(self, store: Store, bell: Bell | None = None) -> None:
         self.store = store
         self.bell = bell
         self.followers: dict[str, Follower] = {}
 
-    def follow(self, group_id: str) -> GroupNews | None:
-        """Start following a group; its members at once when the store answers (else
-        they come with the next :meth:`poll`, which raises what the store raises)."""
+    def prefix_of(self, group_id: str) -> str:
+        raise NotImplementedError
+
+    def news(self, group_id: str, read: Snapshot | list[Event]) -> News | None:
+        raise NotImplementedError
+
+    def follow(self, group_id: str) -> News | None:
+        """Start following a group; its state at once when the store answers (else it
+        comes with the next :meth:`poll`, which raises what the store raises)."""
         if group_id in self.followers:
             return None
         follower = self.followers[group_id] = Follower(
-            self.store, members_prefix(group_id), self.bell
+            self.store, self.prefix_of(group_id), self.bell
         )
         try:
-            return _news(group_id, follower.poll(0))
+            return self.news(group_id, follower.poll(0))
         except StoreError:
             return None
 
@@ -66,11 +75,11 @@ class GroupMembers:
         if follower is not None:
             follower.close()
 
-    def poll(self) -> list[GroupNews]:
+    def poll(self) -> list[News]:
         """Every followed group's news since the last poll, without waiting."""
         found = []
         for group_id, follower in list(self.followers.items()):
-            news = _news(group_id, follower.poll(0))
+            news = self.news(group_id, follower.poll(0))
             if news is not None:
                 found.append(news)
         return found
@@ -78,6 +87,16 @@ class GroupMembers:
     def close(self) -> None:
         for group_id in list(self.followers):
             self.drop(group_id)
+
+
+class GroupMembers(ByGroup[GroupNews]):
+    """One follower per group whose member index the host's policy needs."""
+
+    def prefix_of(self, group_id: str) -> str:
+        return members_prefix(group_id)
+
+    def news(self, group_id: str, read: Snapshot | list[Event]) -> GroupNews | None:
+        return _news(group_id, read)
 
 
 def _news(group_id: str, read: Snapshot | list[Event]) -> GroupNews | None:
@@ -94,4 +113,4 @@ def _news(group_id: str, read: Snapshot | list[Event]) -> GroupNews | None:
     return GroupNews(group_id, changed, False)
 
 
-__all__ = ["GroupMembers", "GroupNews", "Members"]
+__all__ = ["ByGroup", "GroupMembers", "GroupNews", "Members"]

@@ -2,9 +2,10 @@
 a time.
 
 Security groups are global, and a rule with ``remote_group_id`` admits the addresses of
-every port in that group on every host, so this follows all security groups and the
-member index (``model/members.py``) of each group a rule of this host's profiles names
-(``agent/members.py``) — not every host's endpoint records. The agent tells it which of
+every port in that group on every host, so this follows the documents of the groups this
+host's endpoints are in (``agent/group_docs.py``) and the member index
+(``model/members.py``) of each group a rule of this host's profiles names
+(``agent/members.py``) — not every group, nor every host's endpoint records. The agent tells it which of
 its own taps changed (``local``); from those and from what it follows it keeps the table
 it wants — the blocks (declarations, chain rules) and, for each set and map, how many
 contributions hold each element — and notes what changed since the table was last
@@ -14,7 +15,8 @@ programmed:
   and ``tap_elements``) and, if its groups changed, takes or releases the chains of its
   group combination (shared by all taps with it: a "profile");
 - a member index entry changes only that port's addresses in that group's member sets;
-- a security group's change re-renders only the profiles that include it; a remote group
+- a security group's change re-renders only the profiles that include it (its document is
+  followed while some profile does, and read as it is first included); a remote group
   gets its member sets, and its index is followed, while some profile's rule names it
   (its members are read as it is first named, so the set is complete when it appears);
 - a host record's change (``hosts/``: every host's fabric addresses, a few dozen to a few
@@ -36,6 +38,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from routeplane.agent.group_docs import GroupDoc, GroupDocs
 from routeplane.agent.members import GroupMembers, GroupNews
 from routeplane.dataplane.nft_delta import Update, changes, script
 from routeplane.dataplane.nft_render import (
@@ -54,11 +57,10 @@ from routeplane.dataplane.nft_render import (
     tap_policy,
 )
 from routeplane.model.endpoint import EndpointRecord
-from routeplane.model.keys import HOSTS, SECURITY_GROUPS, prefix
+from routeplane.model.keys import HOSTS, prefix
 from routeplane.store import Event, EventType, Store
 from routeplane.store.watcher import Bell, Follower, Snapshot
 
-GROUPS = prefix(SECURITY_GROUPS)
 HOST_RECORDS = prefix(HOSTS)
 FABRIC_FIELDS = ("bgp_address", "bgp_address6")  # a host record's fabric addresses
 VERSIONS = (4, 6)
@@ -167,11 +169,11 @@ class PolicyFeed:
     def __init__(self, store: Store, bell: Bell | None = None) -> None:
         # ``bell``: rung when a group or a followed member index changes (the agent's
         # loop waits on it beside its own endpoints)
-        self.groups_follower = Follower(store, GROUPS, bell)
+        self.docs = GroupDocs(store, bell)
         self.members = GroupMembers(store, bell)
         self.hosts_follower = Follower(store, HOST_RECORDS, bell)
         self.fabric: dict[str, dict[Key, frozenset[str]]] = {}  # host -> its elements
-        self.groups: dict[str, dict[str, Any]] = {}
+        self.groups: dict[str, dict[str, Any]] = {}  # the followed groups' documents
         self.want = _Wanted()
         self.port_taps: dict[str, str] = {}  # this host's port id -> its tap
         self.applied: dict[Key, str] | None = None  # blocks last programmed; None: unknown
@@ -180,33 +182,23 @@ class PolicyFeed:
     # taking in changes -----------------------------------------------------------------
     def poll(self) -> None:
         """Take in whatever changed, without waiting (raises ``StoreError``)."""
-        self._take_groups(self.groups_follower.poll(0))
+        for doc in self.docs.poll():
+            self._take_doc(doc)
         self._take_hosts(self.hosts_follower.poll(0))
         for news in self.members.poll():
             self._take_members(news)
 
-    def _take_groups(self, news: Snapshot | list[Event]) -> None:
-        prefix = GROUPS
-        if isinstance(news, Snapshot):
-            fresh = {
-                k[len(prefix) :]: kv.value
-                for k, kv in news.items.items()
-                if isinstance(kv.value, dict)
-            }
-            touched = {g for g in {*self.groups, *fresh} if self.groups.get(g) != fresh.get(g)}
-            self.groups = fresh
+    def _take_doc(self, news: GroupDoc) -> None:
+        """A followed group's document is now ``news.doc``: its profiles again."""
+        group_id = news.group_id
+        if self.groups.get(group_id) == news.doc:
+            return
+        if news.doc is None:
+            self.groups.pop(group_id, None)
         else:
-            touched = set()
-            for event in news:
-                group_id = event.key[len(prefix) :]
-                touched.add(group_id)
-                if event.type is EventType.PUT and isinstance(event.value, dict):
-                    self.groups[group_id] = event.value
-                else:
-                    self.groups.pop(group_id, None)
-        for group_id in touched:
-            for profile in self.want.by_group.get(group_id, set()).copy():
-                self._render_profile(profile)
+            self.groups[group_id] = news.doc
+        for profile in self.want.by_group.get(group_id, set()).copy():
+            self._render_profile(profile)
 
     def _take_hosts(self, news: Snapshot | list[Event]) -> None:
         if isinstance(news, Snapshot):
@@ -320,6 +312,8 @@ class PolicyFeed:
         if profile is None:
             profile = want.profiles[groups] = _Profile(0, {}, frozenset())
             for group_id in groups:
+                if group_id not in want.by_group:  # its rules, before they are rendered
+                    self._follow_doc(group_id)
                 want.by_group.setdefault(group_id, set()).add(groups)
             self._render_profile(groups)
         profile.users += delta
@@ -334,6 +328,15 @@ class PolicyFeed:
             users.discard(groups)
             if not users:
                 del want.by_group[group_id]
+                self.docs.drop(group_id)
+                self.groups.pop(group_id, None)
+
+    def _follow_doc(self, group_id: str) -> None:
+        """A profile includes the group: follow its document, read at once if the store
+        answers (else with the next poll, which renders the profile again)."""
+        news = self.docs.follow(group_id)
+        if news is not None and news.doc is not None:
+            self.groups[group_id] = news.doc
 
     def _render_profile(self, groups: tuple[str, ...]) -> None:
         profile = self.want.profiles[groups]
@@ -403,7 +406,7 @@ class PolicyFeed:
 
     def close(self) -> None:
         self.members.close()
-        self.groups_follower.close()
+        self.docs.close()
         self.hosts_follower.close()
 
 

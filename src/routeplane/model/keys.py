@@ -79,6 +79,11 @@ def members_prefix(group_id: str | None = None) -> str:
     return prefix(SG_MEMBERS) if group_id is None else prefix(SG_MEMBERS, group_id)
 
 
+def security_group_key(group_id: str) -> str:
+    """A security group's document (its rules), as the api writes it."""
+    return key(SECURITY_GROUPS, group_id)
+
+
 def status_key(host: str, port_id: str) -> str:
     return key(STATUS, host, port_id)
 
@@ -171,6 +176,7 @@ __all__ = [
     "nova_told_key",
     "nova_told_prefix",
     "prefix",
+    "security_group_key",
     "split",
     "status_key",
     "status_prefix",
