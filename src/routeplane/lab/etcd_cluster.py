@@ -111,6 +111,10 @@ def command(topology: Topology, member: Node) -> list[str]:
         "stderr",
         "--log-level",
         "warn",
+        # a quiet watch hears from etcd every 5 s, well inside the client's 30-s silence
+        # limit (etcd's default is 10 minutes: every idle watch would reconnect each 30 s)
+        "--experimental-watch-progress-notify-interval",
+        "5s",
     ]
 
 
