@@ -1,8 +1,8 @@
 """Agent benchmark: cold start for N endpoints, and the latency of one change, at each N.
 
 Run with ``make bench`` (as root). A host namespace with N taps (veth pairs whose VM ends
-sit in a second namespace), N endpoint records of two addresses each (and their
-security-group member index entries, as the api writes them) written to an embedded store, all in security group ``default`` with Neutron's default rules (ingress
+sit in a second namespace), N endpoint records of two addresses each (current records
+and their security-group member index entries, as the api writes them) written to an embedded store, all in security group ``default`` with Neutron's default rules (ingress
 from the group's own members — a remote-group set of 2·N addresses — and egress to
 anywhere), then ``routeplane agent --netns`` started as its own process, with its
 nftables policy on:
@@ -45,7 +45,7 @@ from pathlib import Path
 
 from dataplane import make_taps, wait_idle  # bench/dataplane.py
 from routeplane.lab import netns
-from routeplane.model.endpoint import decode
+from routeplane.model.endpoint import decode, encode
 from routeplane.model.jsontypes import JSONObject, JSONValue
 from routeplane.model.members import record_entries
 from routeplane.store import Op, Put
@@ -86,11 +86,12 @@ def record(i: int, tap: str, extra: int = 0) -> JSONObject:
     fixed: list[JSONValue] = [f"10.{20 + i // 65536}.{i // 256 % 256}.{i % 256}", f"fd00::{i:x}"]
     if extra:
         fixed.append(f"10.99.{extra // 256 % 256}.{extra % 256}")
-    return {
+    written: JSONObject = {
         "port_id": f"port{i:06d}", "interface": tap, "mac_address": f"fa:16:3e:00:{i >> 8 & 255:02x}:{i & 255:02x}",
         "admin_state_up": True, "fixed_ips": fixed, "allowed_addresses": [], "floating_ips": [],
         "security_groups": ["default"], "port_revision": 1 + extra,
     }  # fmt: skip
+    return encode(decode(written))  # a current record (every field, ``version``), as the api writes
 
 
 def with_index(i: int, value: JSONObject) -> list[Op]:

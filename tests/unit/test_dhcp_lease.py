@@ -16,7 +16,7 @@ from routeplane.agent.tap_service import Leases
 from routeplane.dataplane import dhcp_packet as wire
 from routeplane.model.endpoint import Addressing, EndpointRecord, encode
 from routeplane.services.core.endpoints import RecordInputs, endpoint_record
-from routeplane.store import KeyValue
+from routeplane.store import Event, EventType, KeyValue
 from routeplane.store.watcher import Snapshot
 
 pytestmark = pytest.mark.unit
@@ -164,3 +164,34 @@ def test_the_table_follows_the_tap_of_each_record() -> None:
     kv = KeyValue(prefix + PORT["id"], encode(record()), 5, 5, 1)
     leases.take(Snapshot({kv.key: kv}, 5), prefix)
     assert [r["port_id"] for r in leases.on_tap("tap9a7e0868-da")] == [PORT["id"]]
+
+
+def test_a_change_moves_only_its_record_between_taps_and_a_delete_empties_the_tap() -> None:
+    leases = Leases()
+    prefix = "/routeplane/v1/endpoints/node1/"
+    first, other = PORT["id"], "77aa0000-0000-4000-8000-000000000000"
+    tap, other_tap = "tap9a7e0868-da", "tap77aa0000-00"
+    snapshot = {
+        prefix + port: KeyValue(prefix + port, encode(record(id=port)), 5, 5, 1)
+        for port in (first, other)
+    }
+    leases.take(Snapshot(snapshot, 5), prefix)
+    assert leases.tap_names() == [tap, other_tap]
+
+    def event(port: str, value: EndpointRecord | None, revision: int) -> Event:
+        kind = EventType.DELETE if value is None else EventType.PUT
+        return Event(kind, prefix + port, None if value is None else encode(value), revision, 5, 2)
+
+    renamed = record(id=other, name="renamed")
+    leases.take([event(other, renamed, 6)], prefix)  # the same tap: changed in place
+    assert leases.on_tap(other_tap) == [renamed]
+    moved = record(id=other)
+    moved["interface"] = tap
+    leases.take([event(other, moved, 7)], prefix)  # onto the first port's tap
+    assert [r["port_id"] for r in leases.on_tap(tap)] == [first, other]
+    assert leases.on_tap(other_tap) == []
+    assert leases.tap_names() == [tap]
+    leases.take([event(first, None, 8), event(other, None, 8)], prefix)
+    assert leases.on_tap(tap) == []
+    assert leases.tap_names() == []
+    assert leases.taps() == 0

@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable, Mapping, Set
 
 from routeplane.agent.arrivals import Arrivals
 from routeplane.agent.claims import Claims
-from routeplane.agent.desired import endpoint_state, merged
+from routeplane.agent.desired import RoutedAddresses, endpoint_state, merged
 from routeplane.agent.drains import Drains
 from routeplane.agent.endpoint_cache import EndpointCache
 from routeplane.agent.mirror import Mirror
@@ -89,9 +89,11 @@ class ApplyRound:
         retry: set[str] = set()
         cache = self.cache
         others: set[str] = set()
+        routed = RoutedAddresses(cache.endpoints)  # each endpoint's, once a round
         for port_id in ids:
             cache.note_tap(port_id)
-            others |= self.claims.note(port_id, cache.endpoints.get(port_id))
+            record = cache.endpoints.get(port_id)
+            others |= self.claims.note(port_id, record, None if record is None else routed[port_id])
         ids |= others
         taps = {cache.taps[i] for i in ids if i in cache.taps}
         ids |= cache.sharing(taps)
@@ -102,12 +104,12 @@ class ApplyRound:
         self.arrivals.note({i: cache.endpoints.get(i) for i in ids})
         arrived = self.arrivals.arrived
         states = {
-            i: endpoint_state(cache.endpoints[i], contested, arrived=i in arrived)
+            i: endpoint_state(cache.endpoints[i], contested, arrived=i in arrived, routed=routed[i])
             for i in ids
             if i in cache.endpoints
         }
         wall = self.wall_clock()
-        self.drains.note({i: cache.endpoints.get(i) for i in ids}, wall, self.next_hop)
+        self.drains.note({i: cache.endpoints.get(i) for i in ids}, wall, self.next_hop, routed)
         # planned as if the policy takes (it nearly always does); if it is refused, planned
         # again with only what the table already covers: fail closed
         plan = self._plan(states, None, taps, full=full, sweep=sweep, wall=wall)

@@ -15,6 +15,7 @@ What this module must not do: talk to the kernel or the store; it only keeps an 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from routeplane.agent.desired import claimed
 from routeplane.model.endpoint import EndpointRecord
@@ -30,11 +31,14 @@ class Claims:
         self.by_port: dict[str, tuple[str, ...]] = {}  # port id -> addresses it claims
         self.contested: set[str] = set()
 
-    def note(self, port_id: str, record: EndpointRecord | None) -> set[str]:
-        """Port ``port_id``'s endpoint record is now ``record`` (None: gone). The other
-        ports whose routes change with it."""
+    def note(
+        self, port_id: str, record: EndpointRecord | None, routed: Sequence[str] | None = None
+    ) -> set[str]:
+        """Port ``port_id``'s endpoint record is now ``record`` (None: gone; ``routed``:
+        its routed addresses, when the caller has them). The other ports whose routes
+        change with it."""
         before = self.by_port.pop(port_id, ())
-        after = tuple(claimed(record)) if record is not None else ()
+        after = tuple(claimed(record, routed)) if record is not None else ()
         project = str(record.get("project_id", "")) if record is not None else ""
         if after:
             self.by_port[port_id] = after

@@ -43,7 +43,7 @@ connections are flushed when its route leaves the tap.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container, Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from routeplane.dataplane.addresses import plain_address, single_address, version_of
@@ -70,6 +70,19 @@ def routed_addresses(endpoint: EndpointRecord) -> list[str]:
     return list(dict.fromkeys(a for a in parsed if a is not None))  # in order, once each
 
 
+class RoutedAddresses(dict[str, list[str]]):
+    """Each endpoint's :func:`routed_addresses`, worked out when first asked for: an apply
+    round needs them three times per endpoint (claims, drains, desired state)."""
+
+    def __init__(self, endpoints: Mapping[str, EndpointRecord]) -> None:
+        super().__init__()
+        self.endpoints = endpoints
+
+    def __missing__(self, port_id: str) -> list[str]:
+        found = self[port_id] = routed_addresses(self.endpoints[port_id])
+        return found
+
+
 def proxied_gateways(endpoint: EndpointRecord, own: Iterable[str] | None = None) -> list[str]:
     """The IPv6 gateways the host answers for on this endpoint's tap, canonical (``own``:
     the endpoint's routed addresses, when the caller has them already)."""
@@ -90,9 +103,12 @@ def preferred_addresses(endpoint: EndpointRecord) -> set[str]:
     return {a for a in map(plain_address, endpoint.get("preferred") or ()) if a is not None}
 
 
-def claimed(endpoint: EndpointRecord) -> list[str]:
-    """The addresses this endpoint asks to be routed to it (none while it is down)."""
-    return routed_addresses(endpoint) if endpoint.get("admin_state_up", True) else []
+def claimed(endpoint: EndpointRecord, routed: Sequence[str] | None = None) -> Sequence[str]:
+    """The addresses this endpoint asks to be routed to it (none while it is down;
+    ``routed``: its routed addresses, when the caller has them already)."""
+    if not endpoint.get("admin_state_up", True):
+        return []
+    return routed_addresses(endpoint) if routed is None else routed
 
 
 def contested(endpoints: Iterable[EndpointRecord]) -> frozenset[str]:
@@ -113,18 +129,22 @@ def awaits_arrival(endpoint: EndpointRecord) -> bool:
 
 
 def endpoint_state(
-    endpoint: EndpointRecord, refused: Container[str] = (), *, arrived: bool = False
+    endpoint: EndpointRecord,
+    refused: Container[str] = (),
+    *,
+    arrived: bool = False,
+    routed: Sequence[str] | None = None,
 ) -> HostState:
     """What one endpoint asks of the kernel, without the ``refused`` (contested)
     addresses; ``arrived``: a migration target's VM was seen on its tap (ignored for
-    other records)."""
+    other records); ``routed``: its routed addresses, when the caller has them."""
     if not endpoint.get("admin_state_up", True):
         return HostState()
     tap = str(endpoint["interface"])
     mac = str(endpoint.get("mac_address", "")).lower()
     target = bool(endpoint.get("migration_target"))
     preferred = preferred_addresses(endpoint) if endpoint.get("preferred") else ()
-    addresses = routed_addresses(endpoint)
+    addresses = routed_addresses(endpoint) if routed is None else routed
     routes = frozenset(
         Route(address, tap, PREFERRED_METRIC if target or address in preferred else ROUTE_METRIC)
         for address in addresses
@@ -215,6 +235,7 @@ def drains(
 __all__ = [
     "DRAIN_TIME",
     "Drain",
+    "RoutedAddresses",
     "awaits_arrival",
     "claimed",
     "contested",

@@ -17,7 +17,7 @@ The decision for one record is the pure ``desired.drains``; nothing here does I/
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from routeplane.agent.desired import DRAIN_TIME, Drain, drains, routed_addresses
 from routeplane.dataplane.model import HostState, Route
@@ -39,9 +39,11 @@ class Drains:
         records: Mapping[str, EndpointRecord | None],
         now: float,
         next_hop: Callable[[str, int], str],
+        routed: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
-        """Take in the current records of these ports (None: gone). A gone record's
-        drains run their course: the address is another port's already."""
+        """Take in the current records of these ports (None: gone; ``routed``: their
+        routed addresses, when the caller has them). A gone record's drains run their
+        course: the address is another port's already."""
         for port_id, record in records.items():
             if (
                 record is not None
@@ -53,7 +55,10 @@ class Drains:
                 self._noted.pop(port_id, None)
             else:
                 self._noted[port_id] = record
-            held = set() if record is None else set(routed_addresses(record))
+            if record is None:
+                held = set()
+            else:
+                held = set(routed_addresses(record) if routed is None else routed[port_id])
             for address in self._routes.pop(port_id, set()) - held:
                 holders = self._holders.get(address, set())
                 holders.discard(port_id)

@@ -76,8 +76,9 @@ class RouterAdverts(TapService[AdvertSocket]):
     def tick(self) -> None:
         """Advertise on every tap that is due (new ones at once), forget gone taps."""
         now = self.clock()
-        taps = self.leases.by_tap()
-        for gone in [t for t in self._sent if t not in taps]:
+        taps = self.leases.tap_names()
+        present = set(taps)
+        for gone in [t for t in self._sent if t not in present]:
             del self._sent[gone]
         for tap in taps:
             if now - self._sent.get(tap, -INTERVAL) >= INTERVAL:

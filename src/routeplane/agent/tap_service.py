@@ -44,7 +44,11 @@ Loop = tuple[Callable[[], None], str, type[Exception]]  # (step, what fails, its
 
 
 class Leases:
-    """The host's endpoint records by tap, as the follower last saw them."""
+    """The host's endpoint records by tap, as the follower last saw them.
+
+    A snapshot indexes every record; a change moves only the records it names (a
+    host's thousands of endpoints are not indexed again for one port's change, in each
+    of the services holding a table)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -59,36 +63,40 @@ class Leases:
                 for k, kv in news.items.items()
                 if (r := decode_or_none(kv.value)) is not None
             }
+            by_tap: dict[str, dict[str, EndpointRecord]] = {}
+            for port_id, record in records.items():
+                by_tap.setdefault(record.get("interface", ""), {})[port_id] = record
             with self._lock:
-                self._records = records
-                self._index()
+                self._records, self._by_tap = records, by_tap
                 self.ready = True
             return
         with self._lock:
             for event in news:
                 port_id = event.key[len(prefix) :]
                 put = event.type is EventType.PUT
-                record = decode_or_none(event.value) if put else None
-                if record is None:
-                    self._records.pop(port_id, None)
-                else:
-                    self._records[port_id] = record
-            if news:
-                self._index()
+                self._move(port_id, decode_or_none(event.value) if put else None)
 
-    def _index(self) -> None:
-        by_tap: dict[str, dict[str, EndpointRecord]] = {}
-        for port_id, record in self._records.items():
-            by_tap.setdefault(record.get("interface", ""), {})[port_id] = record
-        self._by_tap = by_tap
+    def _move(self, port_id: str, record: EndpointRecord | None) -> None:
+        """Port ``port_id``'s record is now ``record`` (None: gone), in both tables."""
+        old = self._records.pop(port_id, None) if record is None else self._records.get(port_id)
+        if old is not None:
+            tap = old.get("interface", "")
+            if record is None or record.get("interface", "") != tap:
+                on_tap = self._by_tap[tap]
+                del on_tap[port_id]
+                if not on_tap:
+                    del self._by_tap[tap]
+        if record is not None:
+            self._records[port_id] = record
+            self._by_tap.setdefault(record.get("interface", ""), {})[port_id] = record
 
     def taps(self) -> int:
         return len(self._by_tap)
 
-    def by_tap(self) -> dict[str, list[EndpointRecord]]:
-        """Every tap's records, as one consistent copy."""
+    def tap_names(self) -> list[str]:
+        """Every tap with a record, as one consistent copy."""
         with self._lock:
-            return {tap: list(records.values()) for tap, records in self._by_tap.items()}
+            return list(self._by_tap)
 
     def on_tap(self, tap: str) -> list[EndpointRecord]:
         with self._lock:

@@ -24,6 +24,7 @@ from routeplane.agent.policy import PolicyTable
 from routeplane.agent.settings import AgentSettings
 from routeplane.bgp.bird import Bird
 from routeplane.cli import daemon
+from routeplane.cli.coldstart_gc import ColdStartGc
 from routeplane.dataplane.model import METADATA_ADDRESS6
 from routeplane.dataplane.nft_render import METADATA_ADDRESS
 from routeplane.model.errors import DataplaneError
@@ -206,6 +207,8 @@ def _run(args: argparse.Namespace) -> int:
 
     proxy = None if args.no_metadata else _nova_proxy(args)
     stop = daemon.start(f"agent[{args.host}]", args.verbose)
+    collector = ColdStartGc()  # off until the dataplane is programmed (cli/coldstart_gc.py)
+    collector.pause()
     _raise_file_limit()
     settings = AgentSettings(
         host=args.host,
@@ -232,6 +235,7 @@ def _run(args: argparse.Namespace) -> int:
         run beside the loop (a slow probe or a VM's long poll never holds up routing), but
         start only now, so that their reading of every endpoint does not compete with
         the loop's during a cold start."""
+        collector.resume()
         health.start()
         service = _metadata(args, store, agent, proxy)
         if service is not None:
