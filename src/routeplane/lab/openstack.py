@@ -61,10 +61,6 @@ class OpenStack:
     password: str  # the admin's and the service users'
     image_id: str
 
-    @property
-    def keystone_url(self) -> str:
-        return self.layout.auth_url
-
 
 def layout_of(topology: Topology, api_port: int) -> OpenStackLayout:
     return OpenStackLayout(topology.state_dir / "openstack", require(), api_port)
