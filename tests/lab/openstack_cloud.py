@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shlex
+import socket
 import subprocess
 import sys
 import time
@@ -23,6 +25,7 @@ from typing import Any
 
 from routeplane.lab import netns
 from routeplane.lab.openstack import NOVA_API
+from routeplane.lab.openstack_conf import OFFSETS
 from routeplane.lab.waiting import wait_until
 from routeplane.store import open_store
 
@@ -100,6 +103,30 @@ class Cloud:
         return [k for k in self.store_items() if port_id in k]
 
 
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def lab_port() -> int:
+    """An api port for ``lab up --openstack`` whose whole block (the api, then Keystone,
+    Placement, Nova, RabbitMQ at fixed offsets) is free and below the kernel's ephemeral
+    range: a port from that range may be taken as the source port of any outgoing
+    connection on a busy machine between now and the service's bind (seen: Placement's
+    "Address already in use")."""
+    first = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    span = max(OFFSETS.values()) + 1
+    for _ in range(200):
+        port = random.randrange(20000, first - span)
+        if all(_free(port + offset) for offset in range(span)):
+            return port
+    raise AssertionError("no free block of loopback ports below the ephemeral range")
+
+
 def wait_for(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
     assert wait_until(check, timeout, 0.2), f"timed out after {timeout}s waiting for {what}"
 
@@ -117,4 +144,4 @@ def lab_env(name: str) -> dict[str, str]:
     return env
 
 
-__all__ = ["Cloud", "lab_env", "wait_for"]
+__all__ = ["Cloud", "lab_env", "lab_port", "wait_for"]

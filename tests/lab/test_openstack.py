@@ -40,7 +40,7 @@ from routeplane.lab.topology import STATE_ROOT
 from routeplane.model.endpoint import interface_name
 from routeplane.model.keys import LEADER_KEY, nova_outbox_prefix
 from routeplane.testing.api import free_port
-from tests.lab.openstack_cloud import Cloud, lab_env, wait_for
+from tests.lab.openstack_cloud import Cloud, lab_env, lab_port, wait_for
 
 pytestmark = [
     pytest.mark.kernel,
@@ -63,7 +63,7 @@ def cloud() -> Iterator[Cloud]:
     try:
         up = subprocess.run(
             [sys.executable, "-m", "routeplane.cli.main", "lab", "up", "--name", name,
-             "--hosts", "2", "--openstack", "--port", str(free_port())],
+             "--hosts", "2", "--openstack", "--port", str(lab_port())],
             capture_output=True, text=True, timeout=600, check=False,
         )  # fmt: skip
         assert up.returncode == 0, up.stdout[-2000:] + up.stderr[-3000:]

@@ -201,6 +201,8 @@ project_name = "{SERVICE_PROJECT}"
 user_domain_name = "Default"
 project_domain_name = "Default"
 region_name = "{REGION}"
+http_connect_timeout = 10  # a lab shares a loaded machine (the api's default: 3 s)
+http_request_max_retries = 2
 """
 
 
