@@ -40,6 +40,18 @@ USERS = {"ana": ("kp1", "member"), "bo": ("kp2", "member"), "rea": ("kp1", "read
 UNAUTHORIZED = ("HTTPUnauthorized", "Authentication required")
 # seconds a short-lived token lives: long enough to be used once under load, short to wait out
 BRIEF_TTL = 8
+# the api's Keystone settings (keystonemiddleware's options; user routeplane is a service)
+TABLE = """
+[keystone_authtoken]
+www_authenticate_uri = "{url}"
+auth_url = "{url}"
+auth_type = "password"
+username = "routeplane"
+password = "{password}"
+project_name = "service"
+user_domain_name = "Default"
+project_domain_name = "Default"
+"""
 
 
 def connect(auth_url: str, user: str, project: str, password: str = PASSWORD) -> Any:
@@ -67,17 +79,7 @@ def keystone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeystoneServe
 def cloud(keystone: KeystoneServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The api behind Keystone: its service user, the users above, the catalog entry."""
     workdir = tmp_path_factory.mktemp("ks-api")
-    table = f"""
-[keystone_authtoken]
-www_authenticate_uri = "{keystone.url}"
-auth_url = "{keystone.url}"
-auth_type = "password"
-username = "routeplane"
-password = "{PASSWORD}"
-project_name = "service"
-user_domain_name = "Default"
-project_domain_name = "Default"
-"""
+    table = TABLE.format(url=keystone.url, password=PASSWORD)
     api = ApiServer(f"sqlite://{workdir / 'store.db'}", workdir=workdir, extra_config=table)
     admin = connect(keystone.url, "admin", "admin", ADMIN_PASSWORD)
     ident = admin.identity
@@ -214,3 +216,26 @@ def test_an_unreachable_keystone_is_503_and_the_api_recovers(
         keystone.start()
     with httpx.Client(base_url=f"{cloud}/v2.0", timeout=60) as http:
         assert http.get("/networks", headers={"X-Auth-Token": fresh}).status_code == 200
+
+
+def test_the_admin_token_beside_keystone_is_accepted_without_asking_keystone(
+    keystone: KeystoneServer, cloud: str, tmp_path: Path
+) -> None:
+    """``admin_token_beside_keystone = true`` (what the lab's OpenStack mode writes): the
+    static admin token works even while Keystone is down (it is never shown to Keystone),
+    and a token Keystone does not vouch for is still 401. Without it (``cloud``), the
+    admin token is refused like any foreign token (above)."""
+    server = ApiServer(
+        f"sqlite://{tmp_path / 'store.db'}",
+        workdir=tmp_path,
+        extra_config=TABLE.format(url=keystone.url, password=PASSWORD),
+        prelude="admin_token_beside_keystone = true\n",
+    )
+    with server, httpx.Client(base_url=f"{server.url}/v2.0", timeout=60) as http:
+        keystone.stop()
+        try:
+            assert http.get("/networks", headers={"X-Auth-Token": "s3cret"}).status_code == 200
+        finally:
+            keystone.start()
+        bad = http.get("/networks", headers={"X-Auth-Token": "gAAAAABnot-a-token"})
+        assert_fault(bad, 401, *UNAUTHORIZED)

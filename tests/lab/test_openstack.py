@@ -8,29 +8,39 @@ accepts), the guest gets its address by DHCP from the host's agent and is routed
 service IP moved from one server to another moves its route on the access node and tells
 Nova (``network-changed`` for both), and ``server delete`` leaves no route on the host,
 no endpoint record and no guest behind.
+
+Then Nova's outage and the controller's failover, with two api processes and two
+controllers: ports change through both apis while nova-api is stopped for 30 s and while
+the controllers' leader is killed, and once Nova is back every event has arrived, none
+twice (Nova's api logs each event it accepts); a leader killed while Nova is up hands
+over without repeating anything.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import shlex
+import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
+from routeplane.lab import lab as lab_ops
 from routeplane.lab import netns, openstack_install
+from routeplane.lab.neutron import Neutron
+from routeplane.lab.openstack import NOVA_API
+from routeplane.lab.service import start_nova_api, start_process, stop_process
 from routeplane.lab.teardown import down
 from routeplane.lab.topology import STATE_ROOT
-from routeplane.lab.waiting import wait_until
 from routeplane.model.endpoint import interface_name
-from routeplane.store import open_store
+from routeplane.model.keys import LEADER_KEY, nova_outbox_prefix
 from routeplane.testing.api import free_port
+from tests.lab.openstack_cloud import Cloud, lab_env, lab_port, wait_for
 
 pytestmark = [
     pytest.mark.kernel,
@@ -38,83 +48,11 @@ pytestmark = [
     pytest.mark.timeout(600),  # the first test's fixture may build the venv (~4 min, once)
 ]
 
-OPENSTACK = str(Path(sys.executable).with_name("openstack"))
 SERVICE_IP = "10.28.0.23"
 FIXED_IP = f"subnet=demo-v4,ip-address={SERVICE_IP}"
 # udhcpc's script: a lease configures eth0, as a cloud image's client would
 BOUND = '#!/bin/sh\n[ "$1" = bound ] && ip addr add "$ip/$mask" dev "$interface"\nexit 0\n'
 BOOT_BUDGET = 60.0  # seconds; the lab's vif_plugging_timeout, after which a boot fails
-
-
-@dataclass
-class Cloud:
-    name: str
-    env: dict[str, str]
-
-    def openstack(self, *args: str, check: bool = True) -> str:
-        done = subprocess.run(
-            [OPENSTACK, *args], env=self.env, capture_output=True, text=True,
-            timeout=120, check=False,
-        )  # fmt: skip
-        if check:
-            assert done.returncode == 0, f"openstack {shlex.join(args)}: {done.stderr[-2000:]}"
-        return done.stdout.strip()
-
-    def boot(self, server: str, host: str) -> tuple[str, float]:
-        """The server's id once ACTIVE, and the seconds ``server create --wait`` took."""
-        started = time.monotonic()
-        out = self.openstack(
-            "server", "create", "--flavor", "m1.lab", "--image", "routeplane-guest",
-            "--network", "demo-net", "--availability-zone", f"nova:{host}", "--wait",
-            "-f", "value", "-c", "id", "-c", "status", server, check=False,
-        )  # fmt: skip
-        took = time.monotonic() - started
-        shown = json.loads(self.openstack("server", "show", server, "-f", "json"))
-        assert shown["status"] == "ACTIVE", (out, shown.get("fault"))
-        return shown["id"], took
-
-    def port_of(self, server: str) -> str:
-        return self.openstack("port", "list", "--server", server, "-f", "value", "-c", "ID")
-
-    def address(self, server: str) -> str:
-        shown = json.loads(self.openstack("server", "show", server, "-f", "json"))
-        return str(next(a for a in shown["addresses"]["demo-net"] if "." in a))
-
-    def nova_events(self) -> str:
-        """What Nova's api logged of the external events it accepted."""
-        log = STATE_ROOT / self.name / "logs" / "os-nova-api.log"
-        return "\n".join(line for line in log.read_text().splitlines() if "Creating event" in line)
-
-    def exec(self, namespace: str, *command: str) -> str:
-        done = subprocess.run(
-            ["ip", "netns", "exec", netns.check(namespace), *command],
-            capture_output=True, text=True, timeout=30, check=False,
-        )  # fmt: skip
-        return done.stdout
-
-    def store_keys(self, port_id: str) -> list[str]:
-        store = open_store(f"sqlite://{STATE_ROOT / self.name / 'store.db'}")  # the lab's
-        try:
-            return [kv.key for kv in store.range("/routeplane/v1/").items if port_id in kv.key]
-        finally:
-            store.close()
-
-
-def wait_for(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    assert wait_until(check, timeout, 0.2), f"timed out after {timeout}s waiting for {what}"
-
-
-def lab_env(name: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
-    shown = subprocess.run(
-        [sys.executable, "-m", "routeplane.cli.main", "lab", "env", "--name", name],
-        capture_output=True, text=True, timeout=30, check=True,
-    ).stdout  # fmt: skip
-    for line in shown.splitlines():
-        if line.startswith("export "):
-            key, _, value = shlex.split(line)[1].partition("=")
-            env[key] = value
-    return env
 
 
 @pytest.fixture(scope="module")
@@ -125,11 +63,11 @@ def cloud() -> Iterator[Cloud]:
     try:
         up = subprocess.run(
             [sys.executable, "-m", "routeplane.cli.main", "lab", "up", "--name", name,
-             "--hosts", "2", "--openstack", "--port", str(free_port())],
+             "--hosts", "2", "--openstack", "--port", str(lab_port())],
             capture_output=True, text=True, timeout=600, check=False,
         )  # fmt: skip
         assert up.returncode == 0, up.stdout[-2000:] + up.stderr[-3000:]
-        yield Cloud(name, lab_env(name))
+        yield Cloud(name, lab_env(name), STATE_ROOT / name)
     finally:
         down(name)
 
@@ -186,3 +124,118 @@ def test_service_ip_moves_between_servers_and_nova_is_told(cloud: Cloud) -> None
 
     cloud.openstack("server", "delete", "--wait", "sa", "sb")
     wait_for(lambda: SERVICE_IP not in cloud.exec(access, "ip", "route"), "the route to go")
+
+
+OUTAGE = 30.0  # seconds nova-api is stopped
+SETTLE = 3.0  # seconds after the last expected event in which a repeat would have come
+BACK_BUDGET = 5.0  # seconds from nova-api answering again to every waiting event arriving
+
+
+@pytest.fixture(scope="module")
+def pair(cloud: Cloud) -> tuple[str, str]:
+    """Two servers, one per host, booted side by side: their ports."""
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(lambda args: cloud.boot(*args), [("fa", "node1"), ("fb", "node2")]))
+    return cloud.port_of("fa"), cloud.port_of("fb")
+
+
+def change_ip(api: Neutron, port_id: str, address: str, *, add: bool) -> None:
+    """Add ``address`` to the port's fixed IPs (in its IPv4 subnet), or remove it."""
+    port = api.request("GET", f"ports/{port_id}")["port"]
+    fixed = [ip for ip in port["fixed_ips"] if ip["ip_address"] != address]
+    if add:
+        subnet = next(ip["subnet_id"] for ip in fixed if "." in ip["ip_address"])
+        fixed.append({"subnet_id": subnet, "ip_address": address})
+    api.request("PUT", f"ports/{port_id}", {"port": {"fixed_ips": fixed}})
+
+
+def leader(cloud: Cloud) -> str | None:
+    """The lab process key of the controller holding the leader key."""
+    value = cloud.store_items(LEADER_KEY).get(LEADER_KEY)
+    holder = value.get("holder") if isinstance(value, dict) else None
+    return None if holder is None else str(holder).removeprefix(f"{cloud.name}-")
+
+
+def queued(cloud: Cloud) -> int:
+    """Entries in the notifier's outbox (one per port change that Nova must hear of)."""
+    return len(cloud.store_items(nova_outbox_prefix()))
+
+
+def second_api(cloud: Cloud) -> Neutron:
+    """A second api process on the lab's store and config, answering."""
+    topology, state = lab_ops.open_lab(cloud.name)
+    port = free_port()
+    start_process(cloud.name, "api-2", topology.api_command(port, free_port()))
+    api = Neutron(f"http://127.0.0.1:{port}", state.admin_token)
+
+    def answers() -> bool:
+        try:
+            api.request("GET", "networks?limit=1")
+        except Exception:
+            return False
+        return True
+
+    wait_for(answers, "the second api")
+    return api
+
+
+def test_events_made_while_nova_is_stopped_arrive_once_across_a_killed_leader(
+    cloud: Cloud, pair: tuple[str, str]
+) -> None:
+    port_a, port_b = pair
+    topology, state = lab_ops.open_lab(cloud.name)
+    api1, api2 = Neutron(state.api_url, state.admin_token), second_api(cloud)
+    standby = topology.controller_command(free_port(), "controller-2")
+    config = ["--config", str(cloud.state_dir / "controller.toml")]
+    start_process(cloud.name, "controller-2", [*standby, *config])
+    since = cloud.nova_api_log.stat().st_size
+
+    assert stop_process(cloud.name, NOVA_API)
+    stopped = time.monotonic()
+    change_ip(api1, port_a, "10.28.0.51", add=True)
+    change_ip(api2, port_b, "10.28.0.52", add=True)
+    wait_for(lambda: queued(cloud) == 2, "both events in the outbox")
+    first = leader(cloud)
+    assert first == "controller"
+    os.kill(state.processes[first].pid, signal.SIGKILL)
+    change_ip(api2, port_a, "10.28.0.51", add=False)  # derived by whoever leads next
+    wait_for(lambda: leader(cloud) == "controller-2", "the standby to lead", 15)
+    change_ip(api1, port_b, "10.28.0.53", add=True)
+    wait_for(lambda: queued(cloud) == 4, "all four events in the outbox")
+    assert not cloud.nova_event_counts(since)
+    time.sleep(max(0.0, OUTAGE - (time.monotonic() - stopped)))
+
+    start_nova_api(cloud.name)
+    back = time.monotonic()
+    expected = Counter({f"network-changed:{port_a}": 2, f"network-changed:{port_b}": 2})
+    wait_for(lambda: cloud.nova_event_counts(since) == expected, "every event", 30)
+    delay = time.monotonic() - back
+    time.sleep(SETTLE)
+    assert cloud.nova_event_counts(since) == expected  # none twice, nothing else re-sent
+    assert queued(cloud) == 0
+    print(f"events arrived {delay:.1f} s after nova-api answered again")
+    assert delay < BACK_BUDGET
+
+    def refreshed() -> bool:  # what a user sees: Nova refreshed the server's addresses
+        shown = cloud.openstack("server", "show", "fb", "-f", "value", "-c", "addresses")
+        return "10.28.0.52" in shown and "10.28.0.53" in shown
+
+    wait_for(refreshed, "fb's addresses in Nova")
+
+
+def test_a_leader_killed_while_nova_is_up_hands_over_without_a_repeat(
+    cloud: Cloud, pair: tuple[str, str]
+) -> None:
+    port_a, _ = pair
+    _, state = lab_ops.open_lab(cloud.name)
+    start_process(cloud.name, "controller", state.processes["controller"].cmdline)
+    _, state = lab_ops.open_lab(cloud.name)  # with the new controller's record
+    current = leader(cloud)
+    assert current is not None
+    since = cloud.nova_api_log.stat().st_size
+    os.kill(state.processes[current].pid, signal.SIGKILL)
+    change_ip(Neutron(state.api_url, state.admin_token), port_a, "10.28.0.54", add=True)
+    expected = Counter({f"network-changed:{port_a}": 1})
+    wait_for(lambda: cloud.nova_event_counts(since) == expected, "the event", 20)
+    time.sleep(SETTLE)
+    assert cloud.nova_event_counts(since) == expected

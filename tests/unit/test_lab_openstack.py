@@ -1,12 +1,16 @@
-"""The lab's OpenStack: pure parts (configuration, image stand-in, Keystone token mapping)."""
+"""The lab's OpenStack: pure parts (configuration, image stand-in, the api's Keystone table)."""
 
 from __future__ import annotations
 
 import re
+import tomllib
 from pathlib import Path
 
-from routeplane.api.keystone_tokens import context_of
+import pytest
+
+from routeplane.cli.main import main
 from routeplane.lab import glance_stub, openstack_conf
+from routeplane.lab.lab import API_CONFIG
 from routeplane.lab.openstack_conf import OpenStackLayout
 
 LAYOUT = OpenStackLayout(Path("/run/routeplane/t/openstack"), Path("/venv"), 19696)
@@ -20,6 +24,7 @@ def test_every_configured_address_is_loopback() -> None:
             openstack_conf.nova_conf(LAYOUT, "pw"),
             openstack_conf.rabbit_conf(LAYOUT),
             openstack_conf.controller_nova_table(LAYOUT, "pw"),
+            openstack_conf.api_config_with_keystone("", LAYOUT, "pw"),
             *openstack_conf.rabbit_env(LAYOUT).values(),
         ]
     )
@@ -48,15 +53,32 @@ def test_the_image_stand_in_serves_one_record_and_nothing_else() -> None:
     assert {"id", "name", "status", "min_disk"} <= set(schema["properties"])
 
 
-def test_a_keystone_token_becomes_its_project_and_roles() -> None:
-    body = {
-        "token": {
-            "project": {"id": "p1"},
-            "user": {"id": "u1"},
-            "roles": [{"name": "member"}, {"name": "load-balancer_member"}],
-        }
-    }
-    ctx = context_of(body)
-    assert ctx is not None
-    assert (ctx.project_id, ctx.user_id, ctx.roles) == ("p1", "u1", frozenset({"member", "reader"}))
-    assert context_of({"token": {"user": {"id": "u1"}, "roles": []}}) is None  # unscoped
+def test_the_lab_api_takes_keystones_tokens_through_keystonemiddleware(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The api config ``lab up --openstack`` writes passes ``routeplane config check``;
+    its ``[keystone_authtoken]`` names the service user and Keystone's loopback URL, and
+    the lab's admin token stays accepted."""
+    base = API_CONFIG.format(token="t", user="admin", password="p")
+    text = openstack_conf.api_config_with_keystone(base, LAYOUT, "pw")
+    config = tomllib.loads(text)
+    assert config["admin_token_beside_keystone"] is True  # the lab's tools use admin_token
+    assert config["users"] == tomllib.loads(base)["users"]
+    table = config["keystone_authtoken"]
+    assert table["auth_url"] == table["www_authenticate_uri"] == LAYOUT.auth_url
+    assert (table["username"], table["project_name"]) == ("neutron", "service")
+    path = tmp_path / "api.toml"
+    path.write_text(text)
+    assert main(["config", "check", str(path)]) == 0
+    assert "ok for routeplane api" in capsys.readouterr().out
+
+
+def test_the_retired_keystone_url_key_is_refused_naming_its_replacement(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "api.toml"
+    path.write_text('keystone_url = "http://127.0.0.1:5000/v3"\nadmin_token = "t"\n')
+    assert main(["config", "check", str(path)]) == 2
+    said = capsys.readouterr().err
+    assert f"{path}: key 'keystone_url': no longer read:" in said
+    assert "[keystone_authtoken] table" in said

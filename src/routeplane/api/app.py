@@ -27,7 +27,6 @@ from routeplane.api import (
     router_actions,
     versions,
 )
-from routeplane.api.keystone_tokens import KeystoneTokens
 from routeplane.api.metrics import ApiMetrics, RequestMetrics
 from routeplane.api.resources import ResourceRoutes, Wiring
 from routeplane.model.errors import StoreError
@@ -78,6 +77,10 @@ async def inline(func: Callable[..., T], *args: Any) -> T:
     return func(*args)
 
 
+def _nobody(_token: str | None) -> Context | None:
+    return None
+
+
 def create_app(
     services: Services,
     identity: Identity,
@@ -86,15 +89,15 @@ def create_app(
     threaded: bool = True,
     metrics: ApiMetrics | None = None,
     keystone: KeystoneAuth | None = None,
-    keystone_tokens: KeystoneTokens | None = None,
+    admin_token_beside_keystone: bool = False,
 ) -> FastAPI:
     """The application. ``threaded``: run service calls in the thread pool, so that slow
     store round trips (etcd) of concurrent requests overlap. ``metrics``: count and time
     the requests (inside the ``.json`` stripping, so ``/v2.0/ports.json`` is the route
     ``/v2.0/ports``). ``keystone``: tokens are Keystone's, validated by keystonemiddleware
-    (``api.keystone``), not the built-in identity's. ``keystone_tokens``: Keystone's
-    tokens are accepted beside the built-in identity's (the lab's OpenStack mode, whose
-    Nova calls with its users' Keystone tokens while the lab uses the admin token)."""
+    (``api.keystone``), not the built-in identity's; ``admin_token_beside_keystone``:
+    its static admin token too (the lab's OpenStack mode: Nova calls with Keystone's
+    tokens while the lab's tools use the admin token)."""
     app = FastAPI(
         title="routeplane",
         version="2.0",
@@ -113,7 +116,12 @@ def create_app(
     if keystone is not None and not noauth:
         from routeplane.api.keystone import KeystoneMiddleware  # noqa: PLC0415
 
-        app.add_middleware(KeystoneMiddleware, auth=keystone, scope_key=KEYSTONE_VERDICT)
+        app.add_middleware(
+            KeystoneMiddleware,
+            auth=keystone,
+            scope_key=KEYSTONE_VERDICT,
+            local=identity.admin_token_context if admin_token_beside_keystone else _nobody,
+        )
 
     def context(request: Request) -> Context:
         token = request.headers.get("x-auth-token")
@@ -129,8 +137,6 @@ def create_app(
                 "admin", frozenset({"admin", "member", "reader"}), "admin"
             )
         ctx = identity.context(token)
-        if ctx is None and keystone_tokens is not None and token:
-            ctx = keystone_tokens.context(token)
         if ctx is None:
             raise ApiFault("HTTPUnauthorized", 401, "Authentication required")
         return ctx

@@ -5,7 +5,10 @@ Configured by the ``[keystone_authtoken]`` table of the api's config file, with
 keystonemiddleware's own option names (``www_authenticate_uri``, ``auth_url``,
 ``auth_type``, ``username``, ``password``, ``project_name``, ``user_domain_name``,
 ``project_domain_name``, ``memcached_servers``, …). Without that table the built-in
-identity (``services.security.identity``) answers instead.
+identity (``services.security.identity``) answers instead; with it, the built-in
+identity's static ``admin_token`` is accepted too only under
+``admin_token_beside_keystone = true``, checked before Keystone is asked (the lab's tools
+use it beside its real Keystone).
 
 keystonemiddleware is a WSGI middleware; here it wraps a WSGI application that does
 nothing, and is called once per request with a WSGI environment holding only the
@@ -22,7 +25,7 @@ costs one round trip to Keystone until it expires from the cache; the call block
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from keystonemiddleware import auth_token
@@ -95,12 +98,20 @@ class KeystoneAuth:
 
 class KeystoneMiddleware:
     """Validates the ``X-Auth-Token`` of every ``/v2.0`` request in a worker thread and
-    leaves the verdict (a context, None, or a fault) in the ASGI scope."""
+    leaves the verdict (a context, None, or a fault) in the ASGI scope. A token ``local``
+    vouches for (the static admin token, when accepted) is never shown to Keystone."""
 
-    def __init__(self, app: ASGIApp, auth: KeystoneAuth, scope_key: str) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        auth: KeystoneAuth,
+        scope_key: str,
+        local: Callable[[str | None], Context | None],
+    ) -> None:
         self.app = app
         self.auth = auth
         self.scope_key = scope_key
+        self.local = local
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope.get("path", "").startswith("/v2.0"):
@@ -108,11 +119,12 @@ class KeystoneMiddleware:
             for name, value in scope.get("headers", []):
                 if name == b"x-auth-token":
                     token = value.decode("latin-1")
-            verdict: Context | ApiFault | None
-            try:
-                verdict = await run_in_threadpool(self.auth.context, token)
-            except ApiFault as fault:
-                verdict = fault
+            verdict: Context | ApiFault | None = self.local(token)
+            if verdict is None:
+                try:
+                    verdict = await run_in_threadpool(self.auth.context, token)
+                except ApiFault as fault:
+                    verdict = fault
             scope = dict(scope)
             scope[self.scope_key] = verdict
         await self.app(scope, receive, send)

@@ -38,7 +38,13 @@ API_KEYS: dict[str, type | tuple[type, ...]] = {
     **IDENTITY_KEYS,
     "default_subnet_pools": list,
     "keystone_authtoken": dict,  # keystonemiddleware's options: Keystone's tokens
-    "keystone_url": str,  # Keystone's tokens beside the built-in ones (the lab's OpenStack)
+}
+# keys an older api read, and what replaced them: a file still naming one is refused
+RETIRED_KEYS = {
+    "keystone_url": "no longer read: Keystone's tokens are validated by keystonemiddleware,"
+    " configured by a [keystone_authtoken] table (www_authenticate_uri, auth_url,"
+    ' auth_type = "password", username, password, project_name, user_domain_name,'
+    " project_domain_name: the service user's credentials)",
 }
 
 
@@ -93,7 +99,6 @@ def _run(args: argparse.Namespace) -> int:
     import uvicorn  # noqa: PLC0415
 
     from routeplane.api.app import create_app  # noqa: PLC0415
-    from routeplane.api.keystone_tokens import KeystoneTokens  # noqa: PLC0415
     from routeplane.api.metrics import ApiMetrics  # noqa: PLC0415
     from routeplane.cli import observe  # noqa: PLC0415
     from routeplane.services.registry import Services  # noqa: PLC0415
@@ -113,8 +118,6 @@ def _run(args: argparse.Namespace) -> int:
             keystone = KeystoneAuth(authtoken)
         # the embedded store answers in microseconds: run it inline, not in threads
         threaded = not store_url.startswith("sqlite:")
-        keystone_url = args.config_values.get("keystone_url")
-        keystone_tokens = KeystoneTokens(str(keystone_url)) if keystone_url else None
         services = Services(store)
         for pool in args.config_values.get("default_subnet_pools", []):
             services.subnetpools.ensure_default(pool["prefixes"], pool.get("default_prefixlen"))
@@ -132,7 +135,7 @@ def _run(args: argparse.Namespace) -> int:
             threaded=threaded,
             metrics=metrics,
             keystone=keystone,
-            keystone_tokens=keystone_tokens,
+            admin_token_beside_keystone=args.admin_token_beside_keystone,
         )
         host, port = args.listen
         logging.basicConfig(
@@ -169,8 +172,15 @@ def add_parser(commands: Any) -> None:
     )
     parser.add_argument("--admin-token", help="a static token that acts as admin")
     parser.add_argument(
+        "--admin-token-beside-keystone",
+        action="store_true",
+        help="with [keystone_authtoken], still accept the static admin token (checked"
+        " before Keystone is asked; a lab's or a bootstrap's tools); otherwise only"
+        " Keystone's tokens are",
+    )
+    parser.add_argument(
         "--noauth",
         action="store_true",
         help="no authentication: every request is admin (development only)",
     )
-    parser.set_defaults(run=_run, config_extra=API_KEYS)
+    parser.set_defaults(run=_run, config_extra=API_KEYS, config_retired=RETIRED_KEYS)

@@ -141,13 +141,17 @@ def validate(
     raw: Mapping[str, object],
     options: Mapping[str, Option],
     extra: Mapping[str, type | tuple[type, ...]] | None = None,
+    retired: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The file's values by key, converted; ``extra`` are keys of the command's own beyond
-    its options (the api's users and projects) with the TOML types they take. An unknown
-    key or a bad value raises ``ConfigError`` naming it."""
-    extra = extra or {}
+    its options (the api's users and projects) with the TOML types they take, ``retired``
+    keys an older version read, each with what replaced it. An unknown or retired key or
+    a bad value raises ``ConfigError`` naming it."""
+    extra, retired = extra or {}, retired or {}
     values: dict[str, Any] = {}
     for key, value in raw.items():
+        if key in retired:
+            raise ConfigError(path, key, retired[key])
         if key in options:
             values[key] = convert(path, options[key], value)
         elif key in extra:
@@ -189,11 +193,12 @@ def settle(
     the file instead, and are checked here."""
     options: dict[str, Option] = args.config_options
     extra: dict[str, type | tuple[type, ...]] = getattr(args, "config_extra", {})
+    retired: dict[str, str] = getattr(args, "config_retired", {})
     path = args.config or str(default_path(args.command))
     if args.config is None and not Path(path).exists():
         values: dict[str, Any] = {}
     else:
-        values = validate(path, load(path), options, extra)
+        values = validate(path, load(path), options, extra, retired)
     command.set_defaults(**{k: v for k, v in values.items() if k in options and k != "store"})
     merged = parser.parse_args(argv)
     for key, option in options.items():

@@ -40,6 +40,7 @@ def _check(args: argparse.Namespace) -> int:
         load(args.file),
         command.get_default("config_options"),
         command.get_default("config_extra"),
+        command.get_default("config_retired"),
     )
     if name == "api":
         from routeplane.cli.api import identity_config  # noqa: PLC0415

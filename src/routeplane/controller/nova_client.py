@@ -37,7 +37,12 @@ class NovaSettings:
     project_domain_name: str = "Default"
     region_name: str | None = None
     endpoint_type: str = "public"  # Neutron's option name: the catalog interface
-    timeout: float = 5.0  # seconds for one request
+    # seconds for one request. A refused connection (Nova stopped) fails at once whatever
+    # this is; a request that times out may still be acted on by Nova, and its retry then
+    # delivers every event in it twice (seen in the lab: a nova-api starting up under load
+    # answered the first request after 7 s, past a 5 s timeout). So it is long: only a
+    # hung Nova reaches it, and the notifier's own thread is all that waits.
+    timeout: float = 30.0
 
     @classmethod
     def from_table(cls, table: Mapping[str, Any]) -> NovaSettings:
@@ -51,7 +56,7 @@ class NovaSettings:
         unknown = sorted(set(table) - known)
         if unknown:
             raise InvalidRequest(f"[nova] does not know {', '.join(unknown)}")
-        timeout = table.get("timeout", 5.0)
+        timeout = table.get("timeout", cls.timeout)
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
             raise InvalidRequest("[nova] timeout takes a positive number of seconds")
         return cls(

@@ -250,7 +250,9 @@ def _build(
     controller = topology.controller_command(recorder.metrics_port("controller"))
     stack = _prepare_openstack(topology, recorder, say) if with_openstack else None
     if stack is not None:
-        api_config = f'keystone_url = "{stack.keystone_url}"\n' + api_config
+        api_config = openstack_conf.api_config_with_keystone(
+            api_config, stack.layout, stack.password
+        )
         controller = [*controller, "--config", str(topology.state_dir / "controller.toml")]
     topology.api_config.write_text(api_config)
     topology.api_config.chmod(0o600)

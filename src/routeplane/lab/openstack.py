@@ -47,6 +47,7 @@ from routeplane.lab.waiting import wait_until
 IMAGE_NAME = "routeplane-guest"
 FLAVOR = {"name": "m1.lab", "ram": 64, "vcpus": 1, "disk": 1}
 START_TIMEOUT = 60.0
+NOVA_API = "os-nova-api"  # its key in the lab's processes
 MANAGE_TIMEOUT = 300.0
 
 Start = Callable[[str, Sequence[str], Mapping[str, str] | None], None]
@@ -59,10 +60,6 @@ class OpenStack:
     layout: OpenStackLayout
     password: str  # the admin's and the service users'
     image_id: str
-
-    @property
-    def keystone_url(self) -> str:
-        return self.layout.auth_url
 
 
 def layout_of(topology: Topology, api_port: int) -> OpenStackLayout:
@@ -256,17 +253,25 @@ def prepare(
     if not wait_until(_listening(layout.port("rabbit")), START_TIMEOUT, 0.2):
         raise LabError(f"RabbitMQ did not listen; see {topology.log('os-rabbitmq')}")
     nova_env = _env(layout, OS_NOVA_CONFIG_DIR=str(d / "nova"))
-    start(
-        "os-nova-api",
-        _wsgi(layout, "nova", "nova.wsgi.osapi_compute:application", "--serial"),
-        nova_env,
-    )
+    start(NOVA_API, *nova_api(layout))
     nova = ["--config-file", str(d / "nova" / "nova.conf")]
     start("os-nova-conductor", _service(layout, "nova-conductor", *nova), nova_env)
     start("os-nova-scheduler", _service(layout, "nova-scheduler", *nova), nova_env)
     _wait(layout.url("placement"), "Placement", topology.log("os-placement"))
-    _wait(layout.compute_url, "nova-api", topology.log("os-nova-api"))
+    _wait(layout.compute_url, "nova-api", topology.log(NOVA_API))
     return stack
+
+
+def nova_api(layout: OpenStackLayout) -> tuple[list[str], dict[str, str]]:
+    """nova-api's command line and environment: :func:`prepare` starts it, and a test
+    that stopped it starts it again the same way (``lab.service.start_nova_api``)."""
+    env = _env(layout, OS_NOVA_CONFIG_DIR=str(layout.directory / "nova"))
+    return _wsgi(layout, "nova", "nova.wsgi.osapi_compute:application", "--serial"), env
+
+
+def nova_api_answers(layout: OpenStackLayout) -> Callable[[], bool]:
+    """Whether nova-api answers HTTP on its port."""
+    return _answers(layout.compute_url)
 
 
 def _hypervisors(admin: KeystoneAdmin, url: str, hosts: int) -> Callable[[], bool]:
@@ -320,4 +325,15 @@ def keystone_env(stack: OpenStack) -> dict[str, str]:
     }
 
 
-__all__ = ["FLAVOR", "IMAGE_NAME", "OpenStack", "keystone_env", "prepare", "start_computes"]
+__all__ = [
+    "FLAVOR",
+    "IMAGE_NAME",
+    "NOVA_API",
+    "OpenStack",
+    "keystone_env",
+    "layout_of",
+    "nova_api",
+    "nova_api_answers",
+    "prepare",
+    "start_computes",
+]

@@ -185,6 +185,27 @@ def rabbit_conf(layout: OpenStackLayout) -> str:
     return f"listeners.tcp.default = 127.0.0.1:{layout.port('rabbit')}\nloopback_users = none\n"
 
 
+def api_config_with_keystone(config: str, layout: OpenStackLayout, password: str) -> str:
+    """The routeplane api's ``config`` (TOML) with Keystone's tokens: keystonemiddleware
+    validates them as the service user ``neutron``, and the lab's static admin token
+    keeps working beside them (every lab tool uses it)."""
+    return f"""admin_token_beside_keystone = true
+{config}
+[keystone_authtoken]
+www_authenticate_uri = "{layout.auth_url}"
+auth_url = "{layout.auth_url}"
+auth_type = "password"
+username = "neutron"
+password = "{password}"
+project_name = "{SERVICE_PROJECT}"
+user_domain_name = "Default"
+project_domain_name = "Default"
+region_name = "{REGION}"
+http_connect_timeout = 10  # a lab shares a loaded machine (the api's default: 3 s)
+http_request_max_retries = 2
+"""
+
+
 def controller_nova_table(layout: OpenStackLayout, password: str) -> str:
     """The routeplane controller's ``[nova]`` table: Nova's external events."""
     return f"""[nova]
@@ -200,6 +221,7 @@ __all__ = [
     "REGION",
     "SERVICE_USERS",
     "OpenStackLayout",
+    "api_config_with_keystone",
     "compute_conf",
     "controller_nova_table",
     "keystone_conf",

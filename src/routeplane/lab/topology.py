@@ -227,13 +227,14 @@ class Topology:
             f"127.0.0.1:{metrics_port}",
         )
 
-    def controller_command(self, metrics_port: int) -> list[str]:
-        """The service-IP failover controller (one is enough in a lab; a short lease so a
-        killed one is replaced quickly when a test starts another)."""
+    def controller_command(self, metrics_port: int, key: str = "controller") -> list[str]:
+        """The service-IP failover controller, named after its process ``key`` (one is
+        enough in a lab; a short lease so a killed one is replaced quickly when a test
+        starts another)."""
         return self.routeplane(
             "controller",
             "--name",
-            f"{self.lab}-controller",
+            f"{self.lab}-{key}",
             "--lease-ttl",
             "2",
             "--metrics-listen",

@@ -24,7 +24,13 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 
-class _ThreadingServer(ThreadingMixIn, WSGIServer):
+class _SerialServer(WSGIServer):
+    # socketserver's default backlog is 5: on a loaded machine, a burst of clients (Nova,
+    # routeplane's api validating tokens) overflows it and their connects time out
+    request_queue_size = 128
+
+
+class _ThreadingServer(ThreadingMixIn, _SerialServer):
     daemon_threads = True
 
 
@@ -50,7 +56,7 @@ def main(argv: list[str]) -> int:
         return 2
     sys.argv = sys.argv[:1]  # the services parse the command line with oslo.config
     app = load(argv[1])
-    kind = WSGIServer if serial else _ThreadingServer
+    kind = _SerialServer if serial else _ThreadingServer
     server = make_server(host, int(port), app, kind, _QuietHandler)
     print(f"serving {argv[1]} on {host}:{port}", flush=True)
     server.serve_forever()

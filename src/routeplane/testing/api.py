@@ -142,12 +142,15 @@ class ApiServer(LoopbackProcess):
         admin_token: str = "s3cret",  # noqa: S107 (a test server's well-known token)
         workdir: Path | None = None,
         extra_config: str = "",
+        prelude: str = "",
         metrics: bool = False,
     ) -> None:
         """``extra_config``: TOML appended to the config (a ``[keystone_authtoken]``);
-        ``metrics``: serve ``/metrics`` on :attr:`metrics_url` too."""
+        ``prelude``: top-level TOML keys put before it; ``metrics``: serve ``/metrics`` on
+        :attr:`metrics_url` too."""
         self.store_url = store_url
         self.extra_config = extra_config
+        self.prelude = prelude
         self.admin_token = admin_token
         self._tmp = None if workdir else tempfile.TemporaryDirectory(prefix="routeplane-api-")
         self.workdir = workdir or Path(self._tmp.name if self._tmp else ".")
@@ -173,7 +176,8 @@ class ApiServer(LoopbackProcess):
         return self._proc.pid
 
     def start(self, timeout: float = 20.0) -> Self:
-        self.config.write_text(CONFIG.format(admin_token=self.admin_token) + self.extra_config)
+        config = CONFIG.format(admin_token=self.admin_token)
+        self.config.write_text(self.prelude + config + self.extra_config)
         command = [
             sys.executable, "-m", "routeplane.cli.main", "--store", self.store_url,
             "api", "--listen", f"127.0.0.1:{self.port}", "--config", str(self.config),
