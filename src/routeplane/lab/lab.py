@@ -180,8 +180,14 @@ def up(
             f"lab {name} is already up (or left over: {', '.join(existing) or topology.state_dir});"
             f" run `routeplane lab down --name {name}` first"
         )
-    if not _port_free(port):
-        raise netns.LabError(f"127.0.0.1:{port} is in use: choose another with --port")
+    # with --openstack, its services listen at fixed offsets above the api's port
+    wanted = [port, *(port + k for k in openstack_conf.OFFSETS.values())] if openstack else [port]
+    taken = [p for p in wanted if not _port_free(p)]
+    if taken:
+        raise netns.LabError(
+            f"127.0.0.1:{','.join(map(str, taken))} in use: choose another --port"
+            + (f" (the lab's OpenStack takes {port + 10}-{port + 16} too)" if openstack else "")
+        )
     lab_state = LabState(
         lab=name,
         hosts=hosts,
