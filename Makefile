@@ -86,6 +86,7 @@ bench: system-deps venv
 	$(BIN)/python bench/convergence.py --qemu --plot bench/out
 	$(BIN)/python bench/failover.py --plot bench/out
 	$(BIN)/python bench/dhcp.py
+	$(BIN)/python bench/nova_boot.py --plot bench/out
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .coverage .coverage.*

@@ -5,9 +5,10 @@ fresh machine, then cached) run beside routeplane; nova-compute's driver is rout
 own. What a user of such a cloud notices is checked: the server goes ACTIVE because Nova
 received ``network-vif-plugged`` from routeplane (its api logs every external event it
 accepts), the guest gets its address by DHCP from the host's agent and is routed, a
-service IP moved from one server to another moves its route on the access node and tells
-Nova (``network-changed`` for both), and ``server delete`` leaves no route on the host,
-no endpoint record and no guest behind.
+service IP moved from one server to another — in two calls and atomically, as ``routeplane
+demo --openstack`` plays it in this lab — moves its route on the access node, is answered
+by the new server and tells Nova (``network-changed`` for both), and ``server delete``
+leaves no route, no endpoint record and no guest behind.
 
 Then Nova's outage and the controller's failover, with two api processes and two
 controllers: ports change through both apis while nova-api is stopped for 30 s and while
@@ -19,17 +20,19 @@ over without repeating anything.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
+from routeplane.cli.demo_nova import play_in
 from routeplane.lab import lab as lab_ops
 from routeplane.lab import netns, openstack_install
 from routeplane.lab.neutron import Neutron
@@ -49,7 +52,6 @@ pytestmark = [
 ]
 
 SERVICE_IP = "10.28.0.23"
-FIXED_IP = f"subnet=demo-v4,ip-address={SERVICE_IP}"
 # udhcpc's script: a lease configures eth0, as a cloud image's client would
 BOUND = '#!/bin/sh\n[ "$1" = bound ] && ip addr add "$ip/$mask" dev "$interface"\nexit 0\n'
 BOOT_BUDGET = 60.0  # seconds; the lab's vif_plugging_timeout, after which a boot fails
@@ -100,30 +102,34 @@ def test_server_boots_on_nova_plugged_event_gets_dhcp_and_deletes_clean(
     assert guest not in netns.names()
 
 
-def test_service_ip_moves_between_servers_and_nova_is_told(cloud: Cloud) -> None:
-    first, _ = cloud.boot("sa", "node1")
-    second, _ = cloud.boot("sb", "node2")
-    port_a, port_b = cloud.port_of("sa"), cloud.port_of("sb")
-    access = f"rp-{cloud.name}-access"
-
-    def routed_via(node_address: str) -> Callable[[], bool]:
-        route = f"{SERVICE_IP} via {node_address} dev fabric0 proto bird"
-        return lambda: route in cloud.exec(access, "ip", "route")
-
-    def told(event: str) -> Callable[[], bool]:
-        return lambda: event in cloud.nova_events()
-
-    cloud.openstack("port", "set", "--fixed-ip", FIXED_IP, port_a)
-    wait_for(routed_via("192.168.8.3"), "the service IP's route to node1")
-    wait_for(told(f"network-changed:{port_a} for instance {first}"), "Nova told of sa's port")
-    cloud.openstack("port", "unset", "--fixed-ip", FIXED_IP, port_a)
-    cloud.openstack("port", "set", "--fixed-ip", FIXED_IP, port_b)
-    wait_for(routed_via("192.168.8.4"), "the service IP's route to node2")
-    wait_for(told(f"network-changed:{port_b} for instance {second}"), "Nova told of sb's port")
-    assert SERVICE_IP in cloud.openstack("server", "show", "sb", "-f", "value", "-c", "addresses")
-
-    cloud.openstack("server", "delete", "--wait", "sa", "sb")
-    wait_for(lambda: SERVICE_IP not in cloud.exec(access, "ip", "route"), "the route to go")
+def test_the_demo_moves_the_service_ip_between_nova_servers_both_ways(
+    cloud: Cloud, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``routeplane demo --openstack``'s walkthrough, played in this lab (its own lab's
+    ``up`` is the fixture's): two servers, the service IP added, moved in two calls and
+    atomically, answered from the access node each time; Nova told of every move."""
+    started = time.monotonic()
+    code = play_in(cloud.name, cloud.env)
+    out = capsys.readouterr().out
+    print(f"the demo's walkthrough: {time.monotonic() - started:.1f} s")
+    assert code == 0, out[-4000:]
+    answers = [line for line in out.splitlines() if line in ("testvm1", "testvm2")]
+    assert answers == ["testvm1", "testvm2", "testvm1", "testvm2"]  # added; (a); (b) and back
+    assert f"{SERVICE_IP} via 192.168.8.3 dev fabric0 proto bird" in out
+    assert f"{SERVICE_IP} via 192.168.8.4 dev fabric0 proto bird" in out
+    assert out.count("\n200\n") == 2  # both atomic moves accepted
+    servers = re.findall(r'"id": "([0-9a-f-]{36})"', out)
+    assert len(servers) == 2
+    for server in servers:
+        assert re.search(
+            f"network-changed:[0-9a-f-]{{36}} for instance {server}", cloud.nova_events()
+        )
+    ports = re.findall(r"network-vif-plugged:([0-9a-f-]{36})", out)
+    assert len(ports) == 2
+    assert not cloud.openstack("server", "list", "-f", "value", "-c", "ID")
+    assert not [key for port in ports for key in cloud.store_keys(port)]
+    assert not [ns for ns in netns.names() if ns.startswith(f"rp-{cloud.name}-vm-nova-")]
+    assert SERVICE_IP not in cloud.exec(f"rp-{cloud.name}-access", "ip", "route")
 
 
 OUTAGE = 30.0  # seconds nova-api is stopped

@@ -4,6 +4,7 @@ libvirt driver does (a stateful fake hypervisor and a fake event wait)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -108,6 +109,18 @@ def test_the_guest_starts_only_after_the_event() -> None:
     assert hypervisor.log == [f"plug tap{PORT[:11]}", "paused", "start"]
     assert neutron.waited == [([("network-vif-plugged", PORT)], 300)]
     assert hypervisor.guests == {SERVER: "running"}
+
+
+def test_the_time_waited_for_the_event_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    ticks = iter([10.0, 10.25, 11.75])  # start, plugged and paused, the event in
+    hypervisor, neutron = FakeHypervisor(), Neutron("plugged")
+    spawner = Spawner(hypervisor, neutron.wait, PlugSettings(), clock=lambda: next(ticks))
+    with caplog.at_level(logging.INFO, logger="routeplane.nova"):
+        spawner.spawn(SERVER, [vif()])
+    assert caplog.messages == [
+        f"instance {SERVER}: plugged and created paused in 0.250 s,"
+        " then waited 1.500 s for network-vif-plugged"
+    ]
 
 
 def test_no_event_in_time_fails_the_boot_and_removes_the_tap() -> None:

@@ -1,8 +1,10 @@
 """``routeplane demo``: show a newcomer what routeplane does, step by step.
 
 By default (``walkthrough``, what ``make demo`` plays) the service-IP walkthrough in a lab
-of its own (``demo_lab``; ``--store etcd``: on a 3-member etcd cluster of its own): VMs, BGP routes, a moving service IP and a floating IP, for
-real. Without a lab: ``store`` and ``api`` (``demo_api``), or both (``all``). The ``store``
+of its own (``demo_lab``; ``--store etcd``: on a 3-member etcd cluster of its own): VMs,
+BGP routes, a moving service IP and a floating IP, for real; with ``--openstack`` the VMs
+are servers a real Nova boots (``demo_nova``). Without a lab: ``store`` and ``api``
+(``demo_api``), or both (``all``). The ``store``
 scenario runs on the embedded sqlite store in a temporary directory: a watcher in another process follows
 every change, as each host's agent will, while this process writes the walkthrough's
 network and port, claims the service IP 10.28.0.23 exactly once, and lets a host's
@@ -118,6 +120,13 @@ def _run(args: argparse.Namespace) -> int:
     from routeplane.cli.demo_lab import walkthrough  # noqa: PLC0415
     from routeplane.lab.topology import lab_store  # noqa: PLC0415
 
+    if args.openstack:
+        if args.scenario != "walkthrough" or args.qemu:
+            print("routeplane demo: --openstack plays the walkthrough alone", file=sys.stderr)
+            return 2
+        from routeplane.cli.demo_nova import openstack_walkthrough  # noqa: PLC0415
+
+        return openstack_walkthrough()
     if args.scenario == "walkthrough":
         return walkthrough(qemu=args.qemu, store=lab_store(args.store))
     if args.use_store:
@@ -142,6 +151,12 @@ def add_parser(commands: Any) -> None:
         "--qemu",
         action="store_true",
         help="walkthrough: testvm1 and testvm2 are QEMU guests (DHCP, real SSH; issue #15)",
+    )
+    parser.add_argument(
+        "--openstack",
+        action="store_true",
+        help="walkthrough: Nova boots the VMs (`openstack server create`; real Keystone,"
+        " Placement, Nova in the lab; issue #16)",
     )
     parser.add_argument(
         "--use-store",

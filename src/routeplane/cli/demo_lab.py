@@ -61,30 +61,34 @@ class StepFailed(RuntimeError):
 
 
 class Walkthrough:
-    def __init__(self, env: dict[str, str], state_root: Path, qemu: bool = False) -> None:
+    def __init__(
+        self, env: dict[str, str], state_root: Path, qemu: bool = False, lab: str = LAB
+    ) -> None:
         self.env = env
         self.bin = Path(sys.executable).parent
         self.state_root = state_root
         self.qemu = qemu
+        self.lab_name = lab
         self.client = [sys.executable, "-m", "routeplane.lab.vm_service", "connect"]
-        self.ssh_key = state_root / LAB / "ssh" / "id_ed25519"  # qemu_vm.ssh_key's
-        self.known_hosts = state_root / LAB / "ssh" / "known_hosts"
+        self.ssh_key = state_root / lab / "ssh" / "id_ed25519"  # qemu_vm.ssh_key's
+        self.known_hosts = state_root / lab / "ssh" / "known_hosts"
 
     def say(self, text: str) -> None:
         print(f"\n== {text}", flush=True)
 
     def run(
-        self, shown: str, argv: list[str], *, expect: str = "", absent: str = "",
-        timeout: float = 15.0,
+        self, shown: str, argv: list[str], *, expect: str = "",
+        absent: str | tuple[str, ...] = "", timeout: float = 15.0,
     ) -> str:  # fmt: skip
         """Print ``$ shown``, run ``argv`` (again, until its output contains ``expect`` and
-        not ``absent``, or ``timeout`` passes), print the last output; ``StepFailed`` if
-        that never came."""
+        not ``absent`` — none of them, when several — or ``timeout`` passes), print the
+        last output; ``StepFailed`` if that never came."""
         print(f"$ {shown}", flush=True)
         deadline = time.monotonic() + timeout
+        unwanted = (absent,) if isinstance(absent, str) else absent
 
         def good(out: str) -> bool:
-            return (not expect or expect in out) and not (absent and absent in out)
+            return (not expect or expect in out) and not any(a and a in out for a in unwanted)
 
         while True:
             done = subprocess.run(
@@ -108,8 +112,11 @@ class Walkthrough:
             "openstack " + shlex.join(args), [str(self.bin / "openstack"), *args], expect=expect
         )
 
-    def lab(self, *args: str, expect: str = "", absent: str = "", timeout: float = 15.0) -> str:
-        argv = [str(self.bin / "routeplane"), "lab", *args[:1], "--name", LAB, *args[1:]]
+    def lab(
+        self, *args: str, expect: str = "", absent: str | tuple[str, ...] = "",
+        timeout: float = 15.0,
+    ) -> str:  # fmt: skip
+        argv = [str(self.bin / "routeplane"), "lab", *args[:1], "--name", self.lab_name, *args[1:]]
         return self.run(
             "routeplane lab " + shlex.join(args), argv, expect=expect, absent=absent,
             timeout=timeout,

@@ -36,6 +36,7 @@ from typing import Any
 from routeplane.lab import (
     etcd_cluster,
     fabric,
+    guest_processes,
     netns,
     openstack,
     openstack_conf,
@@ -62,7 +63,7 @@ API_START_TIMEOUT = 30.0
 HOSTS_TIMEOUT = 30.0
 BGP_TIMEOUT = 30.0
 ACTIVE_TIMEOUT = 30.0
-SERVICE_TIMEOUT = 10.0
+SERVICE_TIMEOUT = guest_processes.SERVICE_TIMEOUT
 
 API_CONFIG = """\
 # routeplane lab: the api's identity (written by `routeplane lab up`)
@@ -188,8 +189,14 @@ def up(
             f"lab {name} is already up (or left over: {', '.join(existing) or topology.state_dir});"
             f" run `routeplane lab down --name {name}` first"
         )
-    if not _port_free(port):
-        raise netns.LabError(f"127.0.0.1:{port} is in use: choose another with --port")
+    # with --openstack, its services listen at fixed offsets above the api's port
+    wanted = [port, *(port + k for k in openstack_conf.OFFSETS.values())] if openstack else [port]
+    taken = [p for p in wanted if not _port_free(p)]
+    if taken:
+        raise netns.LabError(
+            f"127.0.0.1:{','.join(map(str, taken))} in use: choose another --port"
+            + (f" (the lab's OpenStack takes {port + 10}-{port + 16} too)" if openstack else "")
+        )
     lab_state = LabState(
         lab=name,
         hosts=hosts,
@@ -412,19 +419,11 @@ def _boot(
 ) -> VmRecord:
     topology = recorder.topology
     record, port, addresses = created
-    vm_name = record.name
     recorder.namespace(record.namespace)
     vm.build(record.namespace, node, port, addresses)
-    interface = vm.GUEST_INTERFACE
-    recorder.start(vm_dhcp.dhcp_key(vm_name), vm_dhcp.client_command(topology, vm_name, interface))
-    if not wait_until(lambda: vm_dhcp.leased(topology, vm_name, interface), vm_dhcp.LEASE_TIMEOUT):
-        log = topology.log(vm_dhcp.dhcp_key(vm_name))
-        raise netns.LabError(f"{vm_name} got no DHCP lease from {node.name}; {log}:\n{_tail(log)}")
+    guest_processes.start_dhcp(recorder.start, topology, record.name, node.name)
     _ipv6_from_host(recorder, record, node, addresses)
-    recorder.start(f"vm-{vm_name}", topology.vm_service_command(vm_name))
-    recorder.start(vm.guest_key(vm_name), vm.guest_command(topology, vm_name))
-    if not wait_until(lambda: vm.listening(record.namespace), SERVICE_TIMEOUT):
-        raise netns.LabError(f"{vm_name}'s service does not listen on port 22")
+    guest_processes.start_services(recorder.start, topology, record.name, record.name)
     api.wait_port_status(port["id"], "ACTIVE", ACTIVE_TIMEOUT)
     return record
 
@@ -475,16 +474,11 @@ def _boot_qemu(
 def _unboot(recorder: Recorder, api: Neutron, vm_name: str) -> None:
     """Undo a failed boot: the service, the namespace, the port, the records."""
     lab_state = recorder.state
-    keys = (vm.guest_key(vm_name), vm_dhcp.dhcp_key(vm_name), vm_dhcp.dhcp6_key(vm_name))
-    for key in (f"vm-{vm_name}", *keys):
-        started = lab_state.processes.pop(key, None)
-        if started is not None:
-            processes.stop(started)
+    guest_processes.stop(lab_state, recorder.topology, vm_name)
     record = lab_state.vms.pop(vm_name, None)
     if record is not None and record.kind == qemu_vm.KIND:
         qemu.stop(qemu_vm.guest_dir(recorder.topology, vm_name))  # the tap too, not the host
     elif record is not None:
-        vm_dhcp.forget(recorder.topology, vm_name)
         netns.delete(record.namespace)
         if record.namespace in lab_state.namespaces:
             lab_state.namespaces.remove(record.namespace)

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from routeplane.bgp.bird import Bird
-from routeplane.lab import netns, processes, qemu, qemu_vm
+from routeplane.lab import netns, nova_guest, processes, qemu, qemu_vm
 from routeplane.lab.lab import ADMIN_USER, open_lab
 from routeplane.lab.state import LabState, VmRecord
 from routeplane.lab.topology import DEFAULT_LAB, STATE_ROOT, Topology, resolve
@@ -137,7 +137,7 @@ def status(name: str, state_root: Path = STATE_ROOT) -> str:
 def run_in(name: str, node: str, command: Sequence[str], state_root: Path = STATE_ROOT) -> int:
     """Run ``command`` inside ``node``'s namespace, attached to this terminal; its exit code."""
     topology, lab_state = open_lab(name, state_root)
-    namespace = resolve(topology, node, frozenset(lab_state.vms))
+    namespace = resolve(topology, node, frozenset(lab_state.vms) | nova_guest.guests(topology))
     if not command:
         raise netns.LabError("lab exec: no command given (routeplane lab exec NODE -- CMD…)")
     guest = qemu_vm.find(topology, lab_state, node)

@@ -256,11 +256,11 @@ class Topology:
             "--metrics-listen", f"127.0.0.1:{metrics_port}",
         )  # fmt: skip
 
-    def vm_service_command(self, vm: str) -> list[str]:
-        """The VM's service, run inside its namespace."""
+    def vm_service_command(self, vm: str, answer: str | None = None) -> list[str]:
+        """The VM's service, run inside its namespace, answering ``answer`` (its name)."""
         return [
             "ip", "netns", "exec", self.vm_namespace(vm),
-            sys.executable, "-m", "routeplane.lab.vm_service", "serve", vm,
+            sys.executable, "-m", "routeplane.lab.vm_service", "serve", answer or vm,
         ]  # fmt: skip
 
 

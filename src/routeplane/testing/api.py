@@ -59,6 +59,25 @@ def free_port() -> int:
         return port
 
 
+def free_port_block(size: int) -> int:
+    """A loopback port with the ``size - 1`` ports above it free as well (a lab with
+    ``--openstack`` listens at fixed offsets above its api's port)."""
+    for _ in range(100):
+        base = free_port()
+        if base + size < 65536 and all(_bindable(base + k) for k in range(1, size)):
+            return base
+    raise RuntimeError(f"no {size} free loopback ports in a row")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 def answers(port: int, path: str) -> bool:
     """Whether ``GET path`` on ``127.0.0.1:port`` answers 200."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
@@ -200,6 +219,7 @@ __all__ = [
     "LoopbackProcess",
     "answers",
     "free_port",
+    "free_port_block",
     "launch",
     "terminate",
     "wait_until_answers",
