@@ -195,3 +195,15 @@ def test_stream_lines_are_whole_however_the_stream_is_chunked(size: int) -> None
     assert [json.loads(line) for line in wire.split_lines(chunks)] == exchange("watch_events")[
         "messages"
     ]
+
+
+def test_the_leaders_status_names_itself_as_leader_and_a_followers_does_not() -> None:
+    # maintenance/status as etcd 3.4.23 answered it, on the leader and on a follower
+    def status(member: str) -> dict[str, Any]:
+        header = {"cluster_id": "10940271663376977867", "member_id": member}
+        return {"header": header, "version": "3.4.23", "leader": "13756118960458999183"}
+
+    leader, follower = status("13756118960458999183"), status("1375611896045899918")
+    assert wire.answered_by_leader(leader)
+    assert not wire.answered_by_leader(follower)
+    assert not wire.answered_by_leader({"header": {}})

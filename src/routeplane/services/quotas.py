@@ -122,6 +122,7 @@ class Quotas:
             if delta == 0:
                 continue
             usage_key = key("quota_usage", project, resource)
+            self.repo.hold(usage_key)  # this process's creates in a project take turns
             doc, kept = self._usage(project, resource)
             change.depends_on(doc, usage_key)
             used = (self.recount(project, resource) if kept is None else kept) + delta

@@ -19,6 +19,19 @@ it: a hot key (a project's quota usage, which every create counts) is then read 
 as before, just before the commit; seeded at the refusal instead, it would be as old as
 the whole attempt, and lose every race.
 Callers get copies: a document they change in place is not changed in the cache.
+
+Across attempts and requests, a use case's reads are answered from what this process
+last knew (:mod:`routeplane.services.shared_reads`) without a round trip, and the
+transaction compares each key answered so: a stale answer costs a refused transaction,
+never a wrong write. A use case that fails or writes nothing after such answers is run
+again from the store, so an error or a no-op answer is never based on them. What a caller
+needs from the store after the commit (``Change.read_after``: a port's status, its
+host's agent) is read in the same transaction, at the revision it wrote.
+
+Some keys are written by nearly every request of one kind (a project's quota usage):
+concurrent threads of this process would all compare the same old revision and all but
+one lose. :meth:`Repo.hold` makes them take turns on such a key, from the point where
+the use case reads it to its commit, so each reads what the one before it wrote.
 """
 
 from __future__ import annotations
@@ -36,9 +49,22 @@ from typing import Any, Generic, TypeVar
 from routeplane.model.jsontypes import JSONValue
 from routeplane.model.keys import ROOT, key, prefix
 from routeplane.services.errors import ApiFault
-from routeplane.store import Compare, Delete, Get, KeyValue, Op, Put, Store, absent, mod_revision_is
+from routeplane.services.shared_reads import PRESUMED_ABSENT, Known, SharedReads
+from routeplane.store import (
+    Compare,
+    Delete,
+    Get,
+    KeyValue,
+    Op,
+    Put,
+    Store,
+    TxnResult,
+    absent,
+    mod_revision_is,
+)
 
 MAX_ATTEMPTS = 25
+UNCHECKED = -1  # a key answered from what the process knew, not compared by the commit
 T = TypeVar("T")
 
 
@@ -73,6 +99,8 @@ class Change:
 
     compares: list[Compare] = field(default_factory=list)
     ops: list[Op] = field(default_factory=list)
+    # keys read in the commit's own transaction, for the answer (Repo.after_commit)
+    read_after: list[str] = field(default_factory=list)
     _written: set[str] = field(default_factory=set)
 
     def depends_on(self, doc: Doc | None, key_if_missing: str | None = None) -> None:
@@ -131,9 +159,12 @@ class Outcome(Generic[T]):
 class Repo:
     """Typed access to resource documents on a store."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, shared: SharedReads | None = None) -> None:
+        """``shared``: what this process knows already (default: a table of its own)."""
         self.store = store
+        self.shared = SharedReads() if shared is None else shared
         self._local = threading.local()
+        self._turns: dict[str, threading.RLock] = {}
         # Checks of a change about to commit, which may refuse it or add compares
         # (quota enforcement).
         self.before_commit: builtins.list[Callable[[Change], None]] = []
@@ -153,15 +184,57 @@ class Repo:
 
     def get_key(self, k: str) -> Doc | None:
         cache = self._cache()
-        if cache is None or k not in cache:
+        if cache is not None and k in cache:
+            found = copy.deepcopy(cache[k])
+        elif cache is not None and (known := self._presumed(k)) is not None:
+            found = [] if known.value is None else [(k, known.value, known.mod_revision)]
+            cache[k] = copy.deepcopy(found)
+        else:
             kv = self.store.get(k)
             found = [] if kv is None else [(kv.key, kv.value, kv.mod_revision)]
+            self.shared.learn(
+                k, None if kv is None else kv.value, 0 if kv is None else kv.mod_revision
+            )
             if cache is not None:
                 cache[k] = copy.deepcopy(found)
-        else:
-            found = copy.deepcopy(cache[k])
         docs = _docs(found)
         return docs[0] if docs else None
+
+    def _presumed(self, k: str) -> Known | None:
+        """What this process knows of ``k``, when the running attempt may answer from it
+        (recorded: the commit compares it)."""
+        presumed: dict[str, int] | None = getattr(self._local, "presumed", None)
+        if presumed is None:
+            return None
+        known = self.shared.lookup(k)
+        if known is not None:
+            # claims (addresses, MACs, pair holders) are looked at by the dozen in an
+            # IPAM walk and compared only where they are relied on: the claim taken
+            # compares its absence, a move its holder, the pair index its entries. A
+            # stale answer elsewhere costs a free address skipped, so only those compares
+            # are made (comparing every address walked past would fill the transaction)
+            unchecked = k.startswith(PRESUMED_ABSENT)
+            presumed[k] = UNCHECKED if unchecked else known.mod_revision
+        return known
+
+    def hold(self, k: str) -> None:
+        """Take this process's turn on a hot key ``k`` until the running attempt commits or
+        fails (keys are held in the order asked: ask in a fixed order)."""
+        held: builtins.list[threading.RLock] | None = getattr(self._local, "held", None)
+        if held is None:  # outside run: nothing to commit, nothing to wait for
+            return
+        with self._counting:
+            turn = self._turns.setdefault(k, threading.RLock())
+        if turn not in held:
+            turn.acquire()
+            held.append(turn)
+
+    def after_commit(self) -> dict[str, KeyValue | None]:
+        """The keys the last use case of this thread asked to read with its commit
+        (``Change.read_after``), once: empty when it did not commit."""
+        found: dict[str, KeyValue | None] = getattr(self._local, "after", {})
+        self._local.after = {}
+        return found
 
     def list(self, kind: str, *parts: str) -> builtins.list[Doc]:
         return _docs(self._range(prefix(kind, *parts)))
@@ -189,34 +262,105 @@ class Repo:
 
     def run(self, use_case: Callable[[], Outcome[T]]) -> T:
         """Commit what ``use_case`` decides; on a conflicting write run it again."""
-        outer = self._cache()  # a use case run inside another one: its own reads, then back
+        # a use case run inside another one: its own reads, then back
+        outer = (self._cache(), getattr(self._local, "presumed", None))
+        outer_held = getattr(self._local, "held", None)
         seen: dict[str | tuple[str, str], builtins.list[_Read]] = {}
+        self._local.after = {}
+        presuming = True
         try:
             for attempt in range(MAX_ATTEMPTS):
                 self._local.attempt = attempt
                 self._local.cache = seen
-                outcome = use_case()
-                if not outcome.change.ops:
-                    return outcome.result
-                for check in self.before_commit:
-                    check(outcome.change)
-                compared = list(dict.fromkeys(c.key for c in outcome.change.compares))
-                result = self.store.txn(
-                    outcome.change.compares, outcome.change.ops, [Get(k) for k in compared]
-                )
+                self._local.presumed = {} if presuming else None
+                self._local.held = []
+                try:
+                    outcome = self._decide(use_case)
+                    if outcome is None:  # it answered from what this process knew: again
+                        presuming, seen = False, {}
+                        continue
+                    if not outcome.change.ops:
+                        return outcome.result
+                    result = self._commit(outcome.change)
+                finally:
+                    for turn in reversed(self._local.held):
+                        turn.release()
                 if result.succeeded:
                     return outcome.result
-                seen = _unchanged(outcome.change.compares, compared, result.results)
+                seen = _unchanged(
+                    outcome.change.compares, self._compared(outcome.change), result.results
+                )
                 with self._counting:
                     self.conflicts += 1
         finally:
             self._local.attempt = 0
-            self._local.cache = outer
+            self._local.cache, self._local.presumed = outer
+            self._local.held = outer_held
         with self._counting:
             self.gave_up += 1
         raise ApiFault(
             "HTTPConflict", 409, "The request could not be completed because of concurrent changes."
         )
+
+    def _decide(self, use_case: Callable[[], Outcome[T]]) -> Outcome[T] | None:
+        """The attempt's outcome with its quota checks, or None when it must be run again
+        from the store: it failed or wrote nothing after answers from :attr:`shared`."""
+        try:
+            outcome = use_case()
+            if outcome.change.ops:
+                for check in self.before_commit:
+                    check(outcome.change)
+        except ApiFault:
+            if self._local.presumed:
+                return None
+            raise
+        if not outcome.change.ops and self._local.presumed:
+            return None
+        return outcome
+
+    def _compared(self, change: Change) -> builtins.list[str]:
+        return list(dict.fromkeys(c.key for c in change.compares))
+
+    def _commit(self, change: Change) -> TxnResult:
+        """One transaction: the change, on condition of what it read (what it presumed
+        too), reading back what it compared if refused; what it learns goes to
+        :attr:`shared`."""
+        presumed: dict[str, int] = self._local.presumed or {}
+        compared = {c.key for c in change.compares}
+        change.compares.extend(
+            mod_revision_is(k, revision)
+            for k, revision in presumed.items()
+            if k not in compared and revision != UNCHECKED
+        )
+        keys = self._compared(change)
+        after = list(dict.fromkeys(change.read_after))
+        result = self.store.txn(
+            change.compares, [*change.ops, *(Get(k) for k in after)], [Get(k) for k in keys]
+        )
+        if not result.succeeded:
+            for k, kv in zip(keys, result.results, strict=True):
+                self._learn_kv(k, kv)
+            return result
+        for op in change.ops:
+            if isinstance(op, Put):
+                self.shared.learn(op.key, op.value, result.revision)
+            elif isinstance(op, Delete) and op.prefix:
+                self.shared.forget_prefix(op.key)
+            elif isinstance(op, Delete):
+                self.shared.learn(op.key, None, 0)
+        found = result.results[len(change.ops) :]
+        self._local.after = {
+            k: kv for k, kv in zip(after, found, strict=True) if not isinstance(kv, tuple | int)
+        }
+        for k, kv in zip(after, found, strict=True):
+            self._learn_kv(k, kv)
+        return result
+
+    def _learn_kv(self, k: str, kv: object) -> None:
+        if isinstance(kv, KeyValue):
+            self.shared.learn(k, kv.value, kv.mod_revision)
+        elif kv is None:
+            self.shared.learn(k, None, 0)
 
 
 __all__ = ["ROOT", "Change", "Doc", "Outcome", "Repo", "key", "new_id", "new_mac", "now", "prefix"]
