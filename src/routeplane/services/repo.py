@@ -168,6 +168,8 @@ class Repo:
         # Checks of a change about to commit, which may refuse it or add compares
         # (quota enforcement).
         self.before_commit: builtins.list[Callable[[Change], None]] = []
+        # Told the keys whose change refused a transaction (quota usage under contention).
+        self.on_refused: builtins.list[Callable[[set[str]], None]] = []
         # transactions refused because something they depend on changed (each one runs
         # its use case again), and use cases that lost every race (answered 409): counted
         # for the api's metrics
@@ -287,9 +289,10 @@ class Repo:
                         turn.release()
                 if result.succeeded:
                     return outcome.result
-                seen = _unchanged(
-                    outcome.change.compares, self._compared(outcome.change), result.results
-                )
+                compared = self._compared(outcome.change)
+                seen = _unchanged(outcome.change.compares, compared, result.results)
+                for lost in self.on_refused:
+                    lost({k for k in compared if k not in seen})
                 with self._counting:
                     self.conflicts += 1
         finally:

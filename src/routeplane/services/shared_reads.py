@@ -30,9 +30,12 @@ from routeplane.model.keys import ROOT
 
 MAX_ENTRIES = 50_000
 # Keys that are new far more often than not (claims of a fresh MAC, of the next address,
-# a pair-holders entry, an address no service IP has): unknown here, they are taken to be absent, and the commit says.
+# a pair-holders entry, an address no service IP has, this process's quota grant):
+# unknown here, they are taken to be absent. The commit compares those a use case relies
+# on (the claim it takes, the grant it charges), not every one an IPAM walk looked at.
 PRESUMED_ABSENT = tuple(
-    f"{ROOT}{kind}/" for kind in ("macs", "ipam", "pair-holders", "service_ip_addresses")
+    f"{ROOT}{kind}/"
+    for kind in ("macs", "ipam", "pair-holders", "service_ip_addresses", "quota_grants")
 )
 
 
