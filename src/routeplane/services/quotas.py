@@ -12,6 +12,11 @@ for the last unit the loser fails that compare, runs again, reads the winner's c
 gets ``OverQuota``; a racing delete makes the other side run again too. The same
 compare-and-write works on every store backend (sqlite and etcd transactions alike).
 
+One key every create in a project compares would serialise several api processes on
+it; an api process that lost a race on it charges that project's creates to a grant of
+its own instead (:mod:`routeplane.services.quota_grants`): the usage key then also keeps
+``granted``, the units handed out, and what is in use is ``in_use`` plus the grants' use.
+
 Repair: a missing usage key (a project's first resource, a store written before usage
 was kept, or an operator deleting the key after editing documents by hand) is recounted
 from the documents once and then created with a compare-absent, so two recounts cannot

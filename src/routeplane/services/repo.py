@@ -62,6 +62,7 @@ from routeplane.store import (
     absent,
     mod_revision_is,
 )
+from routeplane.store.codec import MAX_TXN_OPS
 
 MAX_ATTEMPTS = 25
 UNCHECKED = -1  # a key answered from what the process knew, not compared by the commit
@@ -284,6 +285,9 @@ class Repo:
                     if not outcome.change.ops:
                         return outcome.result
                     result = self._commit(outcome.change)
+                    if result is None:  # its presumptions would not fit one transaction
+                        presuming, seen = False, {}
+                        continue
                 finally:
                     for turn in reversed(self._local.held):
                         turn.release()
@@ -324,19 +328,26 @@ class Repo:
     def _compared(self, change: Change) -> builtins.list[str]:
         return list(dict.fromkeys(c.key for c in change.compares))
 
-    def _commit(self, change: Change) -> TxnResult:
+    def _commit(self, change: Change) -> TxnResult | None:
         """One transaction: the change, on condition of what it read (what it presumed
         too), reading back what it compared if refused; what it learns goes to
-        :attr:`shared`."""
+        :attr:`shared`. None when the compares of what it presumed would take the
+        transaction over etcd's limit (a change touching many ports): then it is run
+        again from the store, as it was before presumptions."""
         presumed: dict[str, int] = self._local.presumed or {}
         compared = {c.key for c in change.compares}
-        change.compares.extend(
+        extra = [
             mod_revision_is(k, revision)
             for k, revision in presumed.items()
             if k not in compared and revision != UNCHECKED
-        )
+        ]
+        if extra and len(change.compares) + len(extra) > MAX_TXN_OPS:
+            return None
+        change.compares.extend(extra)
         keys = self._compared(change)
         after = list(dict.fromkeys(change.read_after))
+        if len(change.ops) + len(after) > MAX_TXN_OPS:
+            after = []  # the answer reads them as a GET does
         result = self.store.txn(
             change.compares, [*change.ops, *(Get(k) for k in after)], [Get(k) for k in keys]
         )
