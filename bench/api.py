@@ -9,6 +9,11 @@ a real etcd on loopback), driven over HTTP with keep-alive from this process:
 - on etcd, the store round trips one fixed-IP PUT and one port create cost (the api's
   ``routeplane_api_store_round_trips_total``, read before and after).
 
+``--etcd-members 3`` runs etcd as a 3-member cluster on loopback (what a deployment pays:
+a write is committed on a majority of members); ``--apis 2`` starts two api processes on
+the same store (every backend, so the rows compare like with like) and spreads the client
+threads over them; the latency runs go to the first.
+
 ``--compare-metrics`` measures what the metrics cost (issue #18: within 5%): the same runs
 with the api's ``--metrics-listen`` off and on, alternating, ``--runs`` times each; with it
 on, ``/metrics`` is scraped every half second throughout (far more often than a Prometheus
@@ -28,7 +33,8 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,30 +42,41 @@ import httpx
 
 from routeplane.testing.api import ApiServer
 from routeplane.testing.etcd import EtcdServer
+from routeplane.testing.etcd_cluster import EtcdCluster
 
 MOVES = 300
 PORTS = 1200
 THREADS = 4
 
 
+@dataclass(frozen=True)
+class Setup:
+    """Where the benchmark runs: etcd's members (1: a single server) and api processes."""
+
+    etcd_members: int = 1
+    apis: int = 1
+
+
 @contextmanager
-def api_on(backend: str, metrics: bool = True, scrape: bool = False) -> Iterator[ApiServer]:
-    """One api on ``backend``; ``scrape``: ``/metrics`` fetched every half second meanwhile."""
-    with tempfile.TemporaryDirectory(prefix="routeplane-bench-api-") as tmp:
+def apis_on(
+    backend: str, setup: Setup, metrics: bool = True, scrape: bool = False
+) -> Iterator[list[ApiServer]]:
+    """``setup.apis`` apis on one ``backend`` store; ``scrape``: the first's ``/metrics``
+    fetched every half second meanwhile."""
+    with tempfile.TemporaryDirectory(prefix="routeplane-bench-api-") as tmp, ExitStack() as stack:
         work = Path(tmp)
         if backend == "sqlite":
-            with (
-                ApiServer(f"sqlite://{work / 'store.db'}", workdir=work, metrics=metrics) as server,
-                scraped(server if scrape else None),
-            ):
-                yield server
+            url = f"sqlite://{work / 'store.db'}"
+        elif setup.etcd_members > 1:
+            url = stack.enter_context(EtcdCluster(setup.etcd_members, work / "etcd")).url
         else:
-            with (
-                EtcdServer(data_dir=work / "etcd") as etcd,
-                ApiServer(etcd.url, workdir=work, metrics=metrics) as server,
-                scraped(server if scrape else None),
-            ):
-                yield server
+            url = stack.enter_context(EtcdServer(data_dir=work / "etcd")).url
+        servers = [
+            stack.enter_context(ApiServer(url, workdir=work, metrics=metrics))
+            for _ in range(setup.apis)
+        ]
+        stack.enter_context(scraped(servers[0] if scrape else None))
+        yield servers
 
 
 @contextmanager
@@ -96,15 +113,19 @@ def ok(response: httpx.Response) -> dict[str, Any]:
     return response.json() if response.content else {}
 
 
-def round_trips(server: ApiServer) -> float:
-    """The api's store round trips so far (NaN on the embedded store, which has none, and
-    when the api serves no metrics)."""
-    if server.metrics_port is None:
-        return math.nan
-    for line in httpx.get(server.metrics_url, timeout=10).text.splitlines():
-        if line.startswith("routeplane_api_store_round_trips_total "):
-            return float(line.split()[1])
-    return float("nan")
+def round_trips(servers: list[ApiServer]) -> float:
+    """The apis' store round trips so far, summed (NaN on the embedded store, which has
+    none, and when the apis serve no metrics)."""
+    total = 0.0
+    for server in servers:
+        if server.metrics_port is None:
+            return math.nan
+        lines = httpx.get(server.metrics_url, timeout=10).text.splitlines()
+        found = [
+            line for line in lines if line.startswith("routeplane_api_store_round_trips_total ")
+        ]
+        total += float(found[0].split()[1]) if found else math.nan
+    return total
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -138,8 +159,11 @@ def move_latency(http: httpx.Client, net: str, subnet: str) -> list[float]:
     return latencies
 
 
-def throughput(server: ApiServer, work: Callable[[httpx.Client, int], Any], count: int) -> float:
-    clients = [client(server) for _ in range(THREADS)]
+def throughput(
+    servers: list[ApiServer], work: Callable[[httpx.Client, int], Any], count: int
+) -> float:
+    """Requests per second of ``work`` by :data:`THREADS` threads, spread over ``servers``."""
+    clients = [client(servers[i % len(servers)]) for i in range(THREADS)]
     per_thread = count // THREADS
 
     def run(index: int) -> None:
@@ -155,12 +179,14 @@ def throughput(server: ApiServer, work: Callable[[httpx.Client, int], Any], coun
     return per_thread * THREADS / elapsed
 
 
-def measure(backend: str, metrics: bool = True, scrape: bool = False) -> dict[str, float]:
-    with api_on(backend, metrics, scrape) as server, client(server) as http:
+def measure(
+    backend: str, where: Setup, metrics: bool = True, scrape: bool = False
+) -> dict[str, float]:
+    with apis_on(backend, where, metrics, scrape) as servers, client(servers[0]) as http:
         net, _subnet = setup(http)
-        before = round_trips(server)
+        before = round_trips(servers)
         latencies = move_latency(http, net, _subnet)
-        put_trips = (round_trips(server) - before) / MOVES
+        put_trips = (round_trips(servers) - before) / MOVES
         created: dict[int, str] = {}
 
         def create(c: httpx.Client, i: int) -> None:
@@ -175,30 +201,30 @@ def measure(backend: str, metrics: bool = True, scrape: bool = False) -> dict[st
             if response.status_code != 204:
                 raise RuntimeError(response.text)
 
-        before = round_trips(server)
-        creates = throughput(server, create, PORTS)
-        create_trips = (round_trips(server) - before) / PORTS
+        before = round_trips(servers)
+        creates = throughput(servers, create, PORTS)
+        create_trips = (round_trips(servers) - before) / PORTS
         return {
             "p50": statistics.median(latencies),
             "p99": percentile(latencies, 99),
             "put trips": put_trips,
             "create": creates,
             "create trips": create_trips,
-            "update": throughput(server, update, PORTS),
-            "delete": throughput(server, delete, PORTS),
+            "update": throughput(servers, update, PORTS),
+            "delete": throughput(servers, delete, PORTS),
         }
 
 
 COLUMNS = ("p50", "p99", "create", "update", "delete")
 
 
-def compare_metrics(backends: list[str], runs: int) -> int:
+def compare_metrics(backends: list[str], runs: int, where: Setup) -> int:
     """Every figure with the metrics listener off and on, alternating; medians of ``runs``."""
     results: dict[tuple[str, bool], list[dict[str, float]]] = {}
     for _ in range(runs):
         for backend in backends:
             for on in (False, True):
-                results.setdefault((backend, on), []).append(measure(backend, on, scrape=on))
+                results.setdefault((backend, on), []).append(measure(backend, where, on, scrape=on))
     print(f"api benchmark, metrics off vs on ({runs} runs each, medians; on: scraped every 0.5 s)")
     header = ("backend", "metrics", "PUT p50 ms", "p99 ms", "create/s", "update/s", "delete/s")
     print("{:<8} {:>7} {:>11} {:>8} {:>9} {:>9} {:>9}".format(*header))
@@ -231,13 +257,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compare-metrics", action="store_true")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--backends", nargs="+", default=["sqlite", "etcd"])
+    parser.add_argument("--etcd-members", type=int, default=1, help="3: a loopback cluster")
+    parser.add_argument("--apis", type=int, default=1, help="api processes on one store")
     args = parser.parse_args(argv)
+    where = Setup(args.etcd_members, args.apis)
     if args.compare_metrics:
-        return compare_metrics(args.backends, args.runs)
-    rows = [(backend, measure(backend)) for backend in args.backends]
+        return compare_metrics(args.backends, args.runs, where)
+    rows = [(backend, measure(backend, where)) for backend in args.backends]
     print(f"api benchmark: {MOVES} sequential PUT fixed_ips (add/remove a service IP);")
     print(
-        f"{PORTS} ports created, renamed and deleted by {THREADS} client threads, one api process\n"
+        f"{PORTS} ports created, renamed and deleted by {THREADS} client threads over "
+        f"{where.apis} api process(es); etcd: {where.etcd_members} member(s)\n"
     )
     header = ("backend", "PUT p50 ms", "p99 ms", "trips", "create/s", "trips")
     print(

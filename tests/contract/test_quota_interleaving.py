@@ -11,6 +11,7 @@ written by the older scheme. Each test has projects of its own (the etcd is shar
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Callable
 
@@ -116,3 +117,49 @@ def test_a_groups_rules_are_counted_with_it_and_leave_with_it(
     api.security_groups.delete(ADMIN, group["id"], None)
     after = api.quotas.details(ADMIN, p)["security_group_rule"]["used"]
     assert after == rules - defaults - 1
+
+
+def test_two_processes_racing_creates_and_deletes_keep_the_limit_and_an_exact_count(
+    store_url: str, open_url: Callable[[str], Store]
+) -> None:
+    """Two api processes (two Services on their own store connections), two threads each:
+    after their first lost race they charge grants of their own (``quota_grants``), and
+    still exactly the limit is created, the usage shown is the documents' count after
+    deletes by both, and a lowered limit holds."""
+    apis = [Services(open_url(store_url)) for _ in range(2)]
+    p = project()
+    apis[0].quotas.update(ADMIN, p, {"quota": {"router": 7}})
+
+    def race(work: Callable[[Services, int], None], rounds: int) -> list[str]:
+        refused: list[str] = []
+
+        def thread(api: Services, base: int) -> None:
+            for i in range(rounds):
+                try:
+                    work(api, base + i)
+                except ApiFault as exc:
+                    refused.append(exc.type_name)
+
+        threads = [threading.Thread(target=thread, args=(apis[n % 2], n * 100)) for n in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return refused
+
+    def routers() -> list[str]:
+        return [r["id"] for r in apis[1].routers.list_visible(ADMIN) if r["project_id"] == p]
+
+    def create(api: Services, i: int) -> None:
+        api.routers.create(ADMIN, {"project_id": p, "name": f"r{i}"})
+
+    refused = race(create, 4)  # 16 asked for, 7 fit
+    assert (len(routers()), refused.count("OverQuota"), len(refused)) == (7, 9, 9)
+    assert apis[0].quotas.details(ADMIN, p)["router"]["used"] == 7
+    ids = routers()
+    race(lambda api, i: api.routers.delete(ADMIN, ids[i % 100 + 2 * (i // 100)], None), 1)
+    assert apis[1].quotas.details(ADMIN, p)["router"]["used"] == len(routers()) == 3
+    apis[1].quotas.update(ADMIN, p, {"quota": {"router": 4}})
+    refused = race(create, 2)
+    assert (len(routers()), len(refused)) == (4, 7)
+    assert apis[0].quotas.details(ADMIN, p)["router"]["used"] == 4

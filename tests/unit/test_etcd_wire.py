@@ -209,3 +209,15 @@ def test_a_store_url_names_tcp_endpoints_and_unix_sockets_and_prints_them_back()
 def test_a_unix_endpoint_must_be_an_absolute_path(endpoint: str) -> None:
     with pytest.raises(StoreError, match="is not"):
         wire.parse_url(f"etcd://{endpoint}")
+
+
+def test_the_leaders_status_names_itself_as_leader_and_a_followers_does_not() -> None:
+    # maintenance/status as etcd 3.4.23 answered it, on the leader and on a follower
+    def status(member: str) -> dict[str, Any]:
+        header = {"cluster_id": "10940271663376977867", "member_id": member}
+        return {"header": header, "version": "3.4.23", "leader": "13756118960458999183"}
+
+    leader, follower = status("13756118960458999183"), status("1375611896045899918")
+    assert wire.answered_by_leader(leader)
+    assert not wire.answered_by_leader(follower)
+    assert not wire.answered_by_leader({"header": {}})

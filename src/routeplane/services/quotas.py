@@ -12,6 +12,11 @@ for the last unit the loser fails that compare, runs again, reads the winner's c
 gets ``OverQuota``; a racing delete makes the other side run again too. The same
 compare-and-write works on every store backend (sqlite and etcd transactions alike).
 
+One key every create in a project compares would serialise several api processes on
+it; an api process that lost a race on it charges that project's creates to a grant of
+its own instead (:mod:`routeplane.services.quota_grants`): the usage key then also keeps
+``granted``, the units handed out, and what is in use is ``in_use`` plus the grants' use.
+
 Repair: a missing usage key (a project's first resource, a store written before usage
 was kept, or an operator deleting the key after editing documents by hand) is recounted
 from the documents once and then created with a compare-absent, so two recounts cannot
@@ -37,6 +42,7 @@ from typing import Any
 from routeplane.services.attributes import Invalid, to_int
 from routeplane.services.context import Context
 from routeplane.services.errors import ApiFault, bad_request, forbidden, invalid_input
+from routeplane.services.quota_grants import Grants, grant_value, usage_doc, usage_value
 from routeplane.services.repo import ROOT, Change, Doc, Outcome, Repo, key
 from routeplane.store import Delete, Put
 
@@ -71,8 +77,9 @@ def over_quota(resources: list[str]) -> ApiFault:
 class Quotas:
     """The quota API's use cases and the charge taken before every commit."""
 
-    def __init__(self, repo: Repo) -> None:
+    def __init__(self, repo: Repo, grants: Grants | None = None) -> None:
         self.repo = repo
+        self.grants = Grants(repo) if grants is None else grants
         repo.before_commit.append(self.enforce)
 
     # limits ------------------------------------------------------------------------------
@@ -100,9 +107,13 @@ class Quotas:
         kept = None if doc is None else doc.value.get("in_use")
         return doc, kept if isinstance(kept, int) else None
 
-    def used(self, project: str, resource: str) -> int:
+    def used(self, project: str, resource: str) -> tuple[int, int]:
+        """In use (on the usage key and in grants), and granted but not used yet."""
         _doc, kept = self._usage(project, resource)
-        return self.recount(project, resource) if kept is None else kept
+        if kept is None:
+            return self.recount(project, resource), 0
+        in_grants, reserved = self.grants.counted(project, resource)
+        return kept + in_grants, reserved
 
     # enforcement -------------------------------------------------------------------------
     def _old(self, change: Change, op_key: str, claimed: set[str]) -> dict[str, Any] | None:
@@ -119,21 +130,52 @@ class Quotas:
         deltas, checked = usage_deltas(change, lambda k, claimed: self._old(change, k, claimed))
         over: list[str] = []
         for (project, resource), delta in sorted(deltas.items()):
-            if delta == 0:
-                continue
-            usage_key = key("quota_usage", project, resource)
-            doc, kept = self._usage(project, resource)
-            change.depends_on(doc, usage_key)
-            used = (self.recount(project, resource) if kept is None else kept) + delta
-            if delta > 0 and (project, resource) in checked:
-                quota_key = key("quotas", project)
-                change.depends_on(self.repo.get_key(quota_key), quota_key)
-                limit = self.limits(project)[resource]
-                if 0 <= limit < used:
-                    over.append(resource)
-            change.put(usage_key, {"in_use": max(used, 0)})
+            if delta != 0 and not self._charge(change, project, resource, delta, checked):
+                over.append(resource)
         if over:
             raise over_quota(over)
+
+    def _limit(self, change: Change, project: str, resource: str) -> tuple[int, int]:
+        """The limit, and the revision of the project's limits (0: the defaults), which
+        the change depends on."""
+        quota_key = key("quotas", project)
+        doc = self.repo.get_key(quota_key)
+        change.depends_on(doc, quota_key)
+        return self.limits(project)[resource], 0 if doc is None else doc.mod_revision
+
+    def _charge(
+        self, change: Change, project: str, resource: str, delta: int, checked: set[tuple[str, str]]
+    ) -> bool:
+        """Count ``delta``: on this process's grant when it has one or the usage key is
+        contended (``quota_grants``), else on the usage key. False: over the limit."""
+        usage_key = key("quota_usage", project, resource)
+        asked = delta > 0 and (project, resource) in checked
+        if asked and usage_key in self.grants.contended:
+            limit, stamp = self._limit(change, project, resource)
+            charged = self.grants.charge(change, project, resource, delta, limit=limit, stamp=stamp)
+            if charged is not None:  # (None: the count is repaired on the usage key first)
+                return charged
+        if delta < 0 and self.repo.get_key(self.grants.own_key(project, resource)) is not None:
+            grant = self.grants.own(change, project, resource)
+            if grant is not None:  # a delete counts on the grant: no usage key written
+                change.put(grant.key, {**grant.value, "used": grant_value(grant)[0] + delta})
+                return True
+        self.repo.hold(usage_key)  # this process's creates in a project take turns
+        doc, kept = self._usage(project, resource)
+        change.depends_on(doc, usage_key)
+        granted = usage_value(doc)[1]
+        if kept is None:  # recounted from the documents: grants are counted there too
+            self.grants.fold_all(change, project, resource)
+            kept, granted = self.recount(project, resource), 0
+        used = kept + delta
+        if asked:
+            limit, _stamp = self._limit(change, project, resource)
+            if 0 <= limit < used + granted and granted:  # the grants' unused units come back
+                used, granted = used + self.grants.fold_all(change, project, resource), 0
+            if 0 <= limit < used + granted:
+                return False
+        change.put(usage_key, usage_doc(used if granted else max(used, 0), granted))
+        return True
 
     # the API -----------------------------------------------------------------------------
     @staticmethod
@@ -151,10 +193,11 @@ class Quotas:
 
     def details(self, ctx: Context, project: str) -> dict[str, dict[str, int]]:
         self._readable(ctx, project)
-        return {
-            name: {"limit": limit, "used": self.used(project, name), "reserved": 0}
-            for name, limit in self.limits(project).items()
-        }
+        shown = {}
+        for name, limit in self.limits(project).items():
+            used, reserved = self.used(project, name)
+            shown[name] = {"limit": limit, "used": used, "reserved": reserved}
+        return shown
 
     def list_all(self, ctx: Context) -> list[dict[str, Any]]:
         if not ctx.is_admin:

@@ -19,6 +19,19 @@ it: a hot key (a project's quota usage, which every create counts) is then read 
 as before, just before the commit; seeded at the refusal instead, it would be as old as
 the whole attempt, and lose every race.
 Callers get copies: a document they change in place is not changed in the cache.
+
+Across attempts and requests, a use case's reads are answered from what this process
+last knew (:mod:`routeplane.services.shared_reads`) without a round trip, and the
+transaction compares each key answered so: a stale answer costs a refused transaction,
+never a wrong write. A use case that fails or writes nothing after such answers is run
+again from the store, so an error or a no-op answer is never based on them. What a caller
+needs from the store after the commit (``Change.read_after``: a port's status, its
+host's agent) is read in the same transaction, at the revision it wrote.
+
+Some keys are written by nearly every request of one kind (a project's quota usage):
+concurrent threads of this process would all compare the same old revision and all but
+one lose. :meth:`Repo.hold` makes them take turns on such a key, from the point where
+the use case reads it to its commit, so each reads what the one before it wrote.
 """
 
 from __future__ import annotations
@@ -36,9 +49,23 @@ from typing import Any, Generic, TypeVar
 from routeplane.model.jsontypes import JSONValue
 from routeplane.model.keys import ROOT, key, prefix
 from routeplane.services.errors import ApiFault
-from routeplane.store import Compare, Delete, Get, KeyValue, Op, Put, Store, absent, mod_revision_is
+from routeplane.services.shared_reads import PRESUMED_ABSENT, Known, SharedReads
+from routeplane.store import (
+    Compare,
+    Delete,
+    Get,
+    KeyValue,
+    Op,
+    Put,
+    Store,
+    TxnResult,
+    absent,
+    mod_revision_is,
+)
+from routeplane.store.codec import MAX_TXN_OPS
 
 MAX_ATTEMPTS = 25
+UNCHECKED = -1  # a key answered from what the process knew, not compared by the commit
 T = TypeVar("T")
 
 
@@ -74,6 +101,8 @@ class Change:
 
     compares: list[Compare] = field(default_factory=list)
     ops: list[Op] = field(default_factory=list)
+    # keys read in the commit's own transaction, for the answer (Repo.after_commit)
+    read_after: list[str] = field(default_factory=list)
     _written: set[str] = field(default_factory=set)
 
     def depends_on(self, doc: Doc | None, key_if_missing: str | None = None) -> None:
@@ -132,12 +161,17 @@ class Outcome(Generic[T]):
 class Repo:
     """Typed access to resource documents on a store."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, shared: SharedReads | None = None) -> None:
+        """``shared``: what this process knows already (default: a table of its own)."""
         self.store = store
+        self.shared = SharedReads() if shared is None else shared
         self._local = threading.local()
+        self._turns: dict[str, threading.RLock] = {}
         # Checks of a change about to commit, which may refuse it or add compares
         # (quota enforcement).
         self.before_commit: builtins.list[Callable[[Change], None]] = []
+        # Told the keys whose change refused a transaction (quota usage under contention).
+        self.on_refused: builtins.list[Callable[[set[str]], None]] = []
         # transactions refused because something they depend on changed (each one runs
         # its use case again), and use cases that lost every race (answered 409): counted
         # for the api's metrics
@@ -154,15 +188,57 @@ class Repo:
 
     def get_key(self, k: str) -> Doc | None:
         cache = self._cache()
-        if cache is None or k not in cache:
+        if cache is not None and k in cache:
+            found = copy.deepcopy(cache[k])
+        elif cache is not None and (known := self._presumed(k)) is not None:
+            found = [] if known.value is None else [(k, known.value, known.mod_revision)]
+            cache[k] = copy.deepcopy(found)
+        else:
             kv = self.store.get(k)
             found = [] if kv is None else [(kv.key, kv.value, kv.mod_revision)]
+            self.shared.learn(
+                k, None if kv is None else kv.value, 0 if kv is None else kv.mod_revision
+            )
             if cache is not None:
                 cache[k] = copy.deepcopy(found)
-        else:
-            found = copy.deepcopy(cache[k])
         docs = _docs(found)
         return docs[0] if docs else None
+
+    def _presumed(self, k: str) -> Known | None:
+        """What this process knows of ``k``, when the running attempt may answer from it
+        (recorded: the commit compares it)."""
+        presumed: dict[str, int] | None = getattr(self._local, "presumed", None)
+        if presumed is None:
+            return None
+        known = self.shared.lookup(k)
+        if known is not None:
+            # claims (addresses, MACs, pair holders) are looked at by the dozen in an
+            # IPAM walk and compared only where they are relied on: the claim taken
+            # compares its absence, a move its holder, the pair index its entries. A
+            # stale answer elsewhere costs a free address skipped, so only those compares
+            # are made (comparing every address walked past would fill the transaction)
+            unchecked = k.startswith(PRESUMED_ABSENT)
+            presumed[k] = UNCHECKED if unchecked else known.mod_revision
+        return known
+
+    def hold(self, k: str) -> None:
+        """Take this process's turn on a hot key ``k`` until the running attempt commits or
+        fails (keys are held in the order asked: ask in a fixed order)."""
+        held: builtins.list[threading.RLock] | None = getattr(self._local, "held", None)
+        if held is None:  # outside run: nothing to commit, nothing to wait for
+            return
+        with self._counting:
+            turn = self._turns.setdefault(k, threading.RLock())
+        if turn not in held:
+            turn.acquire()
+            held.append(turn)
+
+    def after_commit(self) -> dict[str, KeyValue | None]:
+        """The keys the last use case of this thread asked to read with its commit
+        (``Change.read_after``), once: empty when it did not commit."""
+        found: dict[str, KeyValue | None] = getattr(self._local, "after", {})
+        self._local.after = {}
+        return found
 
     def list(self, kind: str, *parts: str) -> builtins.list[Doc]:
         return _docs(self._range(prefix(kind, *parts)))
@@ -199,13 +275,16 @@ class Repo:
         only makes it fail and run again from fresh reads, exactly as after a lost race
         (reads it does not compare are never kept: they are read again).
         """
-        outer, attempt = self._cache(), self.attempt()
+        saved = (self.attempt(), self._cache(), getattr(self._local, "presumed", None))
+        saved_held = getattr(self._local, "held", None)
         seen: Reads = {}
         try:
             self._local.attempt, self._local.cache = 0, seen
+            self._local.presumed, self._local.held = None, None  # from the store, no turns
             change = use_case().change
         finally:
-            self._local.attempt, self._local.cache = attempt, outer
+            self._local.attempt, self._local.cache, self._local.presumed = saved
+            self._local.held = saved_held
         compared = {c.key for c in change.compares}
         return {k: reads for k, reads in seen.items() if k in compared}
 
@@ -214,47 +293,124 @@ class Repo:
 
         ``reads``: what a :meth:`rehearse` of it read. A transaction built on them compares
         them; a decision to write nothing, or a refusal, made on them is not final (no
-        transaction checked them): the use case then runs again from fresh reads.
+        transaction checked them): the use case then runs again from fresh reads, as one
+        made on what this process knew (:attr:`shared`) is.
         """
-        outer = self._cache()  # a use case run inside another one: its own reads, then back
+        # a use case run inside another one: its own reads, then back
+        outer = (self._cache(), getattr(self._local, "presumed", None))
+        outer_held = getattr(self._local, "held", None)
         seen: Reads = dict(reads or {})
         rehearsed = reads is not None
+        self._local.after = {}
+        presuming = not rehearsed
         try:
             for attempt in range(MAX_ATTEMPTS):
                 self._local.attempt = attempt
                 self._local.cache = seen
+                self._local.presumed = {} if presuming else None
+                self._local.held = []
                 try:
-                    outcome = use_case()
-                except ApiFault:
-                    if not rehearsed:
-                        raise
-                    rehearsed, seen = False, {}  # refused on rehearsed reads: read again
-                    continue
-                if not outcome.change.ops:
-                    if rehearsed:  # nothing to do, on rehearsed reads: read again
-                        rehearsed, seen = False, {}
+                    outcome = self._decide(use_case, provisional=rehearsed)
+                    if outcome is None:  # answered from what was known, not read: again
+                        presuming, rehearsed, seen = False, False, {}
                         continue
-                    return outcome.result
-                for check in self.before_commit:
-                    check(outcome.change)
-                compared = list(dict.fromkeys(c.key for c in outcome.change.compares))
-                result = self.store.txn(
-                    outcome.change.compares, outcome.change.ops, [Get(k) for k in compared]
-                )
+                    if not outcome.change.ops:
+                        return outcome.result
+                    result = self._commit(outcome.change)
+                    if result is None:  # its presumptions would not fit one transaction
+                        presuming, seen = False, {}
+                        continue
+                finally:
+                    for turn in reversed(self._local.held):
+                        turn.release()
                 if result.succeeded:
                     return outcome.result
+                rehearsed = False  # what it compared was read back as the transaction failed
+                compared = self._compared(outcome.change)
                 seen = _unchanged(outcome.change.compares, compared, result.results)
-                rehearsed = False  # read back by the store as the transaction failed
+                for lost in self.on_refused:
+                    lost({k for k in compared if k not in seen})
                 with self._counting:
                     self.conflicts += 1
         finally:
             self._local.attempt = 0
-            self._local.cache = outer
+            self._local.cache, self._local.presumed = outer
+            self._local.held = outer_held
         with self._counting:
             self.gave_up += 1
         raise ApiFault(
             "HTTPConflict", 409, "The request could not be completed because of concurrent changes."
         )
+
+    def _decide(
+        self, use_case: Callable[[], Outcome[T]], *, provisional: bool = False
+    ) -> Outcome[T] | None:
+        """The attempt's outcome with its quota checks, or None when it must be run again
+        from the store: it failed or wrote nothing after answers from :attr:`shared`, or
+        from ``provisional`` reads (a rehearsal's)."""
+        try:
+            outcome = use_case()
+            if outcome.change.ops:
+                for check in self.before_commit:
+                    check(outcome.change)
+        except Exception:  # a refusal, or any other verdict (the controller's NotLeader)
+            if provisional or self._local.presumed:  # on reads no transaction checked
+                return None
+            raise
+        if not outcome.change.ops and (provisional or self._local.presumed):
+            return None
+        return outcome
+
+    def _compared(self, change: Change) -> builtins.list[str]:
+        return list(dict.fromkeys(c.key for c in change.compares))
+
+    def _commit(self, change: Change) -> TxnResult | None:
+        """One transaction: the change, on condition of what it read (what it presumed
+        too), reading back what it compared if refused; what it learns goes to
+        :attr:`shared`. None when the compares of what it presumed would take the
+        transaction over etcd's limit (a change touching many ports): then it is run
+        again from the store, as it was before presumptions."""
+        presumed: dict[str, int] = self._local.presumed or {}
+        compared = {c.key for c in change.compares}
+        extra = [
+            mod_revision_is(k, revision)
+            for k, revision in presumed.items()
+            if k not in compared and revision != UNCHECKED
+        ]
+        if extra and len(change.compares) + len(extra) > MAX_TXN_OPS:
+            return None
+        change.compares.extend(extra)
+        keys = self._compared(change)
+        after = list(dict.fromkeys(change.read_after))
+        if len(change.ops) + len(after) > MAX_TXN_OPS:
+            after = []  # the answer reads them as a GET does
+        result = self.store.txn(
+            change.compares, [*change.ops, *(Get(k) for k in after)], [Get(k) for k in keys]
+        )
+        if not result.succeeded:
+            for k, kv in zip(keys, result.results, strict=True):
+                self._learn_kv(k, kv)
+            return result
+        for op in change.ops:
+            if isinstance(op, Put):
+                self.shared.learn(op.key, op.value, result.revision)
+            elif isinstance(op, Delete) and op.prefix:
+                self.shared.forget_prefix(op.key)
+            elif isinstance(op, Delete):
+                self.shared.learn(op.key, None, 0)
+        found = result.results[len(change.ops) :]
+        self._local.after = {
+            k: kv for k, kv in zip(after, found, strict=True) if not isinstance(kv, tuple | int)
+        }
+        for k, kv in zip(after, found, strict=True):
+            self._learn_kv(k, kv)
+        return result
+
+    def _learn_kv(self, k: str, kv: object) -> None:
+        if isinstance(kv, KeyValue):
+            self.shared.learn(k, kv.value, kv.mod_revision)
+        elif kv is None:
+            self.shared.learn(k, None, 0)
 
 
 __all__ = [

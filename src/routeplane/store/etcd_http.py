@@ -13,6 +13,11 @@ The policy a caller relies on:
 - a read is tried once on every endpoint, starting with the current one; a write gets one
   attempt (a lost answer may hide an applied write). urllib3's own retries are off for
   the same reason. An endpoint that fails becomes the last choice;
+- of several endpoints, the current one is the raft leader's, asked once (at the first
+  call, and again after an endpoint failed): a follower forwards every write to the
+  leader and asks it before every linearizable read, one more hop each (on loopback, a
+  write's p50 1.5 ms on the leader against 3.2 ms on a follower). Not per request: a
+  leader that moved costs only that hop until the next failure;
 - a stream is open once the server's first message has arrived (within ``timeout``);
   from then on a read waits up to ``idle_timeout``, and silence is reported as
   :class:`StreamBroken` with ``idle`` set, a cut connection without it;
@@ -108,6 +113,8 @@ class Gateway:
         self._lock = threading.Lock()
         self._current = 0
         self._closed = False
+        self._leader_known = len(self.endpoints) == 1
+        self._finding = threading.Lock()
         # HTTP requests sent (calls and stream openings, failed ones too): what a caller
         # costs in round trips, for the api's metrics and its benchmark
         self.round_trips = 0
@@ -216,13 +223,35 @@ class Gateway:
         return self._pools[index]
 
     def _pick(self) -> int:
+        if not self._leader_known:
+            self._find_leader()
         with self._lock:
             return self._current
+
+    def _find_leader(self) -> None:
+        """Make the leader's endpoint the current one (one thread asks; the others go on
+        with the current endpoint meanwhile)."""
+        if not self._finding.acquire(blocking=False):
+            return
+        try:
+            self._leader_known = True
+            for index in range(len(self.endpoints)):
+                try:
+                    status = self._call(index, "maintenance/status", {})
+                except (Unavailable, StoreError):
+                    continue
+                if wire.answered_by_leader(status):
+                    with self._lock:
+                        self._current = index
+                    return
+        finally:
+            self._finding.release()
 
     def _rotate(self, failed: int) -> None:
         with self._lock:
             if self._current == failed:
                 self._current = (failed + 1) % len(self.endpoints)
+                self._leader_known = len(self.endpoints) == 1
 
     def close(self) -> None:
         """Refuse further calls and drop the idle connections. Never raises."""

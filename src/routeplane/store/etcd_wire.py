@@ -138,6 +138,13 @@ def watch_request(prefix: str, end: str, start_revision: int) -> Json:
 
 
 # decoding ------------------------------------------------------------------------------
+def answered_by_leader(status: Reply) -> bool:
+    """Whether a ``maintenance/status`` answer comes from the cluster's raft leader."""
+    header = status.get("header")
+    member = header.get("member_id") if isinstance(header, dict) else None
+    return member is not None and status.get("leader") == member
+
+
 def header_revision(reply: Reply) -> int:
     return number(reply.get("header") or {}, "revision")
 

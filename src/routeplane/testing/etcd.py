@@ -68,11 +68,17 @@ class EtcdServer:
         binary: str | None = None,
         start_timeout: float = 15.0,
         extra_args: tuple[str, ...] = (),
+        ports: tuple[int, int] = (0, 0),
+        initial_cluster: str | None = None,
     ) -> None:
+        """``ports`` (client, peer) and ``initial_cluster`` (etcd's ``name=peer-url,...``)
+        make this a member of a cluster (:mod:`routeplane.testing.etcd_cluster`); by
+        default it is a cluster of its own, on ports chosen when it starts."""
         self.binary = binary or find_etcd_binary()
         self.name = name
         self.start_timeout = start_timeout
         self.extra_args = extra_args
+        self.initial_cluster = initial_cluster
         self._tmp: Path | None = None
         if data_dir is None:
             self._tmp = Path(tempfile.mkdtemp(prefix="routeplane-etcd-"))
@@ -81,8 +87,7 @@ class EtcdServer:
         else:
             self.data_dir = Path(data_dir).absolute()
             self.log_path = self.data_dir.parent / f"{self.data_dir.name}.etcd.log"
-        self.client_port = 0
-        self.peer_port = 0
+        self.client_port, self.peer_port = ports
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
         self._paused = False
@@ -133,6 +138,20 @@ class EtcdServer:
                 return self
         raise AssertionError("unreachable")
 
+    def launch(self) -> None:
+        """Start etcd without waiting for it: a cluster's members serve only once a
+        quorum of them runs, so a cluster launches them all, then :meth:`wait_ready`."""
+        if not self.running:
+            self._spawn()
+            atexit.register(self.stop)
+
+    def wait_ready(self) -> None:
+        """Wait until a launched etcd serves requests; stopped again if it does not."""
+        with contextlib.ExitStack() as undo:
+            undo.callback(self.stop)
+            self._wait_healthy()
+            undo.pop_all()
+
     def stop(self) -> None:
         """Stop etcd (SIGTERM, then SIGKILL after 10 s). The data directory is kept."""
         atexit.unregister(self.stop)
@@ -182,7 +201,7 @@ class EtcdServer:
             "--advertise-client-urls", self.client_url,
             "--listen-peer-urls", self.peer_url,
             "--initial-advertise-peer-urls", self.peer_url,
-            "--initial-cluster", f"{self.name}={self.peer_url}",
+            "--initial-cluster", self.initial_cluster or f"{self.name}={self.peer_url}",
             "--initial-cluster-state", "new",
             "--auto-compaction-retention", "0",
             "--logger", "zap",

@@ -29,6 +29,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 from routeplane.ipam.pools import IPAddress
+from routeplane.model import keys
 from routeplane.model.endpoint import encode
 from routeplane.services.agents import AgentService
 from routeplane.services.common import bump, new_doc, require_write
@@ -137,6 +138,25 @@ class PortService(DocService):
                 shown = {"binding:vif_type": "binding_failed", "binding:vif_details": {}}
         return shown
 
+    def _read_with_commit(self, change: Change, doc: dict[str, Any]) -> None:
+        """What the answer shows of a bound port's host (its status, the host's agent),
+        read in the commit's own transaction rather than in two more round trips."""
+        host = doc.get("binding:host_id")
+        if host:
+            change.read_after += [key("status", host, doc["id"]), keys.agent_key(host)]
+
+    def render_committed(self, ctx: Context, doc: dict[str, Any]) -> dict[str, Any]:
+        """:meth:`render` of a port just written, from what its commit read (when it
+        committed: a request that changed nothing reads as any ``GET``)."""
+        found = self.repo.after_commit()
+        host = doc.get("binding:host_id")
+        status_key = key("status", str(host), str(doc["id"]))
+        if not host or status_key not in found:
+            return self.render(ctx, doc)
+        programmed = {f"{host}/{doc['id']}"} if found[status_key] is not None else set()
+        live = {str(host)} if found.get(keys.agent_key(host)) is not None else set()
+        return self.render(ctx, doc, programmed, live)
+
     def list_visible(self, ctx: Context) -> list[dict[str, Any]]:
         programmed = set(self.repo.keys("status"))
         live = self.agents.live_hosts()
@@ -204,7 +224,10 @@ class PortService(DocService):
                 change.delete(endpoint_key(host, str((old or {})["id"])))
         if new is None or not wanted:
             return
-        floating = [d.value for d in self.repo.list("fip_by_port", new["id"])]
+        # a port being created has no floating IP yet (an association needs the port)
+        floating = (
+            [] if old is None else [d.value for d in self.repo.list("fip_by_port", new["id"])]
+        )
         inputs = record_inputs(self.repo, new, change=change)
         record = endpoint_record(new, floating, inputs)
         for host, target in wanted.items():
@@ -269,9 +292,10 @@ class PortService(DocService):
             self._binding(doc)
             change.claim(key(self.kind, doc["id"]), doc)
             self._write_endpoint(change, None, doc)
+            self._read_with_commit(change, doc)
             return Outcome(change, doc)
 
-        return self.render(ctx, self.repo.run(use_case))
+        return self.render_committed(ctx, self.repo.run(use_case))
 
     def _claim_mac(self, change: Change, network_id: str, asked: str | None, port_id: str) -> str:
         """Claim the MAC asked for (``MacAddressInUse`` if taken), or a generated one:
@@ -377,9 +401,10 @@ class PortService(DocService):
             self.held.check(ctx, change, updated, doc.value.get("allowed_address_pairs", []))
             self.held.index(change, updated, doc.value)
             self._binding(updated)
+            self._read_with_commit(change, updated)
             return updated
 
-        return self.render(ctx, self.update_doc(ctx, resource_id, if_match, apply))
+        return self.render_committed(ctx, self.update_doc(ctx, resource_id, if_match, apply))
 
     def _new_mac(self, change: Change, port: dict[str, Any], asked: str | None) -> str:
         """A MAC change (``null``: a fresh one), refused while the port is bound."""
