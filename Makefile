@@ -29,7 +29,7 @@ demo: system-deps venv
 # every tier, with a coverage report of src/routeplane; below the floor in pyproject.toml
 # ([tool.coverage.report] fail_under) the target fails
 test: system-deps venv check
-	$(BIN)/pytest --cov --cov-report=term $(PYTEST_ARGS)
+	$(BIN)/pytest --cov --cov-report=term --durations=25 $(PYTEST_ARGS)
 
 # --- installation -------------------------------------------------------------------
 system-deps:
