@@ -34,6 +34,7 @@ from typing import Any
 
 import httpx
 
+from procstat import cpu_seconds  # bench/procstat.py
 from routeplane.testing.api import ApiServer
 from routeplane.testing.etcd import EtcdServer
 
@@ -158,9 +159,10 @@ def throughput(server: ApiServer, work: Callable[[httpx.Client, int], Any], coun
 def measure(backend: str, metrics: bool = True, scrape: bool = False) -> dict[str, float]:
     with api_on(backend, metrics, scrape) as server, client(server) as http:
         net, _subnet = setup(http)
-        before = round_trips(server)
+        before, cpu_before = round_trips(server), cpu_seconds(server.pid)
         latencies = move_latency(http, net, _subnet)
         put_trips = (round_trips(server) - before) / MOVES
+        put_cpu = (cpu_seconds(server.pid) - cpu_before) / MOVES * 1000
         created: dict[int, str] = {}
 
         def create(c: httpx.Client, i: int) -> None:
@@ -175,13 +177,16 @@ def measure(backend: str, metrics: bool = True, scrape: bool = False) -> dict[st
             if response.status_code != 204:
                 raise RuntimeError(response.text)
 
-        before = round_trips(server)
+        before, cpu_before = round_trips(server), cpu_seconds(server.pid)
         creates = throughput(server, create, PORTS)
         create_trips = (round_trips(server) - before) / PORTS
+        create_cpu = (cpu_seconds(server.pid) - cpu_before) / PORTS * 1000
         return {
             "p50": statistics.median(latencies),
             "p99": percentile(latencies, 99),
             "put trips": put_trips,
+            "put cpu": put_cpu,
+            "create cpu": create_cpu,
             "create": creates,
             "create trips": create_trips,
             "update": throughput(server, update, PORTS),
@@ -189,7 +194,7 @@ def measure(backend: str, metrics: bool = True, scrape: bool = False) -> dict[st
         }
 
 
-COLUMNS = ("p50", "p99", "create", "update", "delete")
+COLUMNS = ("p50", "p99", "create", "update", "delete", "put cpu", "create cpu")
 
 
 def compare_metrics(backends: list[str], runs: int) -> int:
@@ -200,8 +205,14 @@ def compare_metrics(backends: list[str], runs: int) -> int:
             for on in (False, True):
                 results.setdefault((backend, on), []).append(measure(backend, on, scrape=on))
     print(f"api benchmark, metrics off vs on ({runs} runs each, medians; on: scraped every 0.5 s)")
+    print("(CPU: the api process's own user+system time per request: what a busy machine")
+    print(" disturbs least)")
     header = ("backend", "metrics", "PUT p50 ms", "p99 ms", "create/s", "update/s", "delete/s")
-    print("{:<8} {:>7} {:>11} {:>8} {:>9} {:>9} {:>9}".format(*header))
+    print(
+        "{:<8} {:>7} {:>11} {:>8} {:>9} {:>9} {:>9} {:>12} {:>15}".format(
+            *header, "PUT CPU ms", "create CPU ms"
+        )
+    )
     for backend in backends:
         medians = {
             on: {k: statistics.median(r[k] for r in results[backend, on]) for k in COLUMNS}
@@ -212,15 +223,16 @@ def compare_metrics(backends: list[str], runs: int) -> int:
             print(
                 f"{backend:<8} {'on' if on else 'off':>7} {m['p50']:>11.2f} {m['p99']:>8.2f} "
                 f"{m['create']:>9.0f} {m['update']:>9.0f} {m['delete']:>9.0f}"
+                f" {m['put cpu']:>12.2f} {m['create cpu']:>15.2f}"
             )
         # the cost, higher is worse: latencies on/off - 1, rates off/on - 1
         cost = [
             medians[True][k] / medians[False][k] - 1
-            if k in ("p50", "p99")
+            if k in ("p50", "p99", "put cpu", "create cpu")
             else medians[False][k] / medians[True][k] - 1
             for k in COLUMNS
         ]
-        widths = (11, 8, 9, 9, 9)
+        widths = (11, 8, 9, 9, 9, 12, 15)
         cells = " ".join(f"{c:>+{w}.1%}" for c, w in zip(cost, widths, strict=True))
         print(f"{backend:<8} {'cost':>7} {cells}")
     return 0
