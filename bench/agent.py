@@ -44,6 +44,7 @@ import urllib.request
 from pathlib import Path
 
 from dataplane import make_taps, wait_idle  # bench/dataplane.py
+from procstat import cpu_seconds  # bench/procstat.py
 from routeplane.lab import netns
 from routeplane.model.endpoint import decode, encode
 from routeplane.model.jsontypes import JSONObject, JSONValue
@@ -127,7 +128,9 @@ def scrape_until(port: int, stop: threading.Event, every: float = 0.5) -> list[i
 
 def one_size(
     n: int, metrics_port: int | None = None
-) -> tuple[int, int, float, float, float, float]:
+) -> tuple[int, int, float, float, float, float, float, float]:
+    """N, taps, cold start s, peak RSS MB, change p50 and p99 ms, and the agent's CPU
+    seconds for the cold start and CPU milliseconds per change."""
     tap_count = min(n, MAX_TAPS)
     with (
         netns.Cleanup() as cleanup,
@@ -177,6 +180,7 @@ def one_size(
             while len(seen) < n and time.monotonic() < deadline:
                 seen.update(e.key for e in reported.next_batch(timeout=0.5) if e.value is not None)
             cold = time.perf_counter() - started
+            cpu_cold = cpu_seconds(agent.pid)
             reported.close()
             assert programmed(store) == n, "the agent did not program every endpoint"
             latencies = []
@@ -189,6 +193,7 @@ def one_size(
                     time.sleep(0.0002)
                 latencies.append((time.perf_counter() - began) * 1000)
             rss = peak_rss_mb(agent.pid)
+            cpu_change = (cpu_seconds(agent.pid) - cpu_cold) / CHANGES * 1000
             last = record(0, "", extra=CHANGES)["fixed_ips"]
             assert isinstance(last, list)
             assert in_group_set(host, str(last[-1])), "the policy was not programmed"
@@ -208,6 +213,8 @@ def one_size(
         rss,
         statistics.median(latencies),
         ordered[int(0.99 * (len(ordered) - 1))],
+        cpu_cold,
+        cpu_change,
     )
 
 
@@ -215,29 +222,39 @@ def compare_metrics(sizes: list[int], runs: int, plot_dir: Path | None) -> int:
     """Cold start and one change with the metrics listener off and on, alternating."""
     from routeplane.testing.api import free_port
 
-    results: dict[tuple[int, bool], list[tuple[float, float, float]]] = {}
+    results: dict[tuple[int, bool], list[tuple[float, ...]]] = {}
     for _ in range(runs):
         for n in sizes:
             for on in (False, True):
-                _, _, cold, _, p50, p99 = one_size(n, free_port() if on else None)
-                results.setdefault((n, on), []).append((cold, p50, p99))
+                _, _, cold, _, p50, p99, cpu_cold, cpu_change = one_size(
+                    n, free_port() if on else None
+                )
+                results.setdefault((n, on), []).append((cold, p50, p99, cpu_cold, cpu_change))
     medians: dict[tuple[int, bool], tuple[float, ...]] = {}
     print(
         f"\nagent benchmark, metrics off vs on ({runs} runs each, medians; on: scraped every 0.5 s)"
     )
+    print("(CPU: the agent's own user+system time, children included: what a busy machine")
+    print(" disturbs least)")
     print(
-        "{:>7} {:>8} {:>14} {:>14} {:>10}".format(
-            "N", "metrics", "cold start s", "change p50 ms", "p99 ms"
+        "{:>7} {:>8} {:>14} {:>14} {:>10} {:>12} {:>14}".format(
+            "N", "metrics", "cold start s", "change p50 ms", "p99 ms", "cold CPU s", "CPU/change ms"
         )
     )
     for n in sizes:
         for on in (False, True):
             rows = results[(n, on)]
-            medians[n, on] = tuple(statistics.median(r[k] for r in rows) for k in range(3))
-            cold, p50, p99 = medians[n, on]
-            print(f"{n:>7,} {'on' if on else 'off':>8} {cold:>14.2f} {p50:>14.2f} {p99:>10.2f}")
-        ratio = [medians[n, True][k] / medians[n, False][k] - 1 for k in range(3)]
-        print(f"{n:>7,} {'on/off':>8} {ratio[0]:>+13.1%} {ratio[1]:>+13.1%} {ratio[2]:>+9.1%}")
+            medians[n, on] = tuple(statistics.median(r[k] for r in rows) for k in range(5))
+            cold, p50, p99, cpu_cold, cpu_change = medians[n, on]
+            print(
+                f"{n:>7,} {'on' if on else 'off':>8} {cold:>14.2f} {p50:>14.2f} {p99:>10.2f}"
+                f" {cpu_cold:>12.2f} {cpu_change:>14.2f}"
+            )
+        ratio = [medians[n, True][k] / medians[n, False][k] - 1 for k in range(5)]
+        print(
+            f"{n:>7,} {'on/off':>8} {ratio[0]:>+13.1%} {ratio[1]:>+13.1%} {ratio[2]:>+9.1%}"
+            f" {ratio[3]:>+11.1%} {ratio[4]:>+13.1%}"
+        )
     if plot_dir is not None:
         named = {"metrics off": False, "metrics on": True}
         plot(
@@ -289,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
             "N", "taps", "cold start s", "peak RSS MB", "change p50 ms", "p99 ms"
         )
     )
-    for n, taps, cold, rss, p50, p99 in rows:
+    for n, taps, cold, rss, p50, p99, _, _ in rows:
         print(f"{n:>7,} {taps:>6,} {cold:>14.2f} {rss:>12.1f} {p50:>14.2f} {p99:>10.2f}")
     if args.plot is not None:
         plot(

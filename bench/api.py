@@ -40,6 +40,7 @@ from typing import Any
 
 import httpx
 
+from procstat import cpu_seconds  # bench/procstat.py
 from routeplane.testing.api import ApiServer
 from routeplane.testing.etcd import EtcdServer
 from routeplane.testing.etcd_cluster import EtcdCluster
@@ -179,14 +180,20 @@ def throughput(
     return per_thread * THREADS / elapsed
 
 
+def cpu_seconds_of(servers: list[ApiServer]) -> float:
+    """The api processes' CPU time, together."""
+    return sum(cpu_seconds(server.pid) for server in servers)
+
+
 def measure(
     backend: str, where: Setup, metrics: bool = True, scrape: bool = False
 ) -> dict[str, float]:
     with apis_on(backend, where, metrics, scrape) as servers, client(servers[0]) as http:
         net, _subnet = setup(http)
-        before = round_trips(servers)
+        before, cpu_before = round_trips(servers), cpu_seconds_of(servers)
         latencies = move_latency(http, net, _subnet)
         put_trips = (round_trips(servers) - before) / MOVES
+        put_cpu = (cpu_seconds_of(servers) - cpu_before) / MOVES * 1000
         created: dict[int, str] = {}
 
         def create(c: httpx.Client, i: int) -> None:
@@ -201,13 +208,16 @@ def measure(
             if response.status_code != 204:
                 raise RuntimeError(response.text)
 
-        before = round_trips(servers)
+        before, cpu_before = round_trips(servers), cpu_seconds_of(servers)
         creates = throughput(servers, create, PORTS)
         create_trips = (round_trips(servers) - before) / PORTS
+        create_cpu = (cpu_seconds_of(servers) - cpu_before) / PORTS * 1000
         return {
             "p50": statistics.median(latencies),
             "p99": percentile(latencies, 99),
             "put trips": put_trips,
+            "put cpu": put_cpu,
+            "create cpu": create_cpu,
             "create": creates,
             "create trips": create_trips,
             "update": throughput(servers, update, PORTS),
@@ -215,7 +225,7 @@ def measure(
         }
 
 
-COLUMNS = ("p50", "p99", "create", "update", "delete")
+COLUMNS = ("p50", "p99", "create", "update", "delete", "put cpu", "create cpu")
 
 
 def compare_metrics(backends: list[str], runs: int, where: Setup) -> int:
@@ -226,8 +236,14 @@ def compare_metrics(backends: list[str], runs: int, where: Setup) -> int:
             for on in (False, True):
                 results.setdefault((backend, on), []).append(measure(backend, where, on, scrape=on))
     print(f"api benchmark, metrics off vs on ({runs} runs each, medians; on: scraped every 0.5 s)")
+    print("(CPU: the api process's own user+system time per request: what a busy machine")
+    print(" disturbs least)")
     header = ("backend", "metrics", "PUT p50 ms", "p99 ms", "create/s", "update/s", "delete/s")
-    print("{:<8} {:>7} {:>11} {:>8} {:>9} {:>9} {:>9}".format(*header))
+    print(
+        "{:<8} {:>7} {:>11} {:>8} {:>9} {:>9} {:>9} {:>12} {:>15}".format(
+            *header, "PUT CPU ms", "create CPU ms"
+        )
+    )
     for backend in backends:
         medians = {
             on: {k: statistics.median(r[k] for r in results[backend, on]) for k in COLUMNS}
@@ -238,15 +254,16 @@ def compare_metrics(backends: list[str], runs: int, where: Setup) -> int:
             print(
                 f"{backend:<8} {'on' if on else 'off':>7} {m['p50']:>11.2f} {m['p99']:>8.2f} "
                 f"{m['create']:>9.0f} {m['update']:>9.0f} {m['delete']:>9.0f}"
+                f" {m['put cpu']:>12.2f} {m['create cpu']:>15.2f}"
             )
         # the cost, higher is worse: latencies on/off - 1, rates off/on - 1
         cost = [
             medians[True][k] / medians[False][k] - 1
-            if k in ("p50", "p99")
+            if k in ("p50", "p99", "put cpu", "create cpu")
             else medians[False][k] / medians[True][k] - 1
             for k in COLUMNS
         ]
-        widths = (11, 8, 9, 9, 9)
+        widths = (11, 8, 9, 9, 9, 12, 15)
         cells = " ".join(f"{c:>+{w}.1%}" for c, w in zip(cost, widths, strict=True))
         print(f"{backend:<8} {'cost':>7} {cells}")
     return 0
