@@ -12,6 +12,7 @@ import pytest
 from routeplane.agent.health import HealthChecker, checks, next_due
 from routeplane.dataplane.health import Check
 from routeplane.model.endpoint import EndpointRecord, encode
+from routeplane.model.jsontypes import JSONObject
 from routeplane.store import Store
 
 pytestmark = pytest.mark.unit
@@ -134,3 +135,38 @@ def test_the_failure_is_written_when_the_thresholdth_probe_ends(store: Store) ->
     assert got["consecutive_failures"] == 3
     assert 0.09 <= took < 0.3, took  # failures at 0, 0.05, 0.10 s
     checker.close()
+
+
+class SilentFeed:
+    """An endpoint feed whose first snapshot has not arrived yet (the agent's follower,
+    just started, still reading the store): every poll answers nothing."""
+
+    def __init__(self) -> None:
+        self.polls = 0
+
+    def poll(self, timeout: float) -> list[Any]:
+        self.polls += 1
+        return []
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_restarted_checker_keeps_the_records_until_it_has_read_its_endpoints(
+    store: Store,
+) -> None:
+    """An agent restart must not disturb a service IP: the records the previous process
+    wrote stay until the new one knows its endpoints (a sweep on an empty view deleted
+    every one of them, and the controller saw the host's reports vanish)."""
+    store.put(f"{ROOT}endpoints/node1/p1", encode(endpoint("p1", "10.28.0.13", SIP)))
+    store.put(f"{ROOT}service_ips/sip1", service_ip("p1"))
+    earlier: JSONObject = {"healthy": True, "checked_at": time.time(), "consecutive_failures": 0}
+    store.put(f"{ROOT}health/node1/sip1/p1", earlier)
+    feed = SilentFeed()
+    checker = HealthChecker(store, "node1", FakeProbe(), heartbeat=10, endpoints=feed)
+    try:
+        run_for(checker, 0.1)
+        assert feed.polls > 0
+        assert record(store, "p1") == earlier
+    finally:
+        checker.close()

@@ -13,7 +13,10 @@ to ``port`` or an HTTP GET of ``path``, and writes::
 ``healthy`` turns false when ``consecutive_failures`` reaches ``failure_threshold``. A
 record is rewritten whenever it changes and at least every ``heartbeat`` seconds, so the
 controller can tell a silent checker (stale) from a healthy one; records of ports this
-host no longer has, or of service IPs that are gone, are deleted.
+host no longer has, or of service IPs that are gone, are deleted — but only once this
+process has read both its endpoint records and the service IPs: a restarted agent that
+swept on an empty view would delete every record its predecessor wrote, and the
+controller would see the host's reports vanish.
 
 Probes run on a small pool of threads with a timeout below the interval, so one VM that
 swallows packets does not delay the others, and the checker runs beside the reconcile
@@ -148,6 +151,10 @@ class HealthChecker:
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="health")
         self._dirty = True
         self._swept = False
+        # the feeds whose first snapshot has arrived: until both have, this process does
+        # not know what to check, and the records a previous one wrote are left alone
+        self._read: set[str] = set()
+        self._polled = False
         self._wake = threading.Event()  # set when a probe ends
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -171,14 +178,19 @@ class HealthChecker:
         one ends."""
         now = self.clock()
         pause = min([wait, *(s.due - now for s in self.states.values() if s.running is None)])
-        if pause > 0 and self._swept:  # (not before the first look at what to check)
+        if len(self._read) < 2 and self._polled:  # the snapshots are on their way
+            pause = min(pause, 0.01)
+        elif not self._swept:  # not before the first look at what to check
+            pause = 0
+        if pause > 0:
             self._wake.wait(pause)
+        self._polled = True
         self._wake.clear()  # before looking at the probes: one ending from now wakes the next
         self._take(
             self.endpoints.poll(0), self.endpoint_docs, self.endpoints_prefix, decode_or_none
         )
         self._take(self.sips.poll(0), self.sip_docs, self.sips_prefix, _document)
-        if self._dirty:
+        if self._dirty and len(self._read) == 2:
             self._reconcile()
         now = self.clock()
         for key, state in list(self.states.items()):
@@ -206,6 +218,7 @@ class HealthChecker:
         decode: Callable[[object], T | None],
     ) -> None:
         if isinstance(news, Snapshot):
+            self._read.add(prefix)
             into.clear()
             for k, kv in news.items.items():
                 if (doc := decode(kv.value)) is not None:
