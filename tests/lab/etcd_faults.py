@@ -28,6 +28,7 @@ from routeplane.lab.neutron import ApiError, Neutron
 from routeplane.lab.topology import Node, Topology
 
 THREADS = 2
+PACE = 0.02  # seconds between one worker's requests: a steady load, not a flood
 
 
 @dataclass
@@ -69,7 +70,7 @@ class Load:
         api = Neutron(url, token)
         count = 0
         try:
-            while not self._stop.is_set() and count < 2000:
+            while not self._stop.wait(PACE) and count < 2000:
                 count += 1
                 name = f"{tag}-{worker}-{count}"
                 body = {
