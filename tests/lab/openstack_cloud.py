@@ -13,7 +13,6 @@ import json
 import os
 import random
 import shlex
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ from routeplane.lab.openstack import NOVA_API
 from routeplane.lab.openstack_conf import OFFSETS
 from routeplane.lab.waiting import wait_until
 from routeplane.store import open_store
+from routeplane.testing.api import port_free
 
 OPENSTACK = str(Path(sys.executable).with_name("openstack"))
 CREATING = " Creating event "
@@ -103,15 +103,6 @@ class Cloud:
         return [k for k in self.store_items() if port_id in k]
 
 
-def _free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def lab_port() -> int:
     """An api port for ``lab up --openstack`` whose whole block (the api, then Keystone,
     Placement, Nova, RabbitMQ at fixed offsets) is free and below the kernel's ephemeral
@@ -122,7 +113,7 @@ def lab_port() -> int:
     span = max(OFFSETS.values()) + 1
     for _ in range(200):
         port = random.randrange(20000, first - span)
-        if all(_free(port + offset) for offset in range(span)):
+        if all(port_free(port + offset) for offset in range(span)):
             return port
     raise AssertionError("no free block of loopback ports below the ephemeral range")
 

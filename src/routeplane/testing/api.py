@@ -64,12 +64,13 @@ def free_port_block(size: int) -> int:
     ``--openstack`` listens at fixed offsets above its api's port)."""
     for _ in range(100):
         base = free_port()
-        if base + size < 65536 and all(_bindable(base + k) for k in range(1, size)):
+        if base + size < 65536 and all(port_free(base + k) for k in range(1, size)):
             return base
     raise RuntimeError(f"no {size} free loopback ports in a row")
 
 
-def _bindable(port: int) -> bool:
+def port_free(port: int) -> bool:
+    """Whether a listener could bind ``127.0.0.1:port`` now."""
     with socket.socket() as sock:
         try:
             sock.bind(("127.0.0.1", port))
@@ -221,6 +222,7 @@ __all__ = [
     "free_port",
     "free_port_block",
     "launch",
+    "port_free",
     "terminate",
     "wait_until_answers",
 ]
